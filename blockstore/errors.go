@@ -1,0 +1,32 @@
+package blockstore
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrFull means no space is left for block data (ENOSPC while growing).
+	ErrFull = errors.New("blockstore: no space left on device")
+	// ErrCorrupt means stored bytes failed their checksum or are malformed.
+	ErrCorrupt = errors.New("blockstore: corrupt data")
+	// ErrRange means a slot number beyond the store's capacity.
+	ErrRange = errors.New("blockstore: slot out of range")
+	// ErrClosed means the store was used after Close or after a failed write.
+	ErrClosed = errors.New("blockstore: store is closed")
+	// ErrLocked means another process holds the lock on a directory.
+	ErrLocked = errors.New("blockstore: locked by another process")
+)
+
+// CorruptError names the slots whose records failed their checksum.
+type CorruptError struct {
+	What  string
+	Slots []Slot
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("blockstore: corrupt %s in %d slot(s), first %d", e.What, len(e.Slots), e.Slots[0])
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) hold.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }

@@ -1,0 +1,124 @@
+package blockstore
+
+// Every file system call of the project that the standard library does not
+// offer lives here: fallocate, fdatasync, O_DIRECT and flock.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// directAlign is the buffer and offset alignment O_DIRECT needs.
+const directAlign = 4096
+
+func retryEINTR(f func() error) error {
+	for {
+		err := f()
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// preallocate reserves [off, off+n) of f on disk. ENOSPC becomes ErrFull.
+func preallocate(f *os.File, off, n int64) error {
+	err := retryEINTR(func() error { return unix.Fallocate(int(f.Fd()), 0, off, n) })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		return fmt.Errorf("%w: preallocating %s: %v", ErrFull, f.Name(), err)
+	case errors.Is(err, unix.EOPNOTSUPP):
+		// File systems without fallocate: extend the file instead.
+		return f.Truncate(off + n)
+	default:
+		return fmt.Errorf("blockstore: fallocate %s: %w", f.Name(), err)
+	}
+}
+
+// Fdatasync makes f's data (and the metadata needed to read it) durable.
+func Fdatasync(f *os.File) error {
+	err := retryEINTR(func() error { return unix.Fdatasync(int(f.Fd())) })
+	if err != nil {
+		return fmt.Errorf("blockstore: fdatasync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// SyncDir makes a directory's entries (created, renamed, removed files) durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blockstore: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blockstore: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openDirect opens path read-only with O_DIRECT, or without it where the
+// file system refuses (tmpfs). direct tells which one it got.
+func openDirect(path string) (f *os.File, direct bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	if err == nil {
+		return f, true, nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return nil, false, err
+	}
+	f, err = os.Open(path)
+	return f, false, err
+}
+
+// alignedBuf returns a zeroed buffer of n bytes aligned for O_DIRECT.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+directAlign)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	if off != 0 {
+		off = directAlign - off
+	}
+	return b[off : off+n : off+n]
+}
+
+func isAligned(p []byte) bool {
+	return len(p) > 0 && uintptr(unsafe.Pointer(&p[0]))&(directAlign-1) == 0
+}
+
+// LockDir takes an exclusive lock on dir/LOCK for the life of the returned
+// file. A lock held by another process is ErrLocked.
+func LockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: lock %s: %w", dir, err)
+	}
+	err = retryEINTR(func() error { return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) })
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("blockstore: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// AllocatedBytes is the space a file occupies on disk (sparse files count
+// only their allocated blocks).
+func AllocatedBytes(path string) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Blocks * 512, nil
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}

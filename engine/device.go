@@ -1,0 +1,59 @@
+package engine
+
+// Device is a handle on one device of an Engine. Its methods are safe for
+// concurrent use and match the ublk backend interface (engine itself knows
+// nothing of kernel devices). Offsets and lengths must be multiples of 512.
+type Device struct {
+	e *Engine
+	m *Map
+}
+
+// Name is the device's name.
+func (d *Device) Name() string { return d.m.hdr.Name }
+
+// ID is the device's number in the store.
+func (d *Device) ID() uint32 { return d.m.hdr.ID }
+
+// Size is the device's size in bytes.
+func (d *Device) Size() int64 { return d.m.hdr.Size }
+
+// Stats describes the device.
+func (d *Device) Stats() DeviceStats { return d.m.stats() }
+
+// ReadAt reads len(p) bytes at off. Unwritten blocks read as zeros.
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.e.read(d.m, p, off); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAt writes p at off. It is durable once Flush returns.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	if err := d.e.write(d.m, p, off, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAtFUA writes p at off and returns once it is durable.
+func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) {
+	if _, err := d.WriteAt(p, off); err != nil {
+		return 0, err
+	}
+	if err := d.e.Flush(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush makes every completed write durable (of every device of the store:
+// one commit serves them all).
+func (d *Device) Flush() error { return d.e.Flush() }
+
+// Discard drops the range's content: it reads back as zeros and its blocks
+// are released.
+func (d *Device) Discard(off, length int64) error { return d.e.write(d.m, nil, off, true, length) }
+
+// WriteZeroes makes the range read back as zeros (zero blocks take no space).
+func (d *Device) WriteZeroes(off, length int64) error { return d.e.write(d.m, nil, off, true, length) }

@@ -1,0 +1,348 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"blockhash/blockstore"
+	"blockhash/index"
+)
+
+// A device's map file ("devices/NAME.map") maps each logical 4 KiB block to
+// the key of its content and, as a location hint, the slot holding it. The
+// key makes a map meaningful in any store; the slot saves a lookup per read.
+//
+// Layout: a 4096-byte header, then pages of 4096 bytes, each holding
+// mapPerPage entries of 48 bytes (16 bytes of each page unused):
+//
+//	entry: 0 32 digest | 32 4 CRC-32C of the block | 36 8 slot | 44 4 CRC-32C of bytes 0..43
+//
+// An all-zero entry is an unwritten or zero block; the file is sparse, so
+// such blocks cost nothing on disk.
+//
+// Header: 0 8 magic "BHMAP\0\0\1" | 8 4 version | 12 4 device id | 16 8 size
+// in bytes | 24 8 created (Unix ns) | 32 2 name length | 34 .. name |
+// 4092 4 CRC-32C of bytes 0..4091.
+const (
+	mapHeaderSize = 4096
+	mapPageSize   = 4096
+	mapEntrySize  = 48
+	mapPerPage    = mapPageSize / mapEntrySize // 85
+	maxNameLen    = 64
+)
+
+var mapMagic = [8]byte{'B', 'H', 'M', 'A', 'P', 0, 0, 1}
+
+type mapEntry struct {
+	Key  index.Key
+	Slot uint64
+}
+
+func (e mapEntry) isZero() bool { return e == mapEntry{} }
+
+func (e mapEntry) encode(b []byte) {
+	if e.isZero() {
+		clear(b[:mapEntrySize])
+		return
+	}
+	e.Key.Encode(b[:index.KeySize])
+	binary.LittleEndian.PutUint64(b[36:], e.Slot)
+	binary.LittleEndian.PutUint32(b[44:], crc32.Checksum(b[:44], castagnoli))
+}
+
+func decodeMapEntry(b []byte) (mapEntry, bool) {
+	if len(b) < mapEntrySize {
+		return mapEntry{}, false
+	}
+	if isZero(b[:mapEntrySize]) {
+		return mapEntry{}, true
+	}
+	if crc32.Checksum(b[:44], castagnoli) != binary.LittleEndian.Uint32(b[44:]) {
+		return mapEntry{}, false
+	}
+	k, _ := index.DecodeKey(b[:index.KeySize])
+	return mapEntry{Key: k, Slot: binary.LittleEndian.Uint64(b[36:])}, true
+}
+
+func entryOffset(lba uint64) int64 {
+	return mapHeaderSize + int64(lba/mapPerPage)*mapPageSize + int64(lba%mapPerPage)*mapEntrySize
+}
+
+func mapFileSize(blocks uint64) int64 {
+	return mapHeaderSize + int64((blocks+mapPerPage-1)/mapPerPage)*mapPageSize
+}
+
+type mapHeader struct {
+	ID      uint32
+	Size    int64
+	Created time.Time
+	Name    string
+}
+
+func (h *mapHeader) encode() []byte {
+	b := make([]byte, mapHeaderSize)
+	copy(b, mapMagic[:])
+	binary.LittleEndian.PutUint32(b[8:], FormatVersion)
+	binary.LittleEndian.PutUint32(b[12:], h.ID)
+	binary.LittleEndian.PutUint64(b[16:], uint64(h.Size))
+	binary.LittleEndian.PutUint64(b[24:], uint64(h.Created.UnixNano()))
+	binary.LittleEndian.PutUint16(b[32:], uint16(len(h.Name)))
+	copy(b[34:], h.Name)
+	binary.LittleEndian.PutUint32(b[4092:], crc32.Checksum(b[:4092], castagnoli))
+	return b
+}
+
+func decodeMapHeader(b []byte) (mapHeader, error) {
+	var h mapHeader
+	if len(b) < mapHeaderSize {
+		return h, fmt.Errorf("%w: map header truncated (%d bytes)", ErrCorrupt, len(b))
+	}
+	if [8]byte(b[:8]) != mapMagic {
+		return h, fmt.Errorf("%w: not a blockhash map", ErrCorrupt)
+	}
+	if crc32.Checksum(b[:4092], castagnoli) != binary.LittleEndian.Uint32(b[4092:]) {
+		return h, fmt.Errorf("%w: map header checksum mismatch", ErrCorrupt)
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
+		return h, fmt.Errorf("%w: map format version %d", ErrFormat, v)
+	}
+	h.ID = binary.LittleEndian.Uint32(b[12:])
+	h.Size = int64(binary.LittleEndian.Uint64(b[16:]))
+	h.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(b[24:])))
+	n := int(binary.LittleEndian.Uint16(b[32:]))
+	if n == 0 || n > maxNameLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 {
+		return h, fmt.Errorf("%w: map header fields out of range", ErrCorrupt)
+	}
+	h.Name = string(b[34 : 34+n])
+	return h, nil
+}
+
+// Map is one device's map: the file plus the changes not yet written to it.
+type Map struct {
+	hdr    mapHeader
+	path   string
+	f      *os.File
+	blocks uint64
+
+	// mapped counts non-zero entries (maintained by the engine's writers).
+	mapped atomic.Int64
+	// deleted is set once the device is deleted: I/O then fails.
+	deleted atomic.Bool
+
+	// mu guards cur and sealed. Readers of the file hold it shared so a
+	// commit cannot drop a sealed entry between their overlay check and
+	// their file read.
+	mu     sync.RWMutex
+	cur    map[uint64]mapEntry // changes since the last seal
+	sealed map[uint64]mapEntry // changes the running commit is writing
+}
+
+func createMap(path string, h mapHeader) (*Map, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	blocks := uint64(h.Size / blockstore.BlockSize)
+	fail := func(err error) (*Map, error) {
+		f.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	if _, err := f.WriteAt(h.encode(), 0); err != nil {
+		return fail(fmt.Errorf("engine: write map header: %w", err))
+	}
+	if err := f.Truncate(mapFileSize(blocks)); err != nil {
+		return fail(fmt.Errorf("engine: size map: %w", err))
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("engine: sync map: %w", err))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(fmt.Errorf("engine: %w", err))
+	}
+	return &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}, nil
+}
+
+// openMap opens a map file, checks it whole and counts its entries; each
+// non-zero entry is passed to visit (which may be nil).
+func openMap(path string, visit func(lba uint64, e mapEntry)) (*Map, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	m, err := scanMap(f, path, visit)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func scanMap(f *os.File, path string, visit func(lba uint64, e mapEntry)) (*Map, error) {
+	hb := make([]byte, mapHeaderSize)
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, mapHeaderSize), hb); err != nil {
+		return nil, fmt.Errorf("%s: %w: map header truncated", path, ErrCorrupt)
+	}
+	h, err := decodeMapHeader(hb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	blocks := uint64(h.Size / blockstore.BlockSize)
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if st.Size() != mapFileSize(blocks) {
+		return nil, fmt.Errorf("%s: %w: map is %d bytes, want %d (truncated?)", path, ErrCorrupt, st.Size(), mapFileSize(blocks))
+	}
+	m := &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}
+	const chunkPages = 256
+	buf := make([]byte, chunkPages*mapPageSize)
+	var mapped int64
+	for page := uint64(0); page*mapPerPage < blocks; page += chunkPages {
+		n, err := f.ReadAt(buf, mapHeaderSize+int64(page)*mapPageSize)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("engine: read map %s: %w", path, err)
+		}
+		for p := 0; p*mapPageSize < n; p++ {
+			pg := buf[p*mapPageSize : (p+1)*mapPageSize]
+			if isZero(pg) {
+				continue
+			}
+			for i := range mapPerPage {
+				lba := (page+uint64(p))*mapPerPage + uint64(i)
+				e, ok := decodeMapEntry(pg[i*mapEntrySize:])
+				if !ok || (lba >= blocks && !e.isZero()) {
+					return nil, fmt.Errorf("%s: %w: map entry for block %d fails its checksum", path, ErrCorrupt, lba)
+				}
+				if !e.isZero() {
+					mapped++
+					if visit != nil {
+						visit(lba, e)
+					}
+				}
+			}
+		}
+	}
+	m.mapped.Store(mapped)
+	return m, nil
+}
+
+// get returns the entry of lba: overlay first, then the file.
+func (m *Map) get(lba uint64) (mapEntry, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if e, ok := m.cur[lba]; ok {
+		return e, nil
+	}
+	if e, ok := m.sealed[lba]; ok {
+		return e, nil
+	}
+	var b [mapEntrySize]byte
+	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); err != nil {
+		return mapEntry{}, fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	}
+	e, ok := decodeMapEntry(b[:])
+	if !ok {
+		return mapEntry{}, fmt.Errorf("%w: map %s block %d fails its checksum", ErrCorrupt, m.hdr.Name, lba)
+	}
+	return e, nil
+}
+
+// set records a change; the caller holds the block's lock and the epoch.
+func (m *Map) set(lba uint64, e mapEntry) {
+	m.mu.Lock()
+	m.cur[lba] = e
+	m.mu.Unlock()
+}
+
+// seal moves the pending changes aside for a commit.
+func (m *Map) seal() map[uint64]mapEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.cur) == 0 {
+		return nil
+	}
+	m.sealed = m.cur
+	m.cur = make(map[uint64]mapEntry, len(m.sealed))
+	return m.sealed
+}
+
+// writeEntries writes entries into the file by page (read, modify, write)
+// and syncs it. It is idempotent (journal replay calls it too).
+func (m *Map) writeEntries(entries map[uint64]mapEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	lbas := make([]uint64, 0, len(entries))
+	for lba := range entries {
+		lbas = append(lbas, lba)
+	}
+	sort.Slice(lbas, func(i, j int) bool { return lbas[i] < lbas[j] })
+	page := make([]byte, mapPageSize)
+	for i := 0; i < len(lbas); {
+		pg := lbas[i] / mapPerPage
+		off := mapHeaderSize + int64(pg)*mapPageSize
+		if _, err := m.f.ReadAt(page, off); err != nil {
+			return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+		}
+		for ; i < len(lbas) && lbas[i]/mapPerPage == pg; i++ {
+			entries[lbas[i]].encode(page[(lbas[i]%mapPerPage)*mapEntrySize:])
+		}
+		if _, err := m.f.WriteAt(page, off); err != nil {
+			return fmt.Errorf("engine: write map %s: %w", m.hdr.Name, err)
+		}
+	}
+	return blockstore.Fdatasync(m.f)
+}
+
+// dropSealed forgets the sealed changes once they are in the file.
+func (m *Map) dropSealed() {
+	m.mu.Lock()
+	m.sealed = nil
+	m.mu.Unlock()
+}
+
+// each calls fn for every non-zero entry, overlays applied.
+func (m *Map) each(fn func(lba uint64, e mapEntry) error) error {
+	m.mu.RLock()
+	over := make(map[uint64]mapEntry, len(m.cur)+len(m.sealed))
+	for k, v := range m.sealed {
+		over[k] = v
+	}
+	for k, v := range m.cur {
+		over[k] = v
+	}
+	m.mu.RUnlock()
+	var fnErr error
+	_, err := scanMap(m.f, m.path, func(lba uint64, e mapEntry) {
+		if _, ok := over[lba]; !ok && fnErr == nil {
+			fnErr = fn(lba, e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if fnErr != nil {
+		return fnErr
+	}
+	for lba, e := range over {
+		if !e.isZero() {
+			if err := fn(lba, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Map) close() error { return m.f.Close() }

@@ -1,0 +1,47 @@
+// Package engine owns a Blockhash store: a directory holding a superblock,
+// the content index (package index), block data (package blockstore), one
+// map file per device and a journal. It serves device I/O (ReadAt, WriteAt,
+// Flush, Discard, WriteZeroes at any 512-byte-aligned offset and length)
+// and knows nothing of kernel devices.
+//
+// # Basics
+//
+// Every 4 KiB block written is hashed (SHA-256 or, for compatibility, SHA-1,
+// plus a CRC-32C). Zero blocks are never stored: their map entry stays empty.
+// A block whose key is in the index gains a reference; a new one is written
+// to a free slot and indexed. Overwrite, discard and device deletion drop
+// references; a slot whose count reaches zero is unindexed at once and
+// reused once that change is committed. Reads go from the map entry straight
+// to the slot (the entry carries it) and are checked against the key's CRC.
+//
+// # Durability
+//
+// Changes collect in memory (map overlays, the index overlay, dirty slot
+// records) and are committed by Flush, by a background timer, or when too
+// many are pending. A commit seals the changes, syncs the block data, writes
+// one journal record (the commit point), applies it to the map files, slot
+// records and LevelDB, and empties the journal. A crash at any instant
+// leaves the state of the last commit: a complete journal record is
+// replayed at open, a torn one never happened. Block data is only ever
+// written to slots no committed state refers to, so each block reads old or
+// new content, never a mix. After a failed metadata write the engine
+// refuses further writes (ErrFailed); reopening recovers.
+//
+// # Concurrency
+//
+// An Engine and its Devices are safe for concurrent use. Lock order:
+// epoch (shared by writers, exclusive only while a commit seals) -> a
+// block's lock (striped by device and block) -> a key's lock (striped by
+// key) -> the small mutexes of the allocator, dirty set, maps and index.
+// Two writers of one block never interleave; a read concurrent with a write
+// returns old or new content. Readers hold reuseMu shared, so a slot they
+// looked up is not reused before they read it. Commits are serialised by
+// commitMu, the only lock held across fsync; writers go on meanwhile.
+// Hashing of large requests is spread over GOMAXPROCS goroutines.
+//
+// # Memory
+//
+// Per stored slot: 4 bytes of reference count. Per unique block: the
+// index's level one (5 to 8 bytes). Uncommitted changes are bounded by
+// Options.CommitChanges (writers wait at four times it).
+package engine

@@ -1,0 +1,684 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"blockhash/blockstore"
+	"blockhash/index"
+)
+
+// BlockSize is the dedup unit.
+const BlockSize = blockstore.BlockSize
+
+// SectorSize is the alignment of every offset and length.
+const SectorSize = 512
+
+// Options configure Create and Open. Zero values take defaults.
+type Options struct {
+	// Creation only.
+	Hash       HashAlg
+	Verify     bool
+	ExtentSize int64 // default blockstore.DefaultExtentSize
+
+	// CommitChanges is the number of uncommitted block changes after which
+	// a background commit starts (default 65536, 256 MiB of writes); at
+	// four times that, writers wait for a commit.
+	CommitChanges int
+	// CommitInterval commits pending changes in the background (default 5s;
+	// negative disables).
+	CommitInterval time.Duration
+	Index          index.Options
+	Logger         zerolog.Logger
+	// Repair lets Open proceed past corrupt slot records, for Fsck.
+	Repair bool
+}
+
+// Engine is an open store: it serves reads and writes of its devices.
+type Engine struct {
+	dir  string
+	sb   Superblock
+	opts Options
+	log  zerolog.Logger
+	lock *os.File
+
+	ix *index.Index
+	bs blockstore.Store
+	jn *journal
+
+	// epoch is held shared by every metadata change and exclusively by a
+	// commit while it seals the changes made so far.
+	epoch sync.RWMutex
+	// blockLocks serialise changes to one logical block (striped).
+	blockLocks [1024]sync.Mutex
+	// keyLocks serialise lookup, reference and release of one key (striped).
+	keyLocks [1024]sync.Mutex
+	// reuseMu is held shared by readers while they read slots, and
+	// exclusively while freed slots are handed back for reuse, so a reader
+	// never reads a slot that was reused under it.
+	reuseMu sync.RWMutex
+	// commitMu serialises commits (held across their fsyncs by design: one
+	// commit at a time, writers go on meanwhile).
+	commitMu sync.Mutex
+
+	refs  refTable
+	alloc allocator
+
+	// dirtyMu guards dirty, unindexed and deleting.
+	dirtyMu   sync.Mutex
+	dirty     map[uint64]slotTag // slots changed since the last seal
+	unindexed map[uint64]bool    // live slots not in the index (verify collisions)
+	deleting  []*Map             // devices deleted since the last seal
+
+	// devMu guards byName, byID and nextID.
+	devMu  sync.RWMutex
+	byName map[string]*Map
+	byID   map[uint32]*Map
+	nextID uint32
+
+	changes atomic.Int64 // uncommitted block changes
+	unique  atomic.Int64 // live slots
+	seq     uint64       // last commit's sequence (under commitMu)
+	failed  atomic.Pointer[error]
+
+	kick   chan struct{}
+	stop   chan struct{}
+	bgDone chan struct{}
+	closed atomic.Bool
+}
+
+type slotTag struct {
+	key   index.Key
+	flags uint32
+	fresh bool // stored in this epoch: its index entry is new
+}
+
+// refTable holds each slot's reference count in memory (4 bytes a slot).
+type refTable struct {
+	// mu guards chunks (append only; a chunk never moves).
+	mu     sync.RWMutex
+	chunks [][]uint32
+	per    uint64
+}
+
+func (r *refTable) ptr(slot uint64) *uint32 {
+	r.mu.RLock()
+	c := r.chunks[slot/r.per]
+	r.mu.RUnlock()
+	return &c[slot%r.per]
+}
+
+func (r *refTable) get(slot uint64) uint32 { return atomic.LoadUint32(r.ptr(slot)) }
+
+func (r *refTable) grow(slots uint64) {
+	r.mu.Lock()
+	for uint64(len(r.chunks))*r.per < slots {
+		r.chunks = append(r.chunks, make([]uint32, r.per))
+	}
+	r.mu.Unlock()
+}
+
+// allocator hands out free slots.
+type allocator struct {
+	// mu guards free, hwm and freeing.
+	mu      sync.Mutex
+	free    []uint64 // freed slots, reusable
+	hwm     uint64   // slots at or above hwm were never used
+	freeing []uint64 // freed since the last seal: reusable once committed
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidName checks a device name.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: device name %q (use 1-64 letters, digits, '.', '_', '-')", ErrInvalid, name)
+	}
+	return nil
+}
+
+// Create initialises an empty store in dir.
+func Create(dir string, o Options) error {
+	if o.Hash == 0 {
+		o.Hash = SHA256
+	}
+	if o.ExtentSize == 0 {
+		o.ExtentSize = blockstore.DefaultExtentSize
+	}
+	if o.ExtentSize < 16*BlockSize || o.ExtentSize%BlockSize != 0 {
+		return fmt.Errorf("%w: extent size %d (a multiple of 4 KiB, at least 64 KiB)", ErrInvalid, o.ExtentSize)
+	}
+	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
+		return fmt.Errorf("%w: a store already exists in %s", ErrExists, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("engine: create store: %w", err)
+	}
+	probe := filepath.Join(dir, ".probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		return fmt.Errorf("engine: store directory %s is not writable: %w", dir, err)
+	}
+	os.Remove(probe)
+	for _, sub := range []string{"blocks", "devices"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+	}
+	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
+		ExtentSize: o.ExtentSize, Created: time.Now()}
+	return writeFileDurable(filepath.Join(dir, superblockName), sb.Encode())
+}
+
+// Open opens the store in dir, replaying an interrupted commit if any.
+func Open(dir string, o Options) (*Engine, error) {
+	sb, err := readSuperblock(dir)
+	if err != nil {
+		return nil, err
+	}
+	if o.CommitChanges <= 0 {
+		o.CommitChanges = 65536
+	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = 5 * time.Second
+	}
+	lock, err := blockstore.LockDir(dir)
+	if err != nil {
+		if errors.Is(err, blockstore.ErrLocked) {
+			return nil, fmt.Errorf("store %s is in use by another blockhash process: %w", dir, err)
+		}
+		return nil, err
+	}
+	e := &Engine{dir: dir, sb: sb, opts: o, log: o.Logger, lock: lock,
+		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{},
+		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+	if err := e.open(); err != nil {
+		e.closeFiles()
+		return nil, err
+	}
+	go e.background()
+	return e, nil
+}
+
+func (e *Engine) open() error {
+	var err error
+	if e.bs, err = blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize); err != nil {
+		return err
+	}
+	if e.ix, err = index.Open(filepath.Join(e.dir, "index"), e.opts.Index); err != nil {
+		return err
+	}
+	if e.jn, err = openJournal(filepath.Join(e.dir, journalName)); err != nil {
+		return err
+	}
+	if err := e.openMaps(); err != nil {
+		return err
+	}
+	rec, err := e.jn.read()
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		e.log.Info().Uint64("seq", rec.Seq).Int("maps", len(rec.Maps)).Int("slots", len(rec.Slots)).Msg("replaying journal")
+		if err := e.applyRecord(rec, true); err != nil {
+			return fmt.Errorf("engine: journal replay: %w", err)
+		}
+		if err := e.jn.reset(); err != nil {
+			return err
+		}
+		e.seq = rec.Seq
+		for _, m := range e.byID {
+			m.close()
+		}
+		e.byID, e.byName = map[uint32]*Map{}, map[string]*Map{}
+		if err := e.openMaps(); err != nil {
+			return err
+		}
+	}
+	return e.loadSlots()
+}
+
+func (e *Engine) openMaps() error {
+	dir := filepath.Join(e.dir, "devices")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	for _, de := range ents {
+		name := de.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			continue
+		}
+		if !strings.HasSuffix(name, ".map") {
+			continue
+		}
+		m, err := openMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			return err
+		}
+		if m.hdr.Name+".map" != name {
+			m.close()
+			return fmt.Errorf("%w: map %s names device %q", ErrCorrupt, name, m.hdr.Name)
+		}
+		if _, dup := e.byID[m.hdr.ID]; dup {
+			m.close()
+			return fmt.Errorf("%w: two maps with device id %d", ErrCorrupt, m.hdr.ID)
+		}
+		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
+		e.nextID = max(e.nextID, m.hdr.ID+1)
+	}
+	return nil
+}
+
+// loadSlots reads every slot record: reference counts, free slots, the high
+// water mark.
+func (e *Engine) loadSlots() error {
+	per := e.sb.ExtentSize / BlockSize
+	e.refs.per = uint64(per)
+	total := e.bs.Slots()
+	e.refs.grow(total)
+	const chunk = 4096
+	recs := make([]blockstore.Meta, chunk)
+	var unique int64
+	for first := uint64(0); first < total; first += chunk {
+		n := min(chunk, total-first)
+		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
+		var ce *blockstore.CorruptError
+		if errors.As(err, &ce) {
+			if !e.opts.Repair {
+				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
+			}
+			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")
+		} else if err != nil {
+			return err
+		}
+		for i := range n {
+			r := &recs[i]
+			slot := first + i
+			if r.IsZero() {
+				continue
+			}
+			e.alloc.hwm = slot + 1
+			*e.refs.ptr(slot) = r.Refs
+			if r.Refs > 0 {
+				unique++
+				if r.Flags&blockstore.FlagIndexed == 0 {
+					e.unindexed[slot] = true
+				}
+			}
+		}
+	}
+	for slot := range e.alloc.hwm {
+		if e.refs.get(slot) == 0 {
+			e.alloc.free = append(e.alloc.free, slot)
+		}
+	}
+	// Hand out low slots first.
+	sort.Slice(e.alloc.free, func(i, j int) bool { return e.alloc.free[i] > e.alloc.free[j] })
+	e.unique.Store(unique)
+	return nil
+}
+
+// Close commits pending changes and closes the store.
+func (e *Engine) Close() error {
+	if e.closed.Swap(true) {
+		return nil
+	}
+	close(e.stop)
+	<-e.bgDone
+	err := e.commit()
+	if errors.Is(err, ErrFailed) {
+		err = nil // already reported; reopening recovers
+	}
+	return errors.Join(err, e.closeFiles())
+}
+
+func (e *Engine) closeFiles() error {
+	var errs []error
+	for _, m := range e.byID {
+		errs = append(errs, m.close())
+	}
+	if e.jn != nil {
+		errs = append(errs, e.jn.close())
+	}
+	if e.ix != nil {
+		errs = append(errs, e.ix.Close())
+	}
+	if e.bs != nil {
+		errs = append(errs, e.bs.Close())
+	}
+	if e.lock != nil {
+		errs = append(errs, e.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) background() {
+	defer close(e.bgDone)
+	var tick <-chan time.Time
+	if e.opts.CommitInterval > 0 {
+		t := time.NewTicker(e.opts.CommitInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-tick:
+		case <-e.kick:
+		}
+		if e.changes.Load() == 0 {
+			continue
+		}
+		if err := e.commit(); err != nil && !errors.Is(err, ErrFailed) {
+			e.log.Error().Err(err).Msg("background commit failed")
+		}
+	}
+}
+
+func (e *Engine) failedErr() error {
+	if p := e.failed.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, *p)
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (e *Engine) fail(err error) {
+	if e.failed.CompareAndSwap(nil, &err) {
+		e.log.Error().Err(err).Msg("store failed: refusing further writes until reopened")
+	}
+}
+
+// Superblock returns the store's manifest.
+func (e *Engine) Superblock() Superblock { return e.sb }
+
+// Dir is the store directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// CreateDevice makes a new, all-zero device.
+func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	if size <= 0 || size%BlockSize != 0 {
+		return nil, fmt.Errorf("%w: device size %d must be a positive multiple of 4096", ErrInvalid, size)
+	}
+	if err := e.failedErr(); err != nil {
+		return nil, err
+	}
+	e.devMu.Lock()
+	defer e.devMu.Unlock()
+	if _, ok := e.byName[name]; ok {
+		return nil, fmt.Errorf("%w: %s", ErrExists, name)
+	}
+	path := filepath.Join(e.dir, "devices", name+".map")
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("%w: %s (being deleted)", ErrExists, name)
+	}
+	m, err := createMap(path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
+	if err != nil {
+		return nil, err
+	}
+	if err := blockstore.SyncDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	e.nextID++
+	e.byName[name], e.byID[m.hdr.ID] = m, m
+	return &Device{e: e, m: m}, nil
+}
+
+// Device returns the open device called name.
+func (e *Engine) Device(name string) (*Device, error) {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	m, ok := e.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return &Device{e: e, m: m}, nil
+}
+
+// Devices lists the device names in order.
+func (e *Engine) Devices() []string {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	names := make([]string, 0, len(e.byName))
+	for n := range e.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DeleteDevice removes a device and releases its blocks; it returns once
+// the deletion is committed.
+func (e *Engine) DeleteDevice(name string) error {
+	if err := e.failedErr(); err != nil {
+		return err
+	}
+	e.epoch.Lock() // no write of the device is half done
+	e.devMu.Lock()
+	m, ok := e.byName[name]
+	if ok {
+		delete(e.byName, name)
+		m.deleted.Store(true)
+	}
+	e.devMu.Unlock()
+	e.epoch.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	e.epoch.RLock()
+	err := m.each(func(_ uint64, ent mapEntry) error { return e.release(ent) })
+	if err == nil {
+		e.dirtyMu.Lock()
+		e.deleting = append(e.deleting, m)
+		e.dirtyMu.Unlock()
+	}
+	e.epoch.RUnlock()
+	if err != nil {
+		e.fail(err)
+		return err
+	}
+	return e.commit()
+}
+
+// Flush commits every change made so far: when it returns, every write
+// that completed before it survives a crash.
+func (e *Engine) Flush() error { return e.commit() }
+
+// allocSlot returns a free slot, growing the store if needed.
+func (e *Engine) allocSlot() (uint64, error) {
+	a := &e.alloc
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := len(a.free); n > 0 {
+		s := a.free[n-1]
+		a.free = a.free[:n-1]
+		return s, nil
+	}
+	if a.hwm >= e.bs.Slots() {
+		if err := e.bs.Grow(); err != nil {
+			return 0, err
+		}
+		e.refs.grow(e.bs.Slots())
+	}
+	a.hwm++
+	return a.hwm - 1, nil
+}
+
+// unallocSlot gives back a slot that was allocated but never referenced.
+func (e *Engine) unallocSlot(s uint64) {
+	e.alloc.mu.Lock()
+	e.alloc.free = append(e.alloc.free, s)
+	e.alloc.mu.Unlock()
+}
+
+func (e *Engine) markDirty(slot uint64, k index.Key, fresh bool) {
+	e.dirtyMu.Lock()
+	t := e.dirty[slot]
+	flags := blockstore.FlagIndexed
+	if e.unindexed[slot] {
+		flags = 0
+	}
+	e.dirty[slot] = slotTag{key: k, flags: flags, fresh: t.fresh || fresh}
+	e.dirtyMu.Unlock()
+}
+
+func stripe(x uint64) int { return int((x * 0x9E3779B97F4A7C15) >> 54) } // 10 bits
+
+func (e *Engine) keyLock(k index.Key) *sync.Mutex {
+	return &e.keyLocks[stripe(uint64(k.CRC)<<32|uint64(k.Sum[0])<<24|uint64(k.Sum[1])<<16|uint64(k.Sum[2])<<8|uint64(k.Sum[3]))]
+}
+
+func (e *Engine) blockLock(dev uint32, lba uint64) *sync.Mutex {
+	return &e.blockLocks[stripe(lba^uint64(dev)<<48)]
+}
+
+// release drops one reference to the block in ent.
+func (e *Engine) release(ent mapEntry) error {
+	kl := e.keyLock(ent.Key)
+	kl.Lock()
+	defer kl.Unlock()
+	p := e.refs.ptr(ent.Slot)
+	n := atomic.LoadUint32(p)
+	if n == 0 {
+		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
+	}
+	atomic.StoreUint32(p, n-1)
+	e.markDirty(ent.Slot, ent.Key, false)
+	if n == 1 {
+		e.unique.Add(-1)
+		e.dirtyMu.Lock()
+		indexed := !e.unindexed[ent.Slot]
+		delete(e.unindexed, ent.Slot)
+		e.dirtyMu.Unlock()
+		if indexed {
+			e.ix.Remove(ent.Key, ent.Slot)
+		}
+		e.alloc.mu.Lock()
+		e.alloc.freeing = append(e.alloc.freeing, ent.Slot)
+		e.alloc.mu.Unlock()
+	}
+	return nil
+}
+
+// DeviceStats describes one device.
+type DeviceStats struct {
+	Name         string    `json:"name"`
+	ID           uint32    `json:"id"`
+	LogicalBytes int64     `json:"logical_bytes"`
+	Blocks       uint64    `json:"blocks"`
+	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
+	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
+	Created      time.Time `json:"created"`
+}
+
+// Stats describes the whole store.
+type Stats struct {
+	Devices         []DeviceStats `json:"devices"`
+	LogicalBytes    int64         `json:"logical_bytes"`
+	ZeroBlocks      uint64        `json:"zero_blocks"`
+	DataBlocks      uint64        `json:"data_blocks"`      // non-zero blocks over all devices
+	UniqueBlocks    uint64        `json:"unique_blocks"`    // blocks stored once
+	DuplicateBlocks uint64        `json:"duplicate_blocks"` // data blocks that share a stored block
+	StoredBytes     int64         `json:"stored_bytes"`     // block data on disk: unique blocks * 4096
+	AllocatedBytes  int64         `json:"allocated_bytes"`  // preallocated extent space
+	MetadataBytes   int64         `json:"metadata_bytes"`   // index, maps, slot records, journal, superblock
+	SavedPercent    float64       `json:"saved_percent"`    // 1 - stored/logical
+	Hash            string        `json:"hash"`
+	IndexEntries    int           `json:"index_entries"`
+	IndexRAMBytes   int           `json:"index_ram_bytes"`
+}
+
+// Stats computes current figures.
+func (e *Engine) Stats() (Stats, error) {
+	s := Stats{Hash: e.sb.Hash.String()}
+	e.devMu.RLock()
+	for _, m := range e.byName {
+		d := m.stats()
+		s.Devices = append(s.Devices, d)
+		s.LogicalBytes += d.LogicalBytes
+		s.ZeroBlocks += d.ZeroBlocks
+		s.DataBlocks += d.DataBlocks
+	}
+	var mapBytes int64
+	for _, m := range e.byID {
+		b, _ := blockstore.AllocatedBytes(m.path)
+		mapBytes += b
+	}
+	e.devMu.RUnlock()
+	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
+	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
+	if s.DataBlocks > s.UniqueBlocks {
+		s.DuplicateBlocks = s.DataBlocks - s.UniqueBlocks
+	}
+	s.StoredBytes = int64(s.UniqueBlocks) * BlockSize
+	u, err := e.bs.Usage()
+	if err != nil {
+		return s, err
+	}
+	s.AllocatedBytes = u.DataBytes
+	ixBytes, err := dirBytes(filepath.Join(e.dir, "index"))
+	if err != nil {
+		return s, err
+	}
+	other := int64(0)
+	for _, n := range []string{superblockName, journalName} {
+		b, _ := blockstore.AllocatedBytes(filepath.Join(e.dir, n))
+		other += b
+	}
+	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
+	if s.LogicalBytes > 0 {
+		s.SavedPercent = 100 * (1 - float64(s.StoredBytes)/float64(s.LogicalBytes))
+	}
+	is := e.ix.Stats()
+	s.IndexEntries, s.IndexRAMBytes = is.Entries, is.FilterBytes
+	return s, nil
+}
+
+// IndexStats exposes the index's counters.
+func (e *Engine) IndexStats() index.Stats { return e.ix.Stats() }
+
+func dirBytes(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			b, err := blockstore.AllocatedBytes(path)
+			if err != nil {
+				return err
+			}
+			total += b
+		}
+		return nil
+	})
+	return total, err
+}
+
+func (m *Map) stats() DeviceStats {
+	mapped := uint64(max(0, m.mapped.Load()))
+	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
+		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, Created: m.hdr.Created}
+}

@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"blockhash/blockstore"
+	"blockhash/index"
+)
+
+type sealedMap struct {
+	m       *Map
+	entries map[uint64]mapEntry
+}
+
+// commit makes every change made so far durable. Steps: seal the changes
+// (briefly excluding writers), sync the new block data, write and sync the
+// journal record (the commit point), apply it to maps, slot records and the
+// index, empty the journal, and hand the freed slots back for reuse.
+func (e *Engine) commit() error {
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	if p := e.failed.Load(); p != nil {
+		return fmt.Errorf("%w: %w", ErrFailed, *p)
+	}
+
+	e.epoch.Lock()
+	rec := &record{Seq: e.seq + 1}
+	var sealed []sealedMap
+	e.devMu.RLock()
+	for id, m := range e.byID {
+		s := m.seal()
+		if s == nil {
+			continue
+		}
+		sealed = append(sealed, sealedMap{m, s})
+		for lba, ent := range s {
+			rec.Maps = append(rec.Maps, mapChange{Dev: id, LBA: lba, Entry: ent})
+		}
+	}
+	e.devMu.RUnlock()
+	e.ix.Seal()
+	e.dirtyMu.Lock()
+	dirty, deleting := e.dirty, e.deleting
+	e.dirty, e.deleting = make(map[uint64]slotTag, len(dirty)), nil
+	e.dirtyMu.Unlock()
+	var puts []index.Op
+	for slot, t := range dirty {
+		m := blockstore.Meta{Refs: e.refs.get(slot), Flags: t.flags}
+		t.key.Encode(m.Tag[:])
+		rec.Slots = append(rec.Slots, slotChange{Slot: slot, Meta: m})
+		if t.fresh && m.Refs > 0 && t.flags&blockstore.FlagIndexed != 0 {
+			puts = append(puts, index.Op{Key: t.key, Slot: slot})
+		}
+	}
+	for _, m := range deleting {
+		rec.Deletes = append(rec.Deletes, m.hdr.ID)
+	}
+	e.alloc.mu.Lock()
+	freeing := e.alloc.freeing
+	e.alloc.freeing = nil
+	e.alloc.mu.Unlock()
+	e.changes.Store(0)
+	e.epoch.Unlock()
+
+	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
+		return nil
+	}
+	if err := e.persist(rec, puts, sealed); err != nil {
+		e.fail(err)
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	e.seq = rec.Seq
+	if len(freeing) > 0 {
+		// Cached neighbourhoods read before this point may name these slots.
+		e.ix.Invalidate()
+		e.reuseMu.Lock()
+		e.alloc.mu.Lock()
+		e.alloc.free = append(e.alloc.free, freeing...)
+		e.alloc.mu.Unlock()
+		e.reuseMu.Unlock()
+	}
+	return nil
+}
+
+func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error {
+	if err := e.bs.Sync(); err != nil {
+		return err
+	}
+	if err := e.jn.write(rec); err != nil {
+		return err
+	}
+	if err := e.applyRecordOps(rec, puts); err != nil {
+		return err
+	}
+	for _, s := range sealed {
+		s.m.dropSealed()
+	}
+	return e.jn.reset()
+}
+
+// applyRecord applies a journal record (at replay: index puts for every
+// live indexed slot, since the record does not say which were new).
+func (e *Engine) applyRecord(rec *record, replay bool) error {
+	var puts []index.Op
+	for _, c := range rec.Slots {
+		if c.Meta.Refs > 0 && c.Meta.Flags&blockstore.FlagIndexed != 0 {
+			k, _ := index.DecodeKey(c.Meta.Tag[:])
+			puts = append(puts, index.Op{Key: k, Slot: c.Slot})
+		}
+	}
+	return e.applyRecordOps(rec, puts)
+}
+
+func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
+	deleted := map[uint32]bool{}
+	for _, id := range rec.Deletes {
+		deleted[id] = true
+	}
+	// Maps.
+	byDev := map[uint32]map[uint64]mapEntry{}
+	for _, c := range rec.Maps {
+		if deleted[c.Dev] {
+			continue
+		}
+		if byDev[c.Dev] == nil {
+			byDev[c.Dev] = map[uint64]mapEntry{}
+		}
+		byDev[c.Dev][c.LBA] = c.Entry
+	}
+	e.devMu.RLock()
+	maps := make(map[uint32]*Map, len(byDev))
+	for id := range byDev {
+		maps[id] = e.byID[id]
+	}
+	e.devMu.RUnlock()
+	for id, entries := range byDev {
+		m := maps[id]
+		if m == nil {
+			return fmt.Errorf("%w: journal names device id %d, which has no map", ErrCorrupt, id)
+		}
+		if err := m.writeEntries(entries); err != nil {
+			return err
+		}
+	}
+	// Slot records, in runs of consecutive slots.
+	sort.Slice(rec.Slots, func(i, j int) bool { return rec.Slots[i].Slot < rec.Slots[j].Slot })
+	var ops []index.Op
+	for i := 0; i < len(rec.Slots); {
+		j := i + 1
+		for j < len(rec.Slots) && rec.Slots[j].Slot == rec.Slots[j-1].Slot+1 {
+			j++
+		}
+		metas := make([]blockstore.Meta, j-i)
+		for k := range metas {
+			metas[k] = rec.Slots[i+k].Meta
+		}
+		if err := e.ensureSlots(rec.Slots[j-1].Slot); err != nil {
+			return err
+		}
+		if err := e.bs.WriteMeta(blockstore.Slot(rec.Slots[i].Slot), metas); err != nil {
+			return err
+		}
+		for _, c := range rec.Slots[i:j] {
+			if c.Meta.Refs == 0 && c.Meta.Flags&blockstore.FlagIndexed != 0 {
+				k, _ := index.DecodeKey(c.Meta.Tag[:])
+				ops = append(ops, index.Op{Key: k, Slot: c.Slot, Delete: true})
+			}
+		}
+		i = j
+	}
+	if err := e.bs.Sync(); err != nil {
+		return err
+	}
+	if err := e.ix.Apply(append(ops, puts...)); err != nil {
+		return err
+	}
+	// Deleted devices.
+	if len(rec.Deletes) > 0 {
+		e.devMu.Lock()
+		for _, id := range rec.Deletes {
+			if m := e.byID[id]; m != nil {
+				m.close()
+				delete(e.byID, id)
+			}
+		}
+		e.devMu.Unlock()
+		dir := filepath.Join(e.dir, "devices")
+		ents, _ := os.ReadDir(dir)
+		for _, de := range ents {
+			path := filepath.Join(dir, de.Name())
+			if filepath.Ext(path) != ".map" {
+				continue
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				continue
+			}
+			hb := make([]byte, mapHeaderSize)
+			_, rerr := f.ReadAt(hb, 0)
+			f.Close()
+			if rerr != nil {
+				continue
+			}
+			if h, err := decodeMapHeader(hb); err == nil && deleted[h.ID] {
+				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("engine: remove map: %w", err)
+				}
+			}
+		}
+		if err := blockstore.SyncDir(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureSlots makes sure the store's capacity covers slot (a replayed
+// record may name slots of an extent whose creation was not yet synced).
+func (e *Engine) ensureSlots(slot uint64) error {
+	for e.bs.Slots() <= slot {
+		if err := e.bs.Grow(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,26 @@
+package engine
+
+import "errors"
+
+var (
+	// ErrCorrupt means an on-disk structure failed its checksum or is malformed.
+	ErrCorrupt = errors.New("engine: corrupt")
+	// ErrNotFound means no device has that name.
+	ErrNotFound = errors.New("engine: no such device")
+	// ErrExists means a device with that name exists already.
+	ErrExists = errors.New("engine: device exists")
+	// ErrInvalid means a bad argument: a size, a name, an unaligned offset.
+	ErrInvalid = errors.New("engine: invalid argument")
+	// ErrRange means an access beyond the end of a device.
+	ErrRange = errors.New("engine: beyond end of device")
+	// ErrFormat means a store of another format version or hash.
+	ErrFormat = errors.New("engine: unsupported store format")
+	// ErrNoStore means the directory holds no store.
+	ErrNoStore = errors.New("engine: no store here (run blockhash init)")
+	// ErrFailed means an earlier write to the store's metadata failed; the
+	// engine refuses further changes until it is reopened, which recovers
+	// the last committed state.
+	ErrFailed = errors.New("engine: store failed, reopen to recover")
+	// ErrClosed means the engine was closed.
+	ErrClosed = errors.New("engine: closed")
+)

@@ -1,0 +1,38 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+)
+
+var (
+	// ErrCorrupt means the index's files or one of its entries are damaged.
+	ErrCorrupt = errors.New("index: corrupt")
+	// ErrClosed means the index was used after Close.
+	ErrClosed = errors.New("index: closed")
+	// ErrLocked means another process has the index open.
+	ErrLocked = errors.New("index: locked by another process")
+)
+
+// translate maps goleveldb's errors to this package's.
+func translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case lerrors.IsCorrupted(err):
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, op, err)
+	case errors.Is(err, leveldb.ErrClosed):
+		return fmt.Errorf("%w: %s", ErrClosed, op)
+	default:
+		return fmt.Errorf("index: %s: %v", op, err)
+	}
+}
+
+// isLockErr reports whether a LevelDB open failed on its LOCK file.
+func isLockErr(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
+}

@@ -1,0 +1,336 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/syndtr/goleveldb/leveldb"
+	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+)
+
+// Options tune an Index. Zero values take the defaults.
+type Options struct {
+	CacheEntries     int // neighbour cache size (default 1<<17)
+	BlockCacheBytes  int // LevelDB block cache (default 64 MiB)
+	WriteBufferBytes int // LevelDB memtable (default 32 MiB)
+}
+
+// Entry is one indexed block.
+type Entry struct {
+	Key  Key
+	Slot uint64
+}
+
+// Op is one change to the index, as journaled by the engine.
+type Op struct {
+	Key    Key
+	Slot   uint64
+	Delete bool // delete Key if it still names Slot
+}
+
+// Hit is the answer of Lookup.
+type Hit struct {
+	Slot  uint64
+	Found bool
+	// Disk is set when the answer came from LevelDB: the caller should read
+	// the hit's neighbourhood and Prime the cache with it.
+	Disk bool
+}
+
+// Stats counts where lookups were answered.
+type Stats struct {
+	Entries     int
+	FilterBytes int
+	CacheLen    int
+	FilterMiss  uint64 // answered "new" by level one
+	Overlay     uint64
+	CacheHits   uint64
+	DiskReads   uint64
+	DiskHits    uint64
+}
+
+type pend struct {
+	slot uint64
+	del  bool
+}
+
+// Index maps block keys to slots.
+type Index struct {
+	db    *leveldb.DB
+	cache *cache
+
+	// mu guards filter, pending, sealed and the lookup counters.
+	mu      sync.RWMutex
+	filter  *Filter
+	pending map[Key]pend // changes since the last Seal
+	sealed  map[Key]pend // changes being applied by the running commit
+	stats   Stats
+}
+
+const keyPrefix = 'k'
+
+// Open opens (creating if needed) the index in dir and loads level one.
+func Open(dir string, o Options) (*Index, error) {
+	if o.CacheEntries <= 0 {
+		o.CacheEntries = 1 << 17
+	}
+	if o.BlockCacheBytes <= 0 {
+		o.BlockCacheBytes = 64 << 20
+	}
+	if o.WriteBufferBytes <= 0 {
+		o.WriteBufferBytes = 32 << 20
+	}
+	db, err := leveldb.OpenFile(dir, &opt.Options{
+		BlockCacheCapacity:  o.BlockCacheBytes,
+		WriteBuffer:         o.WriteBufferBytes,
+		CompactionTableSize: 8 << 20,
+		Compression:         opt.NoCompression, // digests do not compress
+		ErrorIfMissing:      false,
+		Strict:              opt.StrictJournalChecksum | opt.StrictBlockChecksum,
+	})
+	if err != nil {
+		if lerrors.IsCorrupted(err) {
+			return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
+		}
+		if isLockErr(err) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("index: open %s: %v", dir, err)
+	}
+	ix := &Index{db: db, cache: newCache(o.CacheEntries), pending: map[Key]pend{}}
+	if err := ix.loadFilter(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+func (ix *Index) loadFilter() error {
+	n := 0
+	var fps []uint32
+	it := ix.db.NewIterator(util.BytesPrefix([]byte{keyPrefix}), &opt.ReadOptions{DontFillCache: true})
+	for it.Next() {
+		k, ok := DecodeKey(it.Key()[1:])
+		if !ok {
+			it.Release()
+			return fmt.Errorf("%w: malformed key of %d bytes", ErrCorrupt, len(it.Key()))
+		}
+		fps = append(fps, k.fingerprint())
+		n++
+	}
+	it.Release()
+	if err := it.Error(); err != nil {
+		return translate("load", err)
+	}
+	ix.filter = NewFilter(n)
+	for _, fp := range fps {
+		ix.filter.Add(fp)
+	}
+	return nil
+}
+
+func dbKey(k Key) []byte {
+	b := make([]byte, 1+KeySize)
+	b[0] = keyPrefix
+	k.Encode(b[1:])
+	return b
+}
+
+func decodeSlot(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: value of %d bytes", ErrCorrupt, len(v))
+	}
+	return binary.LittleEndian.Uint64(v), nil
+}
+
+// Lookup finds the slot holding k.
+func (ix *Index) Lookup(k Key) (Hit, error) {
+	ix.mu.RLock()
+	p, ok := ix.pending[k]
+	if !ok {
+		p, ok = ix.sealed[k]
+	}
+	mayBe := ok || ix.filter.Contains(k.fingerprint())
+	ix.mu.RUnlock()
+	if ok {
+		ix.count(func(s *Stats) { s.Overlay++ })
+		return Hit{Slot: p.slot, Found: !p.del}, nil
+	}
+	if !mayBe {
+		ix.count(func(s *Stats) { s.FilterMiss++ })
+		return Hit{}, nil
+	}
+	if slot, ok := ix.cache.get(k); ok {
+		ix.count(func(s *Stats) { s.CacheHits++ })
+		return Hit{Slot: slot, Found: true}, nil
+	}
+	v, err := ix.db.Get(dbKey(k), nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		ix.count(func(s *Stats) { s.DiskReads++ })
+		return Hit{}, nil
+	}
+	if err != nil {
+		return Hit{}, translate("get", err)
+	}
+	slot, err := decodeSlot(v)
+	if err != nil {
+		return Hit{}, err
+	}
+	ix.count(func(s *Stats) { s.DiskReads++; s.DiskHits++ })
+	return Hit{Slot: slot, Found: true, Disk: true}, nil
+}
+
+func (ix *Index) count(f func(*Stats)) {
+	ix.mu.Lock()
+	f(&ix.stats)
+	ix.mu.Unlock()
+}
+
+// Insert indexes k at slot. The caller guarantees k is not indexed.
+func (ix *Index) Insert(k Key, slot uint64) {
+	ix.mu.Lock()
+	ix.pending[k] = pend{slot: slot}
+	ix.filter.Add(k.fingerprint())
+	ix.mu.Unlock()
+}
+
+// Remove un-indexes k, which names slot. Lookups miss it at once.
+func (ix *Index) Remove(k Key, slot uint64) {
+	ix.cache.forget(k)
+	ix.mu.Lock()
+	ix.pending[k] = pend{slot: slot, del: true}
+	ix.filter.Remove(k.fingerprint())
+	ix.mu.Unlock()
+}
+
+// PrimeToken returns a token to pass to Prime; take it before reading the
+// slot records that Prime will be given.
+func (ix *Index) PrimeToken() uint64 { return ix.cache.token() }
+
+// Prime adds neighbouring entries to the cache. The caller passes only
+// entries it checked are live; it reports whether they were taken.
+func (ix *Index) Prime(tok uint64, entries []Entry) bool { return ix.cache.prime(tok, entries) }
+
+// Seal freezes the changes made so far for a commit: they stay visible to
+// Lookup until Apply writes them.
+func (ix *Index) Seal() {
+	ix.mu.Lock()
+	ix.sealed = ix.pending
+	ix.pending = make(map[Key]pend, len(ix.sealed))
+	ix.mu.Unlock()
+}
+
+// Apply writes ops to LevelDB synchronously (deletes first, each only if
+// the key still names its slot; then puts) and drops the sealed overlay.
+// It is idempotent, so a journal can replay it after a crash.
+func (ix *Index) Apply(ops []Op) error {
+	b := new(leveldb.Batch)
+	for _, op := range ops {
+		if !op.Delete {
+			continue
+		}
+		v, err := ix.db.Get(dbKey(op.Key), nil)
+		if errors.Is(err, leveldb.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return translate("apply", err)
+		}
+		if s, err := decodeSlot(v); err == nil && s != op.Slot {
+			continue
+		}
+		b.Delete(dbKey(op.Key))
+	}
+	var val [8]byte
+	for _, op := range ops {
+		if op.Delete {
+			continue
+		}
+		binary.LittleEndian.PutUint64(val[:], op.Slot)
+		b.Put(dbKey(op.Key), val[:])
+	}
+	if err := ix.db.Write(b, &opt.WriteOptions{Sync: true}); err != nil {
+		return translate("apply", err)
+	}
+	ix.mu.Lock()
+	ix.sealed = nil
+	ix.mu.Unlock()
+	return nil
+}
+
+// Reset replaces the whole index with entries (fsck --repair): LevelDB is
+// emptied and refilled, level one rebuilt, the cache and overlays dropped.
+func (ix *Index) Reset(entries []Entry) error {
+	b := new(leveldb.Batch)
+	it := ix.db.NewIterator(util.BytesPrefix([]byte{keyPrefix}), nil)
+	for it.Next() {
+		b.Delete(append([]byte(nil), it.Key()...))
+	}
+	it.Release()
+	if err := it.Error(); err != nil {
+		return translate("reset", err)
+	}
+	var val [8]byte
+	for _, e := range entries {
+		binary.LittleEndian.PutUint64(val[:], e.Slot)
+		b.Put(dbKey(e.Key), val[:])
+	}
+	if err := ix.db.Write(b, &opt.WriteOptions{Sync: true}); err != nil {
+		return translate("reset", err)
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.pending, ix.sealed = map[Key]pend{}, nil
+	ix.cache = newCache(ix.cache.max)
+	ix.filter = NewFilter(len(entries))
+	for _, e := range entries {
+		ix.filter.Add(e.Key.fingerprint())
+	}
+	return nil
+}
+
+// Each calls fn for every entry in LevelDB (not the overlays), in key order.
+func (ix *Index) Each(fn func(Entry) error) error {
+	it := ix.db.NewIterator(util.BytesPrefix([]byte{keyPrefix}), &opt.ReadOptions{DontFillCache: true})
+	defer it.Release()
+	for it.Next() {
+		k, ok := DecodeKey(it.Key()[1:])
+		if !ok {
+			return fmt.Errorf("%w: malformed key", ErrCorrupt)
+		}
+		s, err := decodeSlot(it.Value())
+		if err != nil {
+			return err
+		}
+		if err := fn(Entry{Key: k, Slot: s}); err != nil {
+			return err
+		}
+	}
+	return translate("iterate", it.Error())
+}
+
+// Stats reports sizes and lookup counters.
+func (ix *Index) Stats() Stats {
+	ix.mu.RLock()
+	s := ix.stats
+	s.Entries = ix.filter.Len()
+	s.FilterBytes = ix.filter.Bytes()
+	ix.mu.RUnlock()
+	s.CacheLen = ix.cache.len()
+	return s
+}
+
+// Close closes LevelDB.
+func (ix *Index) Close() error { return translate("close", ix.db.Close()) }
+
+// Invalidate makes every Prime token taken before it stale; the engine calls
+// it before freed slots become reusable.
+func (ix *Index) Invalidate() {
+	ix.cache.mu.Lock()
+	ix.cache.removals++
+	ix.cache.mu.Unlock()
+}

@@ -1,0 +1,163 @@
+package index
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+func key(i int) Key {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(i))
+	return Key{Sum: sha256.Sum256(b[:]), CRC: uint32(i)}
+}
+
+func open(t *testing.T, dir string) *Index {
+	t.Helper()
+	ix, err := Open(dir, Options{CacheEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func mustLookup(t *testing.T, ix *Index, k Key) Hit {
+	t.Helper()
+	h, err := ix.Lookup(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	ix := open(t, dir)
+	if h := mustLookup(t, ix, key(1)); h.Found {
+		t.Fatal("empty index found a key")
+	}
+	ix.Insert(key(1), 10)
+	ix.Insert(key(2), 20)
+	if h := mustLookup(t, ix, key(1)); !h.Found || h.Slot != 10 || h.Disk {
+		t.Fatalf("pending insert: %+v", h)
+	}
+	ix.Seal()
+	ix.Insert(key(3), 30)
+	if h := mustLookup(t, ix, key(2)); !h.Found || h.Slot != 20 {
+		t.Fatalf("sealed insert not visible: %+v", h)
+	}
+	if err := ix.Apply([]Op{{Key: key(1), Slot: 10}, {Key: key(2), Slot: 20}}); err != nil {
+		t.Fatal(err)
+	}
+	if h := mustLookup(t, ix, key(2)); !h.Found || h.Slot != 20 || !h.Disk {
+		t.Fatalf("applied entry: %+v", h)
+	}
+	// Remove hides at once, even though LevelDB still has it.
+	ix.Remove(key(2), 20)
+	if h := mustLookup(t, ix, key(2)); h.Found {
+		t.Fatalf("removed key found: %+v", h)
+	}
+	ix.Seal()
+	ops := []Op{{Key: key(2), Slot: 20, Delete: true}, {Key: key(3), Slot: 30}}
+	if err := ix.Apply(ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Apply(ops); err != nil { // replay is harmless
+		t.Fatal(err)
+	}
+	// A delete naming another slot leaves the entry alone.
+	if err := ix.Apply([]Op{{Key: key(3), Slot: 99, Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+
+	ix = open(t, dir)
+	defer ix.Close()
+	if s := ix.Stats(); s.Entries != 2 {
+		t.Fatalf("reopened index has %d entries, want 2", s.Entries)
+	}
+	for _, c := range []struct {
+		k     Key
+		found bool
+		slot  uint64
+	}{{key(1), true, 10}, {key(2), false, 0}, {key(3), true, 30}, {key(4), false, 0}} {
+		h := mustLookup(t, ix, c.k)
+		if h.Found != c.found || h.Slot != c.slot {
+			t.Fatalf("%v: %+v, want found=%v slot=%d", c.k, h, c.found, c.slot)
+		}
+	}
+}
+
+func TestPrimeAndForget(t *testing.T) {
+	ix := open(t, t.TempDir())
+	defer ix.Close()
+	ix.Insert(key(1), 1)
+	ix.Insert(key(2), 2)
+	ix.Seal()
+	if err := ix.Apply([]Op{{Key: key(1), Slot: 1}, {Key: key(2), Slot: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	tok := ix.PrimeToken()
+	if !ix.Prime(tok, []Entry{{key(2), 2}}) {
+		t.Fatal("prime refused")
+	}
+	before := ix.Stats().CacheHits
+	if h := mustLookup(t, ix, key(2)); !h.Found || h.Disk || ix.Stats().CacheHits != before+1 {
+		t.Fatalf("primed entry not served from the cache: %+v", h)
+	}
+	tok = ix.PrimeToken()
+	ix.Remove(key(1), 1)
+	if ix.Prime(tok, []Entry{{key(1), 1}}) {
+		t.Fatal("prime after a removal was taken: it may hold a freed slot")
+	}
+	if h := mustLookup(t, ix, key(1)); h.Found {
+		t.Fatal("removed key found")
+	}
+}
+
+func TestReset(t *testing.T) {
+	ix := open(t, t.TempDir())
+	defer ix.Close()
+	ix.Insert(key(1), 1)
+	ix.Seal()
+	ix.Apply([]Op{{Key: key(1), Slot: 1}})
+	if err := ix.Reset([]Entry{{key(5), 50}}); err != nil {
+		t.Fatal(err)
+	}
+	var got []Entry
+	ix.Each(func(e Entry) error { got = append(got, e); return nil })
+	if len(got) != 1 || got[0] != (Entry{key(5), 50}) {
+		t.Fatalf("after reset: %+v", got)
+	}
+	if h := mustLookup(t, ix, key(1)); h.Found {
+		t.Fatal("old entry survived reset")
+	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	dir := t.TempDir()
+	ix := open(t, dir)
+	defer ix.Close()
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+}
+
+func FuzzDecodeKey(f *testing.F) {
+	b := make([]byte, KeySize)
+	key(3).Encode(b)
+	f.Add(b)
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		k, ok := DecodeKey(in)
+		if !ok {
+			return
+		}
+		out := make([]byte, KeySize)
+		k.Encode(out)
+		if string(out) != string(in) {
+			t.Fatal("key does not re-encode to its input")
+		}
+	})
+}
