@@ -13,9 +13,11 @@
 // intact. Later implementations (Ceph RADOS, S3) must pass the shared suite in
 // package storetest.
 //
-// Block data is written with ordinary buffered writes and made durable by
-// Sync; it is read with O_DIRECT where the file system supports it, so the
-// store does not cache guest data a second time.
+// Block data is written and read with O_DIRECT where the file system
+// supports it (buffered elsewhere, as on tmpfs), so the store does not cache
+// guest data a second time and large writes skip a page-cache copy that costs
+// more than the disk; Sync (fdatasync) makes it and the extents' allocation
+// durable.
 //
 // # Concurrency
 //

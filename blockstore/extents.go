@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,8 @@ type Extents struct {
 }
 
 type extent struct {
-	data   *os.File // read-write, buffered
-	direct *os.File // read-only, O_DIRECT where supported
+	data   *os.File // read-write, buffered: preallocation and fdatasync
+	direct *os.File // read-write, O_DIRECT where supported: all block I/O
 	meta   *os.File // slot records
 	// dirty is set by writes and cleared by Sync.
 	dirty atomic.Bool
@@ -112,7 +113,7 @@ func (s *Extents) openExtent(i int, create bool) (*extent, error) {
 			return nil, fmt.Errorf("blockstore: %w", err)
 		}
 	}
-	if e.direct, _, err = openDirect(dataName); err != nil {
+	if e.direct, _, err = openDirectFlag(dataName, os.O_RDWR); err != nil {
 		e.close()
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
@@ -202,8 +203,37 @@ func (s *Extents) WriteAt(p []byte, first Slot) error {
 	}
 	return s.locate(first, n, func(e *extent, idx, cnt, done uint64) error {
 		e.dirty.Store(true)
-		_, err := e.data.WriteAt(p[done*BlockSize:(done+cnt)*BlockSize], int64(idx)*BlockSize)
+		src := p[done*BlockSize : (done+cnt)*BlockSize]
+		if !isAligned(src) {
+			buf := alignedBuf(len(src))
+			copy(buf, src)
+			src = buf
+		}
+		_, err := e.direct.WriteAt(src, int64(idx)*BlockSize)
 		return wrapIO("write", err)
+	})
+}
+
+// WriteBlocks implements Store.
+func (s *Extents) WriteBlocks(first Slot, blocks [][]byte) error {
+	var copied []byte
+	for i, b := range blocks {
+		if len(b) != BlockSize {
+			return fmt.Errorf("blockstore: block buffer of %d bytes", len(b))
+		}
+		if !isAligned(b) { // O_DIRECT needs aligned memory
+			if copied == nil {
+				copied = alignedBuf(len(blocks) * BlockSize)
+				blocks = slices.Clone(blocks)
+			}
+			c := copied[i*BlockSize : (i+1)*BlockSize]
+			copy(c, b)
+			blocks[i] = c
+		}
+	}
+	return s.locate(first, uint64(len(blocks)), func(e *extent, idx, cnt, done uint64) error {
+		e.dirty.Store(true)
+		return wrapIO("write", pwritev(e.direct, blocks[done:done+cnt], int64(idx)*BlockSize))
 	})
 }
 

@@ -15,6 +15,9 @@ type Store interface {
 	Grow() error
 	// WriteAt writes len(p)/BlockSize consecutive slots starting at first.
 	WriteAt(p []byte, first Slot) error
+	// WriteBlocks writes len(blocks) consecutive slots starting at first,
+	// each from its own BlockSize buffer (one vectored write where possible).
+	WriteBlocks(first Slot, blocks [][]byte) error
 	// ReadAt reads len(p)/BlockSize consecutive slots starting at first.
 	ReadAt(p []byte, first Slot) error
 	// WriteMeta writes consecutive slot records starting at first.

@@ -66,14 +66,18 @@ func SyncDir(dir string) error {
 // openDirect opens path read-only with O_DIRECT, or without it where the
 // file system refuses (tmpfs). direct tells which one it got.
 func openDirect(path string) (f *os.File, direct bool, err error) {
-	f, err = os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	return openDirectFlag(path, os.O_RDONLY)
+}
+
+func openDirectFlag(path string, flag int) (f *os.File, direct bool, err error) {
+	f, err = os.OpenFile(path, flag|unix.O_DIRECT, 0)
 	if err == nil {
 		return f, true, nil
 	}
 	if !errors.Is(err, unix.EINVAL) {
 		return nil, false, err
 	}
-	f, err = os.Open(path)
+	f, err = os.OpenFile(path, flag, 0)
 	return f, false, err
 }
 
@@ -121,4 +125,44 @@ func AllocatedBytes(path string) (int64, error) {
 
 func isNoSpace(err error) bool {
 	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
+
+// OpenDirect opens path read-only with O_DIRECT where the file system
+// allows it (benchmarks compare the store against a plain file this way).
+func OpenDirect(path string) (*os.File, bool, error) { return openDirect(path) }
+
+// AlignedBuf returns a buffer of n bytes aligned for O_DIRECT.
+func AlignedBuf(n int) []byte { return alignedBuf(n) }
+
+// pwritev writes bufs at off with as few system calls as IOV_MAX allows.
+func pwritev(f *os.File, bufs [][]byte, off int64) error {
+	const iovMax = 1024
+	for len(bufs) > 0 {
+		batch := bufs[:min(len(bufs), iovMax)]
+		want := 0
+		for _, b := range batch {
+			want += len(b)
+		}
+		var n int
+		err := retryEINTR(func() error {
+			var err error
+			n, err = unix.Pwritev(int(f.Fd()), batch, off)
+			return err
+		})
+		if err != nil {
+			return &os.PathError{Op: "pwritev", Path: f.Name(), Err: err}
+		}
+		if n != want { // short write: finish the rest with plain writes
+			flat := make([]byte, 0, want)
+			for _, b := range batch {
+				flat = append(flat, b...)
+			}
+			if _, err := f.WriteAt(flat[n:], off+int64(n)); err != nil {
+				return err
+			}
+		}
+		off += int64(want)
+		bufs = bufs[len(batch):]
+	}
+	return nil
 }

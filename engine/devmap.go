@@ -258,6 +258,51 @@ func (m *Map) get(lba uint64) (mapEntry, error) {
 	return e, nil
 }
 
+// getRange fills out with the entries of blocks first.. (overlay first,
+// then the file, read in one call).
+func (m *Map) getRange(first uint64, out []mapEntry) error {
+	if len(out) == 1 {
+		e, err := m.get(first)
+		out[0] = e
+		return err
+	}
+	last := first + uint64(len(out)) - 1
+	pg0, pg1 := first/mapPerPage, last/mapPerPage
+	buf := make([]byte, (pg1-pg0+1)*mapPageSize)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if _, err := m.f.ReadAt(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
+		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	}
+	for i := range out {
+		lba := first + uint64(i)
+		if e, ok := m.cur[lba]; ok {
+			out[i] = e
+			continue
+		}
+		if e, ok := m.sealed[lba]; ok {
+			out[i] = e
+			continue
+		}
+		off := (lba/mapPerPage-pg0)*mapPageSize + (lba%mapPerPage)*mapEntrySize
+		e, ok := decodeMapEntry(buf[off:])
+		if !ok {
+			return fmt.Errorf("%w: map %s block %d fails its checksum", ErrCorrupt, m.hdr.Name, lba)
+		}
+		out[i] = e
+	}
+	return nil
+}
+
+// setMany records changes; the caller holds the blocks' locks and the epoch.
+func (m *Map) setMany(lbas []uint64, ents []mapEntry) {
+	m.mu.Lock()
+	for i, lba := range lbas {
+		m.cur[lba] = ents[i]
+	}
+	m.mu.Unlock()
+}
+
 // set records a change; the caller holds the block's lock and the epoch.
 func (m *Map) set(lba uint64, e mapEntry) {
 	m.mu.Lock()

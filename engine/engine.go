@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -60,7 +61,8 @@ type Engine struct {
 	// epoch is held shared by every metadata change and exclusively by a
 	// commit while it seals the changes made so far.
 	epoch sync.RWMutex
-	// blockLocks serialise changes to one logical block (striped).
+	// blockLocks serialise changes to logical blocks (striped by device and
+	// 1 MiB range; see lockBlocks).
 	blockLocks [1024]sync.Mutex
 	// keyLocks serialise lookup, reference and release of one key (striped).
 	keyLocks [1024]sync.Mutex
@@ -74,6 +76,10 @@ type Engine struct {
 
 	refs  refTable
 	alloc allocator
+
+	// pendMu guards pending: slots whose data a request is still writing.
+	pendMu  sync.Mutex
+	pending map[uint64]*pendingSlot
 
 	// dirtyMu guards dirty, unindexed and deleting.
 	dirtyMu   sync.Mutex
@@ -200,7 +206,7 @@ func Open(dir string, o Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{dir: dir, sb: sb, opts: o, log: o.Logger, lock: lock,
-		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{},
+		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
 	if err := e.open(); err != nil {
@@ -506,52 +512,53 @@ func (e *Engine) DeleteDevice(name string) error {
 // that completed before it survives a crash.
 func (e *Engine) Flush() error { return e.commit() }
 
-// allocSlot returns a free slot, growing the store if needed.
-func (e *Engine) allocSlot() (uint64, error) {
+// allocRun returns up to n free slots: freed ones if any, else consecutive
+// never-used ones (growing the store if needed).
+func (e *Engine) allocRun(n int) ([]uint64, error) {
 	a := &e.alloc
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if n := len(a.free); n > 0 {
-		s := a.free[n-1]
-		a.free = a.free[:n-1]
-		return s, nil
+	n = max(1, min(n, 256))
+	if k := len(a.free); k > 0 {
+		take := min(n, k)
+		run := slices.Clone(a.free[k-take:])
+		slices.Reverse(run)
+		a.free = a.free[:k-take]
+		return run, nil
 	}
 	if a.hwm >= e.bs.Slots() {
 		if err := e.bs.Grow(); err != nil {
-			return 0, err
+			return nil, err
 		}
 		e.refs.grow(e.bs.Slots())
 	}
-	a.hwm++
-	return a.hwm - 1, nil
-}
-
-// unallocSlot gives back a slot that was allocated but never referenced.
-func (e *Engine) unallocSlot(s uint64) {
-	e.alloc.mu.Lock()
-	e.alloc.free = append(e.alloc.free, s)
-	e.alloc.mu.Unlock()
-}
-
-func (e *Engine) markDirty(slot uint64, k index.Key, fresh bool) {
-	e.dirtyMu.Lock()
-	t := e.dirty[slot]
-	flags := blockstore.FlagIndexed
-	if e.unindexed[slot] {
-		flags = 0
+	take := min(uint64(n), e.bs.Slots()-a.hwm)
+	run := make([]uint64, take)
+	for i := range run {
+		run[i] = a.hwm + uint64(i)
 	}
-	e.dirty[slot] = slotTag{key: k, flags: flags, fresh: t.fresh || fresh}
-	e.dirtyMu.Unlock()
+	a.hwm += take
+	return run, nil
+}
+
+// unreserve gives back slots a request set aside but did not use; nothing
+// refers to them.
+func (e *Engine) unreserve(r *writeReq) {
+	if len(r.reserved) == 0 {
+		return
+	}
+	e.alloc.mu.Lock()
+	for i := len(r.reserved) - 1; i >= 0; i-- {
+		e.alloc.free = append(e.alloc.free, r.reserved[i])
+	}
+	e.alloc.mu.Unlock()
+	r.reserved = nil
 }
 
 func stripe(x uint64) int { return int((x * 0x9E3779B97F4A7C15) >> 54) } // 10 bits
 
 func (e *Engine) keyLock(k index.Key) *sync.Mutex {
 	return &e.keyLocks[stripe(uint64(k.CRC)<<32|uint64(k.Sum[0])<<24|uint64(k.Sum[1])<<16|uint64(k.Sum[2])<<8|uint64(k.Sum[3]))]
-}
-
-func (e *Engine) blockLock(dev uint32, lba uint64) *sync.Mutex {
-	return &e.blockLocks[stripe(lba^uint64(dev)<<48)]
 }
 
 // release drops one reference to the block in ent.
@@ -565,7 +572,7 @@ func (e *Engine) release(ent mapEntry) error {
 		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
 	}
 	atomic.StoreUint32(p, n-1)
-	e.markDirty(ent.Slot, ent.Key, false)
+	e.markDirtyMany([]dirtyMark{{slot: ent.Slot, key: ent.Key}})
 	if n == 1 {
 		e.unique.Add(-1)
 		e.dirtyMu.Lock()

@@ -24,12 +24,8 @@ func (e *Engine) read(m *Map, p []byte, off int64) error {
 	defer e.reuseMu.RUnlock()
 	first, last := off/BlockSize, (off+n-1)/BlockSize
 	ents := make([]mapEntry, last-first+1)
-	for i := range ents {
-		ent, err := m.get(uint64(first) + uint64(i))
-		if err != nil {
-			return err
-		}
-		ents[i] = ent
+	if err := m.getRange(uint64(first), ents); err != nil {
+		return err
 	}
 	for i := 0; i < len(ents); {
 		b := first + int64(i)

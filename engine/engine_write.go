@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -25,6 +26,42 @@ func (e *Engine) checkRange(m *Map, off, n int64) error {
 	return nil
 }
 
+// pendingSlot is a slot allocated and indexed whose data is being written.
+// A writer that deduplicates onto it waits for done before publishing.
+type pendingSlot struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// writeReq collects what one request did, to finish it in a few steps.
+type writeReq struct {
+	fresh    []freshBlock   // slots this request allocated (data not yet written)
+	reserved []uint64       // consecutive free slots set aside for fresh blocks
+	waits    []*pendingSlot // other requests' slots this one shares
+	dirty    []dirtyMark
+	acquired []mapEntry // references taken, to undo on failure
+}
+
+type freshBlock struct {
+	slot uint64
+	data []byte
+}
+
+type dirtyMark struct {
+	slot  uint64
+	key   index.Key
+	fresh bool
+}
+
+func (r *writeReq) owns(slot uint64) bool {
+	for _, f := range r.fresh {
+		if f.slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
 // write stores p at off, or with zero set, zeros length bytes at off.
 func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) error {
 	n := int64(len(p))
@@ -40,56 +77,7 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	if n == 0 {
 		return nil
 	}
-	// Whole blocks are hashed before any lock is taken, on every core for
-	// large requests.
-	first, last := off/BlockSize, (off+n-1)/BlockSize
-	wholeFrom, wholeTo := first, last+1 // [wholeFrom, wholeTo) are fully covered
-	if off%BlockSize != 0 {
-		wholeFrom++
-	}
-	if (off+n)%BlockSize != 0 {
-		wholeTo--
-	}
-	var keys []index.Key
-	if wholeTo > wholeFrom && !zero {
-		start := (wholeFrom*BlockSize - off)
-		keys = e.hashBlocks(p[start : start+(wholeTo-wholeFrom)*BlockSize])
-	}
-
-	e.epoch.RLock()
-	if m.deleted.Load() {
-		e.epoch.RUnlock()
-		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
-	}
-	var err error
-	for b := first; b <= last && err == nil; b++ {
-		bStart := b * BlockSize
-		lo, hi := max(off, bStart), min(off+n, bStart+BlockSize)
-		if b >= wholeFrom && b < wholeTo {
-			var k index.Key
-			var data []byte
-			if !zero {
-				k = keys[b-wholeFrom]
-				data = p[bStart-off : bStart-off+BlockSize]
-			}
-			err = e.writeBlock(m, uint64(b), k, data, nil)
-			continue
-		}
-		// Partial block: read, modify, write under the block's lock.
-		var src []byte
-		if !zero {
-			src = p[lo-off : hi-off]
-		}
-		err = e.writeBlock(m, uint64(b), index.Key{}, nil, func(old []byte) {
-			if zero {
-				clear(old[lo-bStart : hi-bStart])
-			} else {
-				copy(old[lo-bStart:], src)
-			}
-		})
-	}
-	e.epoch.RUnlock()
-	if err != nil {
+	if err := e.writeLocked(m, p, off, n, zero); err != nil {
 		return err
 	}
 	if c := e.changes.Load(); c >= int64(e.opts.CommitChanges) {
@@ -104,47 +92,128 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	return nil
 }
 
-// writeBlock sets logical block lba to (k, data); with modify set, it reads
-// the block's current content, lets modify change it and stores the result.
-// The caller holds the epoch shared.
-func (e *Engine) writeBlock(m *Map, lba uint64, k index.Key, data []byte, modify func([]byte)) error {
-	bl := e.blockLock(m.hdr.ID, lba)
-	bl.Lock()
-	defer bl.Unlock()
-	old, err := m.get(lba)
-	if err != nil {
+func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
+	first, last := off/BlockSize, (off+n-1)/BlockSize
+	// Whole blocks are hashed before any lock is taken, on every core for
+	// large requests.
+	var keys []index.Key
+	if !zero {
+		lo := (off + BlockSize - 1) / BlockSize
+		hi := (off + n) / BlockSize
+		if hi > lo {
+			keys = e.hashBlocks(p[lo*BlockSize-off : hi*BlockSize-off])
+		}
+	}
+
+	e.epoch.RLock()
+	defer e.epoch.RUnlock()
+	if m.deleted.Load() {
+		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
+	}
+	unlock := e.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
+	defer unlock()
+
+	olds := make([]mapEntry, last-first+1)
+	if err := m.getRange(uint64(first), olds); err != nil {
 		return err
 	}
-	if modify != nil {
-		buf := make([]byte, BlockSize)
-		if !old.isZero() {
-			if err := e.readSlot(buf, old); err != nil {
-				return err
+	var (
+		lbas   []uint64
+		news   []mapEntry
+		datas  [][]byte
+		prev   []mapEntry
+		wholeI int
+	)
+	for b := first; b <= last; b++ {
+		old := olds[b-first]
+		bStart := b * BlockSize
+		lo, hi := max(off, bStart), min(off+n, bStart+BlockSize)
+		var k index.Key
+		var data []byte
+		switch {
+		case lo == bStart && hi == bStart+BlockSize && zero:
+		case lo == bStart && hi == bStart+BlockSize:
+			k, data = keys[wholeI], p[bStart-off:bStart-off+BlockSize]
+			wholeI++
+		default: // partial block: read, modify, write
+			data = make([]byte, BlockSize)
+			if !old.isZero() {
+				if err := e.readSlot(data, old); err != nil {
+					return err
+				}
+			}
+			if zero {
+				clear(data[lo-bStart : hi-bStart])
+			} else {
+				copy(data[lo-bStart:], p[lo-off:hi-off])
+			}
+			k = e.sb.Hash.blockKey(data)
+		}
+		if old.Key == k {
+			continue // same content (or zero over zero)
+		}
+		lbas = append(lbas, uint64(b))
+		news = append(news, mapEntry{Key: k})
+		datas = append(datas, data)
+		prev = append(prev, old)
+	}
+	if len(lbas) == 0 {
+		return nil
+	}
+
+	r := &writeReq{}
+	var err error
+	for j := range news {
+		if news[j].Key.IsZero() {
+			continue
+		}
+		var slot uint64
+		if slot, err = e.acquire(news[j].Key, datas[j], r, len(news)-j); err != nil {
+			break
+		}
+		news[j].Slot = slot
+		r.acquired = append(r.acquired, news[j])
+	}
+	e.unreserve(r)
+	// Write the new blocks (even after a failure above: another request may
+	// already share one of them), in runs of consecutive slots.
+	if werr := e.writeFresh(r.fresh); werr != nil {
+		e.fail(werr)
+		err = werr
+	}
+	e.finishPending(r.fresh, err)
+	if err != nil {
+		e.markDirtyMany(r.dirty)
+		for _, a := range r.acquired {
+			if rerr := e.release(a); rerr != nil {
+				e.fail(rerr)
 			}
 		}
-		modify(buf)
-		data, k = buf, e.sb.Hash.blockKey(buf)
+		return err
 	}
-	if old.Key == k {
-		return nil // same content (or zero over zero)
-	}
-	var ne mapEntry
-	if !k.IsZero() {
-		slot, err := e.acquire(k, data)
-		if err != nil {
-			return err
+	for _, w := range r.waits {
+		<-w.done
+		if w.err != nil {
+			return w.err
 		}
-		ne = mapEntry{Key: k, Slot: slot}
 	}
-	m.set(lba, ne)
-	e.changes.Add(1)
-	switch {
-	case old.isZero() && !ne.isZero():
-		m.mapped.Add(1)
-	case !old.isZero() && ne.isZero():
-		m.mapped.Add(-1)
+	m.setMany(lbas, news)
+	e.changes.Add(int64(len(lbas)))
+	var delta int64
+	for j := range news {
+		switch {
+		case prev[j].isZero() && !news[j].isZero():
+			delta++
+		case !prev[j].isZero() && news[j].isZero():
+			delta--
+		}
 	}
-	if !old.isZero() {
+	m.mapped.Add(delta)
+	e.markDirtyMany(r.dirty)
+	for _, old := range prev {
+		if old.isZero() {
+			continue
+		}
 		if err := e.release(old); err != nil {
 			e.fail(err)
 			return err
@@ -153,56 +222,98 @@ func (e *Engine) writeBlock(m *Map, lba uint64, k index.Key, data []byte, modify
 	return nil
 }
 
-// acquire returns a slot holding data (whose key is k) with one more
-// reference: an existing one if the block is stored, a new one if not.
-func (e *Engine) acquire(k index.Key, data []byte) (uint64, error) {
-	kl := e.keyLock(k)
-	kl.Lock()
-	hit, err := e.ix.Lookup(k)
-	if err != nil {
-		kl.Unlock()
-		return 0, err
+// lockBlocks locks the stripes covering blocks [first, last] of a device in
+// a global order and returns the unlock function. Stripes cover 1 MiB
+// ranges, so a request takes one or two locks.
+func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
+	var idx []int
+	for r := first >> 8; r <= last>>8; r++ {
+		idx = append(idx, stripe(r^uint64(dev)<<48))
 	}
-	if hit.Found && e.sb.Verify {
-		same, err := e.sameContent(hit.Slot, data)
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		e.blockLocks[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			e.blockLocks[i].Unlock()
+		}
+	}
+}
+
+// acquire returns a slot holding data (whose key is k) with one more
+// reference: an existing one if the block is stored, a new one if not. A new
+// slot's data is written later by the request (writeFresh). remaining is
+// how many blocks the request may still store, to reserve consecutive slots.
+func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (uint64, error) {
+	kl := e.keyLock(k)
+	for {
+		kl.Lock()
+		hit, err := e.ix.Lookup(k)
 		if err != nil {
 			kl.Unlock()
 			return 0, err
 		}
-		if !same {
-			e.log.Warn().Stringer("key", k).Uint64("slot", hit.Slot).Msg("hash collision: storing the block unshared")
-			slot, err := e.store(k, data, false)
+		var ps *pendingSlot
+		if hit.Found && hit.Overlay && !r.owns(hit.Slot) {
+			ps = e.pendingOf(hit.Slot)
+		}
+		if hit.Found && e.sb.Verify {
+			if ps != nil { // compare once its data is there
+				kl.Unlock()
+				<-ps.done
+				if ps.err != nil {
+					return 0, ps.err
+				}
+				continue
+			}
+			same, err := e.sameContent(hit.Slot, data, r)
+			if err != nil {
+				kl.Unlock()
+				return 0, err
+			}
+			if !same {
+				e.log.Warn().Stringer("key", k).Uint64("slot", hit.Slot).Msg("hash collision: storing the block unshared")
+				slot, err := e.store(k, data, false, r, remaining)
+				kl.Unlock()
+				return slot, err
+			}
+		}
+		if hit.Found {
+			atomic.AddUint32(e.refs.ptr(hit.Slot), 1)
+			r.dirty = append(r.dirty, dirtyMark{slot: hit.Slot, key: k})
 			kl.Unlock()
-			return slot, err
+			if ps != nil {
+				r.waits = append(r.waits, ps)
+			}
+			if hit.Disk {
+				e.prefetch(hit.Slot)
+			}
+			return hit.Slot, nil
 		}
-	}
-	if hit.Found {
-		p := e.refs.ptr(hit.Slot)
-		if atomic.AddUint32(p, 1) == 1 {
-			e.unique.Add(1) // cannot happen for an indexed key; kept for accounting
-		}
-		e.markDirty(hit.Slot, k, false)
+		slot, err := e.store(k, data, true, r, remaining)
 		kl.Unlock()
-		if hit.Disk {
-			e.prefetch(hit.Slot)
-		}
-		return hit.Slot, nil
+		return slot, err
 	}
-	slot, err := e.store(k, data, true)
-	kl.Unlock()
-	return slot, err
 }
 
-// store writes data to a new slot. The caller holds k's lock.
-func (e *Engine) store(k index.Key, data []byte, indexed bool) (uint64, error) {
-	slot, err := e.allocSlot()
-	if err != nil {
-		return 0, err
+// store allocates a slot for a new block; its data is written by the
+// request before anything that names the slot is published. The caller
+// holds k's lock.
+func (e *Engine) store(k index.Key, data []byte, indexed bool, r *writeReq, remaining int) (uint64, error) {
+	if len(r.reserved) == 0 {
+		var err error
+		if r.reserved, err = e.allocRun(remaining); err != nil {
+			return 0, err
+		}
 	}
-	if err := e.bs.WriteAt(data, blockstore.Slot(slot)); err != nil {
-		e.unallocSlot(slot)
-		return 0, err
-	}
+	slot := r.reserved[0]
+	r.reserved = r.reserved[1:]
+	ps := &pendingSlot{done: make(chan struct{})}
+	e.pendMu.Lock()
+	e.pending[slot] = ps
+	e.pendMu.Unlock()
 	atomic.StoreUint32(e.refs.ptr(slot), 1)
 	e.unique.Add(1)
 	if indexed {
@@ -212,11 +323,79 @@ func (e *Engine) store(k index.Key, data []byte, indexed bool) (uint64, error) {
 		e.unindexed[slot] = true
 		e.dirtyMu.Unlock()
 	}
-	e.markDirty(slot, k, true)
+	r.fresh = append(r.fresh, freshBlock{slot: slot, data: data})
+	r.dirty = append(r.dirty, dirtyMark{slot: slot, key: k, fresh: true})
 	return slot, nil
 }
 
-func (e *Engine) sameContent(slot uint64, data []byte) (bool, error) {
+func (e *Engine) pendingOf(slot uint64) *pendingSlot {
+	e.pendMu.Lock()
+	defer e.pendMu.Unlock()
+	return e.pending[slot]
+}
+
+// writeFresh writes the data of newly allocated slots, one call per run of
+// consecutive slots.
+func (e *Engine) writeFresh(fresh []freshBlock) error {
+	if len(fresh) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(fresh)
+	slices.SortFunc(sorted, func(a, b freshBlock) int { return int(int64(a.slot - b.slot)) })
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j].slot == sorted[j-1].slot+1 {
+			j++
+		}
+		bufs := make([][]byte, j-i)
+		for k := range bufs {
+			bufs[k] = sorted[i+k].data
+		}
+		if err := e.bs.WriteBlocks(blockstore.Slot(sorted[i].slot), bufs); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+func (e *Engine) finishPending(fresh []freshBlock, err error) {
+	if len(fresh) == 0 {
+		return
+	}
+	e.pendMu.Lock()
+	for _, f := range fresh {
+		if ps := e.pending[f.slot]; ps != nil {
+			ps.err = err
+			close(ps.done)
+			delete(e.pending, f.slot)
+		}
+	}
+	e.pendMu.Unlock()
+}
+
+func (e *Engine) markDirtyMany(marks []dirtyMark) {
+	if len(marks) == 0 {
+		return
+	}
+	e.dirtyMu.Lock()
+	for _, d := range marks {
+		t := e.dirty[d.slot]
+		flags := blockstore.FlagIndexed
+		if e.unindexed[d.slot] {
+			flags = 0
+		}
+		e.dirty[d.slot] = slotTag{key: d.key, flags: flags, fresh: t.fresh || d.fresh}
+	}
+	e.dirtyMu.Unlock()
+}
+
+func (e *Engine) sameContent(slot uint64, data []byte, r *writeReq) (bool, error) {
+	for _, f := range r.fresh {
+		if f.slot == slot {
+			return bytes.Equal(f.data, data), nil
+		}
+	}
 	buf := getBlock()
 	defer putBlock(buf)
 	if err := e.bs.ReadAt(buf, blockstore.Slot(slot)); err != nil {
@@ -243,12 +422,12 @@ func (e *Engine) prefetch(hit uint64) {
 	e.bs.ReadMeta(blockstore.Slot(lo), recs) // a corrupt record reads as zero and is skipped
 	entries := make([]index.Entry, 0, len(recs))
 	for i := range recs {
-		r := &recs[i]
+		rec := &recs[i]
 		slot := lo + uint64(i)
-		if r.Refs == 0 || r.Flags&blockstore.FlagIndexed == 0 || slot == hit || e.refs.get(slot) == 0 {
+		if rec.Refs == 0 || rec.Flags&blockstore.FlagIndexed == 0 || slot == hit || e.refs.get(slot) == 0 {
 			continue
 		}
-		k, _ := index.DecodeKey(r.Tag[:])
+		k, _ := index.DecodeKey(rec.Tag[:])
 		entries = append(entries, index.Entry{Key: k, Slot: slot})
 	}
 	e.ix.Prime(tok, entries)

@@ -39,6 +39,9 @@ type Hit struct {
 	// Disk is set when the answer came from LevelDB: the caller should read
 	// the hit's neighbourhood and Prime the cache with it.
 	Disk bool
+	// Overlay is set when the answer came from the uncommitted changes: the
+	// block may have been stored moments ago.
+	Overlay bool
 }
 
 // Stats counts where lookups were answered.
@@ -158,7 +161,7 @@ func (ix *Index) Lookup(k Key) (Hit, error) {
 	ix.mu.RUnlock()
 	if ok {
 		ix.count(func(s *Stats) { s.Overlay++ })
-		return Hit{Slot: p.slot, Found: !p.del}, nil
+		return Hit{Slot: p.slot, Found: !p.del, Overlay: true}, nil
 	}
 	if !mayBe {
 		ix.count(func(s *Stats) { s.FilterMiss++ })

@@ -132,6 +132,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blockstore.Store, reopen func
 			t.Fatal("concurrent writes read back differently")
 		}
 	})
+	testWriteBlocks(t, newStore)
 	if reopen != nil {
 		t.Run("SurvivesReopen", func(t *testing.T) {
 			s := newStore(t)
@@ -178,4 +179,29 @@ func randBlocks(n int) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
+}
+
+func testWriteBlocks(t *testing.T, newStore func(t *testing.T) blockstore.Store) {
+	t.Run("WriteBlocksVectored", func(t *testing.T) {
+		s := newStore(t)
+		mustGrow(t, s)
+		mustGrow(t, s)
+		per := s.Slots() / 2
+		data := randBlocks(6)
+		var bufs [][]byte
+		for i := range 6 {
+			bufs = append(bufs, data[i*blockstore.BlockSize:(i+1)*blockstore.BlockSize])
+		}
+		first := blockstore.Slot(per - 3) // spans two extents
+		if err := s.WriteBlocks(first, bufs); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(data))
+		if err := s.ReadAt(got, first); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("vectored write read back differently")
+		}
+	})
 }

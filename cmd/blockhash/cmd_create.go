@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+)
+
+func init() {
+	register(&command{name: "create", usage: "NAME --size SIZE", summary: "create a device in the store", run: runCreate})
+	register(&command{name: "delete", usage: "NAME", summary: "delete a device and release its blocks", run: runDelete})
+}
+
+func runCreate(e *env, args []string) error {
+	fs := newFlags("create")
+	var size sizeFlag
+	fs.Var(&size, "size", "device size, like 20G or 512M")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if !size.set {
+		return usagef("--size is required")
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	d, err := eng.CreateDevice(pos[0], size.v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created %s (%s)\n", d.Name(), human(d.Size()))
+	return nil
+}
+
+func runDelete(e *env, args []string) error {
+	pos, err := parseArgs(newFlags("delete"), args, 1)
+	if err != nil {
+		return err
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	if err := eng.DeleteDevice(pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted %s\n", pos[0])
+	return nil
+}

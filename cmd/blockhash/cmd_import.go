@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"blockhash/engine"
+)
+
+func init() {
+	register(&command{name: "import", usage: "NAME IMAGE", summary: "copy a raw image into a device (created to fit if missing)", run: runImport})
+	register(&command{name: "export", usage: "NAME FILE", summary: "copy a device out to a raw file ('-' for stdout)", run: runExport})
+}
+
+// chunkSize is the request size of import and export; writers keep a few in
+// flight so hashing uses every core.
+const (
+	chunkSize    = 1 << 20
+	chunkWorkers = 4
+)
+
+func runImport(e *env, args []string) error {
+	pos, err := parseArgs(newFlags("import"), args, 2)
+	if err != nil {
+		return err
+	}
+	name, image := pos[0], pos[1]
+	f, err := os.Open(image)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return fmt.Errorf("cannot size %s: %w", image, err)
+		}
+	}
+	eng, err := e.openStore(engine.Options{})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	d, err := eng.Device(name)
+	if errors.Is(err, engine.ErrNotFound) {
+		devSize := (size + engine.BlockSize - 1) / engine.BlockSize * engine.BlockSize
+		if devSize == 0 {
+			return fmt.Errorf("image %s is empty", image)
+		}
+		d, err = eng.CreateDevice(name, devSize)
+	}
+	if err != nil {
+		return err
+	}
+	if size > d.Size() {
+		return fmt.Errorf("image %s (%s) is larger than device %s (%s)", image, human(size), name, human(d.Size()))
+	}
+	if size%engine.SectorSize != 0 {
+		return fmt.Errorf("image %s is %d bytes, not a multiple of 512", image, size)
+	}
+	start := time.Now()
+	bar := newProgress(e.stderr, "import", size)
+	err = parallelChunks(size, func(buf []byte, off int64) error {
+		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if _, err := d.WriteAt(buf, off); err != nil {
+			return err
+		}
+		bar.add(int64(len(buf)))
+		return nil
+	})
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if err := d.Flush(); err != nil {
+		return err
+	}
+	ds := d.Stats()
+	el := time.Since(start)
+	fmt.Fprintf(e.stdout, "imported %s into %s in %.1fs (%.0f MiB/s): %d data blocks, %d zero blocks\n",
+		human(size), name, el.Seconds(), float64(size)/el.Seconds()/(1<<20), ds.DataBlocks, ds.ZeroBlocks)
+	return nil
+}
+
+func runExport(e *env, args []string) error {
+	pos, err := parseArgs(newFlags("export"), args, 2)
+	if err != nil {
+		return err
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	d, err := eng.Device(pos[0])
+	if err != nil {
+		return err
+	}
+	var out *os.File
+	if pos[1] == "-" {
+		out = os.Stdout
+		// Sequential, so a pipe gets the bytes in order.
+		buf := make([]byte, chunkSize)
+		for off := int64(0); off < d.Size(); off += chunkSize {
+			b := buf[:min(chunkSize, d.Size()-off)]
+			if _, err := d.ReadAt(b, off); err != nil {
+				return err
+			}
+			if _, err := out.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	out, err = os.OpenFile(pos[1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(e.stderr, "export", d.Size())
+	err = parallelChunks(d.Size(), func(buf []byte, off int64) error {
+		if _, err := d.ReadAt(buf, off); err != nil {
+			return err
+		}
+		bar.add(int64(len(buf)))
+		if isZero(buf) {
+			return nil // leave a hole
+		}
+		_, err := out.WriteAt(buf, off)
+		return err
+	})
+	bar.finish()
+	if err == nil {
+		err = out.Truncate(d.Size())
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(pos[1])
+		return err
+	}
+	fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), pos[1])
+	return nil
+}
+
+// parallelChunks calls fn for each chunk of [0, size) with chunkWorkers
+// goroutines; it stops at the first error.
+func parallelChunks(size int64, fn func(buf []byte, off int64) error) error {
+	var (
+		mu      sync.Mutex
+		next    int64
+		firstErr error
+		wg      sync.WaitGroup
+	)
+	for range chunkWorkers {
+		wg.Go(func() {
+			buf := make([]byte, chunkSize)
+			for {
+				mu.Lock()
+				off := next
+				next += chunkSize
+				stop := firstErr != nil
+				mu.Unlock()
+				if stop || off >= size {
+					return
+				}
+				if err := fn(buf[:min(chunkSize, size-off)], off); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}

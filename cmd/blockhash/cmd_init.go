@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+
+	"blockhash/engine"
+)
+
+func init() {
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE]",
+		summary: "create an empty store", run: runInit})
+}
+
+func runInit(e *env, args []string) error {
+	fs := newFlags("init")
+	hash := fs.String("hash", "sha256", "strong hash: sha256 or sha1")
+	verify := fs.Bool("verify", false, "byte-compare a block before sharing it")
+	var extent sizeFlag
+	extent.v = 1 << 30
+	fs.Var(&extent, "extent-size", "size of each preallocated extent file")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	h, err := engine.ParseHash(*hash)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := engine.Create(e.store, engine.Options{Hash: h, Verify: *verify, ExtentSize: extent.v}); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "initialised store %s (hash %s, verify %v, extents of %s)\n", e.store, h, *verify, human(extent.v))
+	return nil
+}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+)
+
+func init() {
+	register(&command{name: "list", usage: "[--json]", summary: "list the store's devices", run: runList})
+}
+
+func runList(e *env, args []string) error {
+	fs := newFlags("list")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	s, err := eng.Stats()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if s.Devices == nil {
+			return enc.Encode([]any{})
+		}
+		return enc.Encode(s.Devices)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS")
+	for _, d := range s.Devices {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", d.Name, d.ID, human(d.LogicalBytes), d.DataBlocks, d.ZeroBlocks)
+	}
+	return tw.Flush()
+}

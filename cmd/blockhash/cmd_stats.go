@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"blockhash/engine"
+)
+
+func init() {
+	register(&command{name: "stats", usage: "[NAME] [--json]", summary: "space used and saved, per device and store-wide", run: runStats})
+	register(&command{name: "fsck", usage: "[--repair] [--json]", summary: "check reference counts, the index and every block's digest", run: runFsck})
+}
+
+// statsJSON is the JSON form of `blockhash stats`.
+type statsJSON struct {
+	engine.Stats
+	Device *engine.DeviceStats `json:"device,omitempty"`
+}
+
+func runStats(e *env, args []string) error {
+	fs := newFlags("stats")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseArgsRange(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	s, err := eng.Stats()
+	if err != nil {
+		return err
+	}
+	var one *engine.DeviceStats
+	if len(pos) == 1 {
+		for i := range s.Devices {
+			if s.Devices[i].Name == pos[0] {
+				one = &s.Devices[i]
+			}
+		}
+		if one == nil {
+			return fmt.Errorf("%w: %s", engine.ErrNotFound, pos[0])
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(statsJSON{Stats: s, Device: one})
+	}
+	printStats(e, s, one)
+	return nil
+}
+
+func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "DEVICE\tRAW SIZE\tZERO BLOCKS\tDATA BLOCKS\tDATA\t")
+	for _, d := range s.Devices {
+		if one != nil && d.Name != one.Name {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", d.Name, human(d.LogicalBytes), d.ZeroBlocks, d.DataBlocks, human(int64(d.DataBlocks)*engine.BlockSize))
+	}
+	tw.Flush()
+	fmt.Fprintf(e.stdout, "\nstore (%s, %d devices)\n", s.Hash, len(s.Devices))
+	fmt.Fprintf(e.stdout, "  raw size         %s\n", human(s.LogicalBytes))
+	fmt.Fprintf(e.stdout, "  zero blocks      %d (stored as nothing)\n", s.ZeroBlocks)
+	fmt.Fprintf(e.stdout, "  duplicate blocks %d (shared)\n", s.DuplicateBlocks)
+	fmt.Fprintf(e.stdout, "  stored blocks    %d\n", s.UniqueBlocks)
+	fmt.Fprintf(e.stdout, "  stored size      %s (%s of extents allocated)\n", human(s.StoredBytes), human(s.AllocatedBytes))
+	fmt.Fprintf(e.stdout, "  metadata         %s\n", human(s.MetadataBytes))
+	fmt.Fprintf(e.stdout, "  saved            %.1f%%\n", s.SavedPercent)
+}
+
+func runFsck(e *env, args []string) error {
+	fs := newFlags("fsck")
+	repair := fs.Bool("repair", false, "fix reference counts and rebuild the index")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	o := noBackground
+	o.Repair = *repair
+	eng, err := e.openStore(o)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	rep, err := eng.Fsck(*repair)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "%d devices, %d mapped blocks, %d slots checked, %d live\n", rep.Devices, rep.MappedBlocks, rep.SlotsChecked, rep.LiveSlots)
+		for _, p := range rep.Problems {
+			fmt.Fprintln(e.stdout, "  "+p)
+		}
+	}
+	switch {
+	case rep.OK():
+		fmt.Fprintln(e.stdout, "store is consistent")
+		return nil
+	case rep.Repaired && rep.BadData == 0:
+		fmt.Fprintln(e.stdout, "problems repaired")
+		return nil
+	case rep.Repaired:
+		return fmt.Errorf("repaired metadata, but %d stored blocks are damaged", rep.BadData)
+	default:
+		return fmt.Errorf("found problems (run blockhash fsck --repair)")
+	}
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"blockhash/tools/analyze"
+	"blockhash/tools/bench"
+)
+
+func init() {
+	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
+	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION]", summary: "measure ingest, reads and index RAM on this machine", run: runBench})
+}
+
+func runAnalyze(e *env, args []string) error {
+	fs := newFlags("analyze")
+	asJSON := fs.Bool("json", false, "print JSON")
+	paths, err := parseArgs(fs, args, -1)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		total += st.Size()
+	}
+	bar := newProgress(e.stderr, "analyze", total)
+	rows, err := analyze.Analyze(paths, bar.add)
+	bar.finish()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "IMAGE\tRAW SIZE\tZERO BLOCKS\tDATA BLOCKS\tUNIQUE\tNEW\tSTORED\tCUMULATIVE RAW\tCUMULATIVE STORED\tSAVED\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%.1f%%\t\n", r.Image, human(r.RawBytes), r.ZeroBlocks, r.DataBlocks,
+			r.UniqueBlocks, r.NewBlocks, r.StoredPct(), human(r.CumRawBytes), human(r.CumStoredBytes), r.CumSavedPct)
+	}
+	return tw.Flush()
+}
+
+func runBench(e *env, args []string) error {
+	fs := newFlags("bench")
+	asJSON := fs.Bool("json", false, "print JSON")
+	dir := fs.String("dir", os.TempDir(), "scratch directory on the disk to measure")
+	var size sizeFlag
+	size.v = 2 << 30
+	fs.Var(&size, "size", "bytes per ingest phase")
+	readTime := fs.Duration("read-time", 5*time.Second, "duration of each read phase")
+	indexBlocks := fs.Int("index-blocks", 2_000_000, "unique blocks for the index RAM figure")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	o := bench.Options{Dir: *dir, IngestBytes: size.v, ReadTime: *readTime, IndexBlocks: *indexBlocks, Log: e.stderr}
+	res, err := bench.Run(o)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	fmt.Fprintf(e.stdout, "unique ingest        %8.0f MB/s   (%s, %d cores)\n", res.UniqueIngestMBs, human(res.IngestBytes), res.Cores)
+	fmt.Fprintf(e.stdout, "duplicate ingest     %8.0f MB/s\n", res.DuplicateIngestMBs)
+	fmt.Fprintf(e.stdout, "random 4K reads      %8.0f IOPS   (plain file: %.0f IOPS, ratio %.2f)\n", res.RandomReadIOPS, res.RawRandomReadIOPS, res.ReadRatio)
+	fmt.Fprintf(e.stdout, "index RAM            %8.2f bytes per unique block (%d blocks; heap growth %.2f)\n", res.IndexRAMBytesPerBlock, res.IndexBlocks, res.IndexHeapBytesPerBlock)
+	fmt.Fprintf(e.stdout, "index disk           %8.1f bytes per entry\n", res.IndexDiskBytesPerEntry)
+	return nil
+}

@@ -1,0 +1,129 @@
+// Command blockhash manages a deduplicating block store and serves its
+// devices. Run "blockhash help" for the commands.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"blockhash/engine"
+)
+
+// DefaultStore is where the store lives unless --store or BLOCKHASH_STORE
+// says otherwise.
+const DefaultStore = "/var/lib/blockhash"
+
+type env struct {
+	store  string
+	stdout io.Writer
+	stderr io.Writer
+	log    zerolog.Logger
+}
+
+type command struct {
+	name    string
+	usage   string
+	summary string
+	run     func(env *env, args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// usageError is a bad command line: printed with the command's usage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	e := &env{store: os.Getenv("BLOCKHASH_STORE"), stdout: stdout, stderr: stderr}
+	if e.store == "" {
+		e.store = DefaultStore
+	}
+	level := zerolog.WarnLevel
+	// Global flags come before the command.
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := args[0]
+		switch {
+		case a == "--store" || a == "-store":
+			if len(args) < 2 {
+				fmt.Fprintln(stderr, "blockhash: --store needs a directory")
+				return 2
+			}
+			e.store, args = args[1], args[2:]
+			continue
+		case strings.HasPrefix(a, "--store="):
+			e.store = strings.TrimPrefix(a, "--store=")
+		case a == "-v" || a == "--verbose":
+			level = zerolog.InfoLevel
+		case a == "--debug":
+			level = zerolog.DebugLevel
+		case a == "-h" || a == "--help":
+			args = []string{"help"}
+			continue
+		default:
+			fmt.Fprintf(stderr, "blockhash: unknown global flag %s (see blockhash help)\n", a)
+			return 2
+		}
+		args = args[1:]
+	}
+	e.log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(level).With().Timestamp().Logger()
+	if len(args) == 0 {
+		printHelp(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "--help" {
+		printHelp(stdout)
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "blockhash: unknown command %q (see blockhash help)\n", args[0])
+		return 2
+	}
+	if err := c.run(e, args[1:]); err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "blockhash %s: %s\nusage: blockhash %s %s\n", c.name, ue.msg, c.name, c.usage)
+			return 2
+		}
+		fmt.Fprintf(stderr, "blockhash %s: %s\n", c.name, oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func printHelp(w io.Writer) {
+	fmt.Fprintf(w, "usage: blockhash [--store DIR] [-v] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s.\n\nCommands:\n", DefaultStore)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c := commands[n]
+		fmt.Fprintf(w, "  %-8s %s\n           blockhash %s %s\n", n, c.summary, n, c.usage)
+	}
+}
+
+// openStore opens the store for a command that works on it directly.
+func (e *env) openStore(o engine.Options) (*engine.Engine, error) {
+	o.Logger = e.log
+	return engine.Open(e.store, o)
+}
+
+// noBackground is for short-lived commands: they commit when they close.
+var noBackground = engine.Options{CommitInterval: -1}
