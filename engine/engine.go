@@ -218,16 +218,21 @@ func Open(dir string, o Options) (*Engine, error) {
 }
 
 func (e *Engine) open() error {
-	var err error
-	if e.bs, err = blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize); err != nil {
+	bs, err := blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
+	if err != nil {
 		return err
 	}
-	if e.ix, err = index.Open(filepath.Join(e.dir, "index"), e.opts.Index); err != nil {
+	e.bs = bs
+	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
+	if err != nil {
 		return err
 	}
-	if e.jn, err = openJournal(filepath.Join(e.dir, journalName)); err != nil {
+	e.ix = ix
+	jn, err := openJournal(filepath.Join(e.dir, journalName))
+	if err != nil {
 		return err
 	}
+	e.jn = jn
 	if err := e.openMaps(); err != nil {
 		return err
 	}

@@ -71,6 +71,9 @@ func DecodeSuperblock(b []byte) (Superblock, error) {
 	if crc32.Checksum(b[:60], castagnoli) != binary.LittleEndian.Uint32(b[60:]) {
 		return s, fmt.Errorf("%w: superblock checksum mismatch", ErrCorrupt)
 	}
+	if b[17]&^1 != 0 || !isZero(b[18:24]) || !isZero(b[40:60]) {
+		return s, fmt.Errorf("%w: superblock has unknown flags or fields set", ErrFormat)
+	}
 	s.Version = binary.LittleEndian.Uint32(b[8:])
 	s.BlockSize = binary.LittleEndian.Uint32(b[12:])
 	s.Hash = HashAlg(b[16])

@@ -160,10 +160,10 @@ func runExport(e *env, args []string) error {
 // goroutines; it stops at the first error.
 func parallelChunks(size int64, fn func(buf []byte, off int64) error) error {
 	var (
-		mu      sync.Mutex
-		next    int64
+		mu       sync.Mutex
+		next     int64
 		firstErr error
-		wg      sync.WaitGroup
+		wg       sync.WaitGroup
 	)
 	for range chunkWorkers {
 		wg.Go(func() {

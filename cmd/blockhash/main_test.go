@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func cli(t *testing.T, store string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"--store", store}, args...), &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func mustCLI(t *testing.T, store string, args ...string) string {
+	t.Helper()
+	r := cli(t, store, args...)
+	if r.code != 0 {
+		t.Fatalf("blockhash %v: exit %d\n%s", args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// image writes an image of n 4 KiB blocks: random data with zero runs.
+func image(t *testing.T, dir, name string, n int) string {
+	t.Helper()
+	b := make([]byte, n*4096)
+	rand.Read(b)
+	for i := 0; i < n; i += 4 {
+		clear(b[i*4096 : (i+1)*4096])
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"4096", 4096, false}, {"512K", 512 << 10, false}, {"512M", 512 << 20, false},
+		{"20G", 20 << 30, false}, {"1T", 1 << 40, false}, {"1.5G", 3 << 29, false},
+		{"20GiB", 20 << 30, false}, {"20gb", 20 << 30, false},
+		{"", 0, true}, {"abc", 0, true}, {"-1G", 0, true}, {"0", 0, true}, {"1e9", 0, true},
+		{"1.1", 0, true}, {"99999999P", 0, true}, {"G", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := parseSize(tc.in)
+		if tc.bad != (err != nil) || (!tc.bad && got != tc.want) {
+			t.Errorf("parseSize(%q) = %d, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	img := image(t, dir, "a.img", 512)
+	mustCLI(t, store, "import", "a", img)
+	mustCLI(t, store, "import", "b", img) // the same image again: all duplicates
+	var s struct {
+		LogicalBytes  int64 `json:"logical_bytes"`
+		ZeroBlocks    int64 `json:"zero_blocks"`
+		UniqueBlocks  int64 `json:"unique_blocks"`
+		StoredBytes   int64 `json:"stored_bytes"`
+		MetadataBytes int64 `json:"metadata_bytes"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, store, "stats", "--json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.LogicalBytes != 2*512*4096 || s.ZeroBlocks != 2*128 || s.UniqueBlocks != 384 || s.StoredBytes != 384*4096 || s.MetadataBytes <= 0 {
+		t.Fatalf("stats: %+v", s)
+	}
+	out := filepath.Join(dir, "b.out")
+	mustCLI(t, store, "export", "b", out)
+	want, _ := os.ReadFile(img)
+	got, _ := os.ReadFile(out)
+	if !bytes.Equal(got, want) {
+		t.Fatal("exported image differs from the imported one")
+	}
+	if l := mustCLI(t, store, "list"); !strings.Contains(l, "a") || !strings.Contains(l, "b") {
+		t.Fatalf("list: %s", l)
+	}
+	mustCLI(t, store, "fsck")
+	mustCLI(t, store, "delete", "a")
+	mustCLI(t, store, "delete", "b")
+	if err := json.Unmarshal([]byte(mustCLI(t, store, "stats", "--json")), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.UniqueBlocks != 0 || s.StoredBytes != 0 {
+		t.Fatalf("after deleting both devices: %+v", s)
+	}
+	// The same image twice: the second adds nothing; 384 of 1024 blocks stored.
+	var rows []struct {
+		NewBlocks   int64   `json:"new_blocks"`
+		CumSavedPct float64 `json:"cumulative_saved_percent"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, store, "analyze", "--json", img, img)), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].NewBlocks != 384 || rows[1].NewBlocks != 0 || rows[1].CumSavedPct != 62.5 {
+		t.Fatalf("analyze: %+v", rows)
+	}
+}
+
+// TestBadInput: every bad input is a one-line error, a non-zero exit, and
+// changes nothing in the store.
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	mustCLI(t, store, "create", "small", "--size", "64K")
+	big := image(t, dir, "big.img", 32)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"image larger than device", []string{"import", "small", big}, "larger than device"},
+		{"unknown device", []string{"export", "nope", filepath.Join(dir, "x")}, "no such device"},
+		{"name taken", []string{"create", "small", "--size", "1M"}, "exists"},
+		{"bad size", []string{"create", "c", "--size", "12Q"}, "invalid size"},
+		{"size not a block multiple", []string{"create", "c", "--size", "1000"}, "multiple of 4096"},
+		{"missing size", []string{"create", "c"}, "--size is required"},
+		{"unknown flag", []string{"list", "--bogus"}, "flag provided but not defined"},
+		{"unknown command", []string{"frobnicate"}, "unknown command"},
+		{"bad hash", []string{"init", "--hash", "md5"}, "unknown hash"},
+		{"init over a store", []string{"init"}, "already exists"},
+		{"missing image", []string{"import", "small", filepath.Join(dir, "none.img")}, "no such file"},
+		{"delete unknown", []string{"delete", "nope"}, "no such device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, store)
+			r := cli(t, store, tc.args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0, want failure")
+			}
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("stderr %q does not say %q", r.stderr, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines > 1 {
+				t.Fatalf("error is %d lines:\n%s", lines+1, r.stderr)
+			}
+			if after := snapshot(t, store); after != before {
+				t.Fatalf("the store changed:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+// snapshot summarises the store's files (names, sizes, device and block
+// counts) so a test can tell whether a command changed it.
+func snapshot(t *testing.T, store string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, sub := range []string{"devices", "blocks"} {
+		ents, _ := os.ReadDir(filepath.Join(store, sub))
+		for _, e := range ents {
+			fi, _ := e.Info()
+			data, _ := os.ReadFile(filepath.Join(store, sub, e.Name()))
+			b.WriteString(e.Name() + ":" + string(rune(fi.Size()%1000)) + ":" + hash(data) + " ")
+		}
+	}
+	return b.String()
+}
+
+func hash(b []byte) string {
+	var h uint64 = 14695981039346656037
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return string(rune(h % 0x10FFFF))
+}
+
+func TestCorruptStoreFiles(t *testing.T) {
+	tests := []struct {
+		name    string
+		corrupt func(store string) error
+		want    string
+	}{
+		{"superblock bit flip", func(s string) error { return flip(filepath.Join(s, "superblock"), 20) }, "checksum"},
+		{"superblock truncated", func(s string) error { return os.Truncate(filepath.Join(s, "superblock"), 10) }, "superblock"},
+		{"map header bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 40) }, "checksum"},
+		{"map truncated", func(s string) error { return os.Truncate(filepath.Join(s, "devices", "d.map"), 5000) }, "truncated"},
+		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 4096+48+3) }, "checksum"},
+		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, "corrupt"},
+		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, "extent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store := filepath.Join(dir, "store")
+			mustCLI(t, store, "init", "--extent-size", "4M")
+			mustCLI(t, store, "import", "d", image(t, dir, "d.img", 64))
+			if err := tc.corrupt(store); err != nil {
+				t.Fatal(err)
+			}
+			r := cli(t, store, "stats")
+			if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q, want an error about %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
+func TestDataCorruptionIsDetected(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 16))
+	if err := flip(filepath.Join(store, "blocks", "extent-000000.dat"), 5); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, store, "export", "d", filepath.Join(dir, "out")); r.code == 0 || !strings.Contains(r.stderr, "checksum") {
+		t.Fatalf("export of a damaged block: exit %d %q", r.code, r.stderr)
+	}
+	if r := cli(t, store, "fsck"); r.code == 0 || !strings.Contains(r.stdout, "does not match its digest") {
+		t.Fatalf("fsck: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+func TestFsckRepairsRefcounts(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 16))
+	// Damage slot 0's record: fsck reports it, --repair rebuilds it from the maps.
+	if err := flip(filepath.Join(store, "blocks", "extent-000000.meta"), 37); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, store, "fsck"); r.code == 0 {
+		t.Fatal("fsck of a damaged record passed")
+	}
+	mustCLI(t, store, "fsck", "--repair")
+	if out := mustCLI(t, store, "fsck"); !strings.Contains(out, "consistent") {
+		t.Fatalf("after repair: %s", out)
+	}
+}
+
+func flip(path string, off int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return err
+	}
+	b[0] ^= 0x10
+	_, err = f.WriteAt(b, off)
+	return err
+}
+
+func TestUnwritableStore(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores permissions: use a path under a regular file instead.
+		dir := t.TempDir()
+		f := filepath.Join(dir, "file")
+		os.WriteFile(f, nil, 0o600)
+		if r := cli(t, filepath.Join(f, "store"), "init"); r.code == 0 {
+			t.Fatal("init under a regular file succeeded")
+		}
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o500)
+	if r := cli(t, filepath.Join(dir, "store"), "init"); r.code == 0 || !strings.Contains(r.stderr, "permission") {
+		t.Fatalf("exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestStoreLocked(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	e, err := (&env{store: store}).openStore(noBackground)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if r := cli(t, store, "list"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Fatalf("exit %d %q", r.code, r.stderr)
+	}
+}
