@@ -166,3 +166,29 @@ func pwritev(f *os.File, bufs [][]byte, off int64) error {
 	}
 	return nil
 }
+
+// WriteFileDurable writes a small file with the durable recipe: temp file,
+// write, fsync, rename over path, fsync the directory. Readers see the old
+// or the new content, never a mix.
+func WriteFileDurable(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("blockstore: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("blockstore: write %s: %w", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
+}

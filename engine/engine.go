@@ -183,7 +183,7 @@ func Create(dir string, o Options) error {
 	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
-	return writeFileDurable(filepath.Join(dir, superblockName), sb.Encode())
+	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
 }
 
 // Open opens the store in dir, replaying an interrupted commit if any.

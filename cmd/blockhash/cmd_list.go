@@ -16,6 +16,9 @@ func runList(e *env, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
+	if ok, err := daemonList(e, *asJSON); ok {
+		return err
+	}
 	eng, err := e.openStore(noBackground)
 	if err != nil {
 		return err

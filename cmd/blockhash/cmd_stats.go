@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
 
+	"blockhash/daemon"
 	"blockhash/engine"
 )
 
@@ -26,12 +28,7 @@ func runStats(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	s, err := eng.Stats()
+	s, err := e.storeStats()
 	if err != nil {
 		return err
 	}
@@ -117,4 +114,22 @@ func runFsck(e *env, args []string) error {
 	default:
 		return fmt.Errorf("found problems (run blockhash fsck --repair)")
 	}
+}
+
+// storeStats asks the running daemon, or opens the store when none runs.
+func (e *env) storeStats() (engine.Stats, error) {
+	c := e.client()
+	if _, err := os.Stat(c.Socket); err == nil && c.Running() {
+		resp, err := c.Do(daemon.Request{Op: "stats"})
+		if err != nil {
+			return engine.Stats{}, err
+		}
+		return *resp.Stats, nil
+	}
+	eng, err := e.openStore(noBackground)
+	if err != nil {
+		return engine.Stats{}, err
+	}
+	defer eng.Close()
+	return eng.Stats()
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"blockhash/daemon"
 	"blockhash/engine"
 )
 
@@ -21,6 +22,7 @@ const DefaultStore = "/var/lib/blockhash"
 
 type env struct {
 	store  string
+	socket string
 	stdout io.Writer
 	stderr io.Writer
 	log    zerolog.Logger
@@ -47,9 +49,12 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	e := &env{store: os.Getenv("BLOCKHASH_STORE"), stdout: stdout, stderr: stderr}
+	e := &env{store: os.Getenv("BLOCKHASH_STORE"), socket: os.Getenv("BLOCKHASH_SOCKET"), stdout: stdout, stderr: stderr}
 	if e.store == "" {
 		e.store = DefaultStore
+	}
+	if e.socket == "" {
+		e.socket = daemon.DefaultSocket
 	}
 	level := zerolog.WarnLevel
 	// Global flags come before the command.
@@ -65,6 +70,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			continue
 		case strings.HasPrefix(a, "--store="):
 			e.store = strings.TrimPrefix(a, "--store=")
+		case a == "--socket":
+			if len(args) < 2 {
+				fmt.Fprintln(stderr, "blockhash: --socket needs a path")
+				return 2
+			}
+			e.socket, args = args[1], args[2:]
+			continue
 		case a == "-v" || a == "--verbose":
 			level = zerolog.InfoLevel
 		case a == "--debug":
@@ -107,7 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func printHelp(w io.Writer) {
-	fmt.Fprintf(w, "usage: blockhash [--store DIR] [-v] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s.\n\nCommands:\n", DefaultStore)
+	fmt.Fprintf(w, "usage: blockhash [--store DIR] [--socket PATH] [-v] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s, the daemon's socket to\n$BLOCKHASH_SOCKET or %s.\n\nCommands:\n", DefaultStore, daemon.DefaultSocket)
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)

@@ -18,7 +18,8 @@ type result struct {
 func cli(t *testing.T, store string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := run(append([]string{"--store", store}, args...), &out, &errb)
+	sock := filepath.Join(filepath.Dir(store), "no-daemon.sock")
+	code := run(append([]string{"--store", store, "--socket", sock}, args...), &out, &errb)
 	return result{code, out.String(), errb.String()}
 }
 
@@ -143,6 +144,10 @@ func TestBadInput(t *testing.T) {
 		{"init over a store", []string{"init"}, "already exists"},
 		{"missing image", []string{"import", "small", filepath.Join(dir, "none.img")}, "no such file"},
 		{"delete unknown", []string{"delete", "nope"}, "no such device"},
+		{"add without a daemon", []string{"add", "x", "--size", "1M"}, "daemon is not running"},
+		{"del without a daemon", []string{"del", "x"}, "daemon is not running"},
+		{"del with nothing named", []string{"del"}, "exactly one of"},
+		{"recover without an id", []string{"recover"}, "-n ID is required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/rs/zerolog"
+
+	"blockhash/daemon"
+)
+
+func init() {
+	register(&command{name: "serve", usage: "[--socket PATH]", summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN", run: runServe})
+	register(&command{name: "add", usage: "NAME [--size SIZE] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
+		summary: "serve a device (created if missing) and print its /dev/ublkbN", run: runAdd})
+	register(&command{name: "del", usage: "NAME | -n ID | --all [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)", run: runDel})
+	register(&command{name: "recover", usage: "-n ID", summary: "serve again a device whose serving stopped", run: runRecover})
+}
+
+func (e *env) client() daemon.Client { return daemon.Client{Socket: e.socket} }
+
+func runServe(e *env, args []string) error {
+	fs := newFlags("serve")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	log := e.log
+	if log.GetLevel() > zerolog.InfoLevel {
+		log = log.Level(zerolog.InfoLevel) // lifecycle events; never per I/O
+	}
+	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := d.Listen(); err != nil {
+		d.Close()
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log.Info().Str("store", e.store).Str("socket", e.socket).Int("devices", len(d.List())).Msg("blockhash daemon ready")
+	serveErr := d.Serve(ctx)
+	log.Info().Msg("stopping: draining devices, flushing the store")
+	if err := d.Close(); err != nil {
+		return err
+	}
+	log.Info().Msg("stopped")
+	return serveErr
+}
+
+func runAdd(e *env, args []string) error {
+	fs := newFlags("add")
+	var size sizeFlag
+	fs.Var(&size, "size", "device size (required for a new device), like 20G")
+	id := fs.Int("n", -1, "device number N of /dev/ublkbN (default: any free)")
+	queues := fs.Int("q", 1, "hardware queues")
+	depth := fs.Int("d", 128, "queue depth")
+	lbs := fs.Int("logical-block-size", 512, "logical block size: 512 or 4096")
+	pos, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	resp, err := e.client().Do(daemon.Request{Op: "add", Name: pos[0], Size: size.v, ID: *id, Queues: *queues, Depth: *depth, LBS: *lbs})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, resp.Devices[0].Path)
+	return nil
+}
+
+func runDel(e *env, args []string) error {
+	fs := newFlags("del")
+	id := fs.Int("n", -1, "device number")
+	all := fs.Bool("all", false, "every served device")
+	a := fs.Bool("a", false, "every served device")
+	keep := fs.Bool("keep-data", false, "keep the device's data in the store")
+	pos, err := parseArgsRange(fs, args, 0, 1)
+	if err != nil {
+		return err
+	}
+	r := daemon.Request{Op: "del", ID: *id, All: *all || *a, KeepData: *keep}
+	if len(pos) == 1 {
+		r.Name = pos[0]
+	}
+	if n := btoi(r.Name != "") + btoi(r.ID >= 0) + btoi(r.All); n != 1 {
+		return usagef("give exactly one of NAME, -n ID or --all")
+	}
+	resp, err := e.client().Do(r)
+	if err != nil {
+		return err
+	}
+	for _, d := range resp.Devices {
+		what := "deleted"
+		if r.KeepData {
+			what = "stopped (data kept)"
+		}
+		fmt.Fprintf(e.stdout, "%s: /dev/ublkb%d %s\n", d.Name, d.ID, what)
+	}
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func runRecover(e *env, args []string) error {
+	fs := newFlags("recover")
+	id := fs.Int("n", -1, "device number")
+	if _, err := parseArgs(fs, args, 0); err != nil {
+		return err
+	}
+	if *id < 0 {
+		return usagef("-n ID is required")
+	}
+	resp, err := e.client().Do(daemon.Request{Op: "recover", ID: *id})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %s %s\n", resp.Devices[0].Name, resp.Devices[0].Path, resp.Devices[0].State)
+	return nil
+}
+
+// daemonList prints the daemon's devices; ok is false when no daemon runs.
+func daemonList(e *env, asJSON bool) (ok bool, err error) {
+	c := e.client()
+	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
+		return false, nil
+	}
+	resp, err := c.Do(daemon.Request{Op: "list"})
+	if err != nil {
+		return true, err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if resp.Devices == nil {
+			resp.Devices = []daemon.DeviceInfo{}
+		}
+		return true, enc.Encode(resp.Devices)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSIZE\tPATH\tSTATE\tQUEUES\tDEPTH\tLBS\tDATA BLOCKS\tZERO BLOCKS")
+	for _, d := range resp.Devices {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", d.ID, d.Name, human(d.Size), d.Path, d.State,
+			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks)
+	}
+	return true, tw.Flush()
+}

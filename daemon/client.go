@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"syscall"
+	"time"
+)
+
+// RemoteError is an error the daemon answered with.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Client talks to a daemon.
+type Client struct {
+	Socket  string
+	Timeout time.Duration // for the whole request; default 5 minutes
+}
+
+// Running reports whether a daemon answers on the socket.
+func (c Client) Running() bool {
+	_, err := c.Do(Request{Op: "ping"})
+	return err == nil
+}
+
+// Do sends one request and returns the daemon's answer.
+func (c Client) Do(r Request) (Response, error) {
+	path := c.Socket
+	if path == "" {
+		path = DefaultSocket
+	}
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return Response{}, ErrNotRunning
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return Response{}, fmt.Errorf("daemon: %s: permission denied: the blockhash daemon answers root only", path)
+		}
+		return Response{}, fmt.Errorf("daemon: %w", err)
+	}
+	defer conn.Close()
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	if err := json.NewEncoder(conn).Encode(r); err != nil {
+		return Response{}, fmt.Errorf("daemon: send: %w", err)
+	}
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return Response{}, fmt.Errorf("daemon: receive: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, &RemoteError{Msg: resp.Error}
+	}
+	return resp, nil
+}

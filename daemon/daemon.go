@@ -1,0 +1,336 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"blockhash/engine"
+	"blockhash/ublk"
+)
+
+// DefaultSocket is where the daemon listens unless told otherwise.
+const DefaultSocket = "/run/blockhash/blockhash.sock"
+
+// Options configure a Daemon.
+type Options struct {
+	Store    string
+	Socket   string
+	Exporter Exporter // nil: the kernel's ublk driver
+	Engine   engine.Options
+	Logger   zerolog.Logger
+}
+
+// Daemon owns a store and serves its devices.
+type Daemon struct {
+	o   Options
+	log zerolog.Logger
+	eng *engine.Engine
+	exp Exporter
+
+	// mu guards devs and the state file.
+	mu   sync.Mutex
+	devs map[string]*device
+
+	srv *server
+}
+
+type device struct {
+	servedDevice
+	dev *engine.Device
+	exp Export // nil when not running
+}
+
+func (d *device) running() bool {
+	if d.exp == nil {
+		return false
+	}
+	select {
+	case <-d.exp.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// Open opens the store, connects to the kernel's ublk driver and brings
+// back every device served before.
+func Open(o Options) (*Daemon, error) {
+	if o.Socket == "" {
+		o.Socket = DefaultSocket
+	}
+	o.Engine.Logger = o.Logger
+	eng, err := engine.Open(o.Store, o.Engine)
+	if err != nil {
+		return nil, err
+	}
+	exp := o.Exporter
+	if exp == nil {
+		if exp, err = NewKernelExporter(o.Logger); err != nil {
+			eng.Close()
+			return nil, err
+		}
+	}
+	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}}
+	if err := d.restore(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) restore() error {
+	list, err := loadState(d.o.Store)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, s := range list {
+		dev, err := d.eng.Device(s.Name)
+		if err != nil {
+			d.log.Warn().Str("device", s.Name).Err(err).Msg("served device is gone from the store; forgetting it")
+			if d.exp.Exists(s.ID) {
+				d.exp.Delete(s.ID)
+			}
+			continue
+		}
+		dv := &device{servedDevice: s, dev: dev}
+		d.devs[s.Name] = dv
+		if err := d.startLocked(dv, true); err != nil {
+			d.log.Error().Str("device", s.Name).Int("id", s.ID).Err(err).Msg("cannot bring the device back; it stays listed as stopped (blockhash recover -n ID)")
+		}
+	}
+	return d.saveLocked()
+}
+
+// startLocked serves dv: by user recovery if its kernel device survived
+// (the previous daemon was killed), else by creating it afresh.
+func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
+	if allowRecover && dv.ID >= 0 && d.exp.Exists(dv.ID) {
+		ex, err := d.exp.Recover(dv.ID, dv.dev)
+		if err == nil {
+			dv.exp = ex
+			d.log.Info().Str("device", dv.Name).Str("path", ex.BlockPath()).Msg("recovered device")
+			return nil
+		}
+		d.log.Warn().Str("device", dv.Name).Int("id", dv.ID).Err(err).Msg("user recovery failed; re-creating the device")
+		if err := d.exp.Delete(dv.ID); err != nil && !errors.Is(err, ublk.ErrNoDevice) {
+			return fmt.Errorf("remove stale /dev/ublkb%d: %w", dv.ID, err)
+		}
+	}
+	ex, err := d.exp.Export(ublk.Config{ID: dv.ID, Queues: dv.Queues, Depth: dv.Depth,
+		Size: dv.dev.Size(), LogicalBlockSize: dv.LBS}, dv.dev)
+	if err != nil {
+		return err
+	}
+	dv.exp, dv.ID = ex, ex.ID()
+	d.log.Info().Str("device", dv.Name).Str("path", ex.BlockPath()).Msg("serving device")
+	return nil
+}
+
+func (d *Daemon) saveLocked() error {
+	list := make([]servedDevice, 0, len(d.devs))
+	for _, dv := range d.devs {
+		list = append(list, dv.servedDevice)
+	}
+	return saveState(d.o.Store, list)
+}
+
+// Add serves a device of the store, creating it when it does not exist.
+func (d *Daemon) Add(r Request) (DeviceInfo, error) {
+	if err := engine.ValidName(r.Name); err != nil {
+		return DeviceInfo{}, err
+	}
+	switch {
+	case r.Queues < 0 || r.Queues > 64:
+		return DeviceInfo{}, fmt.Errorf("%w: queues %d (1..64)", ErrInvalid, r.Queues)
+	case r.Depth < 0 || r.Depth > 4096:
+		return DeviceInfo{}, fmt.Errorf("%w: depth %d (1..4096)", ErrInvalid, r.Depth)
+	case r.LBS != 0 && r.LBS != 512 && r.LBS != 4096:
+		return DeviceInfo{}, fmt.Errorf("%w: logical block size %d (512 or 4096)", ErrInvalid, r.LBS)
+	case r.Size < 0:
+		return DeviceInfo{}, fmt.Errorf("%w: size %d", ErrInvalid, r.Size)
+	case r.ID < -1:
+		return DeviceInfo{}, fmt.Errorf("%w: device id %d", ErrInvalid, r.ID)
+	}
+	s := servedDevice{Name: r.Name, ID: r.ID, Queues: max(1, r.Queues), Depth: r.Depth, LBS: r.LBS}
+	if s.Depth == 0 {
+		s.Depth = 128
+	}
+	if s.LBS == 0 {
+		s.LBS = 512
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if dv, ok := d.devs[r.Name]; ok {
+		return DeviceInfo{}, fmt.Errorf("%w: %s is /dev/ublkb%d", ErrServed, r.Name, dv.ID)
+	}
+	for _, dv := range d.devs {
+		if r.ID >= 0 && dv.ID == r.ID {
+			return DeviceInfo{}, fmt.Errorf("%w: id %d is %s", ErrServed, r.ID, dv.Name)
+		}
+	}
+	dev, err := d.eng.Device(r.Name)
+	created := false
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		if r.Size == 0 {
+			return DeviceInfo{}, fmt.Errorf("%w: device %s does not exist: give --size to create it", ErrInvalid, r.Name)
+		}
+		if r.Size%int64(s.LBS) != 0 {
+			return DeviceInfo{}, fmt.Errorf("%w: size %d is not a multiple of the logical block size %d", ErrInvalid, r.Size, s.LBS)
+		}
+		if dev, err = d.eng.CreateDevice(r.Name, r.Size); err != nil {
+			return DeviceInfo{}, err
+		}
+		created = true
+	case err != nil:
+		return DeviceInfo{}, err
+	case r.Size != 0 && r.Size != dev.Size():
+		return DeviceInfo{}, fmt.Errorf("%w: device %s exists with size %d, not %d", ErrInvalid, r.Name, dev.Size(), r.Size)
+	}
+	undo := func() {
+		if created {
+			if err := d.eng.DeleteDevice(r.Name); err != nil {
+				d.log.Error().Err(err).Str("device", r.Name).Msg("undo create")
+			}
+		}
+	}
+	dv := &device{servedDevice: s, dev: dev}
+	if err := d.startLocked(dv, false); err != nil {
+		undo()
+		return DeviceInfo{}, err
+	}
+	d.devs[r.Name] = dv
+	if err := d.saveLocked(); err != nil {
+		dv.exp.Stop()
+		delete(d.devs, r.Name)
+		undo()
+		return DeviceInfo{}, err
+	}
+	return dv.info(), nil
+}
+
+func (dv *device) info() DeviceInfo {
+	i := DeviceInfo{ID: dv.ID, Name: dv.Name, Size: dv.dev.Size(), State: "stopped",
+		Queues: dv.Queues, Depth: dv.Depth, LBS: dv.LBS, Stats: dv.dev.Stats()}
+	if dv.exp != nil {
+		i.Path = dv.exp.BlockPath()
+	}
+	if dv.running() {
+		i.State = "running"
+	}
+	return i
+}
+
+// Del stops serving devices (by name, id or all) and, unless keepData,
+// deletes them from the store.
+func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var targets []*device
+	for _, dv := range d.devs {
+		if r.All || (r.Name != "" && dv.Name == r.Name) || (r.Name == "" && r.ID >= 0 && dv.ID == r.ID) {
+			targets = append(targets, dv)
+		}
+	}
+	if len(targets) == 0 {
+		if r.All {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNotServed, describe(r))
+	}
+	var done []DeviceInfo
+	for _, dv := range targets {
+		info := dv.info()
+		if dv.exp != nil {
+			if err := dv.exp.Stop(); err != nil {
+				return done, fmt.Errorf("stop %s: %w", dv.Name, err)
+			}
+		} else if d.exp.Exists(dv.ID) {
+			d.exp.Delete(dv.ID)
+		}
+		if err := d.eng.Flush(); err != nil {
+			return done, err
+		}
+		delete(d.devs, dv.Name)
+		if !r.KeepData {
+			if err := d.eng.DeleteDevice(dv.Name); err != nil {
+				d.saveLocked()
+				return done, err
+			}
+		}
+		info.State = "removed"
+		info.Path = ""
+		done = append(done, info)
+	}
+	return done, d.saveLocked()
+}
+
+func describe(r Request) string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return fmt.Sprintf("id %d", r.ID)
+}
+
+// Recover serves again a listed device that is not running, taking its
+// kernel device over if it still exists.
+func (d *Daemon) Recover(id int) (DeviceInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dv := range d.devs {
+		if dv.ID != id {
+			continue
+		}
+		if dv.running() {
+			return dv.info(), fmt.Errorf("%w: %s (/dev/ublkb%d) is running", ErrServed, dv.Name, id)
+		}
+		dv.exp = nil
+		if err := d.startLocked(dv, true); err != nil {
+			return dv.info(), err
+		}
+		return dv.info(), d.saveLocked()
+	}
+	return DeviceInfo{}, fmt.Errorf("%w: id %d", ErrNotServed, id)
+}
+
+// List describes the served devices, by id.
+func (d *Daemon) List() []DeviceInfo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]DeviceInfo, 0, len(d.devs))
+	for _, dv := range d.devs {
+		out = append(out, dv.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Stats is the store's figures.
+func (d *Daemon) Stats() (engine.Stats, error) { return d.eng.Stats() }
+
+// Close stops serving: every device drains its in-flight I/O and is
+// removed from the kernel, the store is flushed and closed. The list of
+// served devices is kept, so the next daemon brings them back.
+func (d *Daemon) Close() error {
+	if d.srv != nil {
+		d.srv.close()
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, dv := range d.devs {
+		if dv.exp != nil {
+			if err := dv.exp.Stop(); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", dv.Name, err))
+			}
+		}
+	}
+	errs = append(errs, d.eng.Close(), d.exp.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,303 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"blockhash/engine"
+	"blockhash/ublk"
+)
+
+// fakeKernel stands in for ublk_drv: its devices outlive a daemon that
+// dies without stopping them, as real ones do with user recovery.
+type fakeKernel struct {
+	mu        sync.Mutex
+	devs      map[int]*fakeExport
+	recovered int
+	exported  int
+}
+
+type fakeExport struct {
+	k    *fakeKernel
+	id   int
+	b    ublk.Backend
+	done chan struct{}
+	once sync.Once
+}
+
+func (f *fakeExport) ID() int               { return f.id }
+func (f *fakeExport) BlockPath() string     { return fmt.Sprintf("/dev/ublkb%d", f.id) }
+func (f *fakeExport) Done() <-chan struct{} { return f.done }
+func (f *fakeExport) Stop() error {
+	f.once.Do(func() { close(f.done) })
+	f.k.mu.Lock()
+	delete(f.k.devs, f.id)
+	f.k.mu.Unlock()
+	return f.b.Flush()
+}
+
+func (k *fakeKernel) Export(cfg ublk.Config, b ublk.Backend) (Export, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	id := cfg.ID
+	if id < 0 {
+		for id = 0; k.devs[id] != nil; id++ {
+		}
+	} else if k.devs[id] != nil {
+		return nil, ublk.ErrExists
+	}
+	e := &fakeExport{k: k, id: id, b: b, done: make(chan struct{})}
+	k.devs[id] = e
+	k.exported++
+	return e, nil
+}
+
+func (k *fakeKernel) Recover(id int, b ublk.Backend) (Export, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.devs[id] == nil {
+		return nil, ublk.ErrNoDevice
+	}
+	e := &fakeExport{k: k, id: id, b: b, done: make(chan struct{})}
+	k.devs[id] = e
+	k.recovered++
+	return e, nil
+}
+
+func (k *fakeKernel) Exists(id int) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.devs[id] != nil
+}
+
+func (k *fakeKernel) Delete(id int) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.devs, id)
+	return nil
+}
+
+func (k *fakeKernel) Close() error { return nil }
+
+func (k *fakeKernel) backend(id int) ublk.Backend {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.devs[id].b
+}
+
+func setup(t *testing.T) (string, *fakeKernel) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := engine.Create(dir, engine.Options{ExtentSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, &fakeKernel{devs: map[int]*fakeExport{}}
+}
+
+func open(t *testing.T, dir string, k *fakeKernel) *Daemon {
+	t.Helper()
+	d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+		Engine: engine.Options{CommitInterval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestAddListDel(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	info, err := d.Add(Request{Name: "vm1", Size: 4 << 20, ID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Path != "/dev/ublkb0" || info.State != "running" || info.Queues != 1 || info.Depth != 128 || info.LBS != 512 {
+		t.Fatalf("add: %+v", info)
+	}
+	if _, err := d.Add(Request{Name: "vm2", Size: 4 << 20, ID: 5, Queues: 2, Depth: 64, LBS: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	b := k.backend(5)
+	if _, err := b.WriteAt(bytes.Repeat([]byte{7}, 8192), 0); err != nil {
+		t.Fatal(err)
+	}
+	l := d.List()
+	if len(l) != 2 || l[1].ID != 5 || l[1].Stats.DataBlocks != 2 {
+		t.Fatalf("list: %+v", l)
+	}
+	if _, err := d.Del(Request{ID: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if k.Exists(5) {
+		t.Fatal("kernel device still there after del")
+	}
+	if _, err := d.eng.Device("vm2"); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("del without --keep-data kept the data: %v", err)
+	}
+	if _, err := d.Del(Request{Name: "vm1", KeepData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.eng.Device("vm1"); err != nil {
+		t.Fatalf("--keep-data lost the device: %v", err)
+	}
+	// Attach the kept device again, without a size.
+	if _, err := d.Add(Request{Name: "vm1", ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAddErrorsChangeNothing(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if _, err := d.Add(Request{Name: "a", Size: 1 << 20, ID: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		r    Request
+		want error
+	}{
+		{"name served", Request{Name: "a", Size: 1 << 20, ID: -1}, ErrServed},
+		{"id taken", Request{Name: "b", Size: 1 << 20, ID: 3}, ErrServed},
+		{"no size for new", Request{Name: "b", ID: -1}, ErrInvalid},
+		{"bad lbs", Request{Name: "b", Size: 1 << 20, ID: -1, LBS: 1024}, ErrInvalid},
+		{"bad depth", Request{Name: "b", Size: 1 << 20, ID: -1, Depth: 5000}, ErrInvalid},
+		{"bad name", Request{Name: "../x", Size: 1 << 20, ID: -1}, engine.ErrInvalid},
+		{"size not a block multiple", Request{Name: "b", Size: 1000, ID: -1}, ErrInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := d.Add(tc.r); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if got := d.eng.Devices(); len(got) != 1 {
+				t.Fatalf("store devices now %v", got)
+			}
+		})
+	}
+	if _, err := d.Del(Request{Name: "nope", ID: -1}); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("del unknown: %v", err)
+	}
+	if _, err := d.Recover(9); !errors.Is(err, ErrNotServed) {
+		t.Fatalf("recover unknown: %v", err)
+	}
+}
+
+func TestRestartBringsDevicesBack(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	d.Add(Request{Name: "a", Size: 1 << 20, ID: 2})
+	k.backend(2).WriteAt(bytes.Repeat([]byte{1}, 4096), 0)
+	if err := d.Close(); err != nil { // clean stop: kernel devices removed
+		t.Fatal(err)
+	}
+	if k.Exists(2) {
+		t.Fatal("clean stop left the kernel device")
+	}
+	d = open(t, dir, k)
+	defer d.Close()
+	l := d.List()
+	if len(l) != 1 || l[0].ID != 2 || l[0].State != "running" || k.exported != 2 || k.recovered != 0 {
+		t.Fatalf("after restart: %+v exported %d recovered %d", l, k.exported, k.recovered)
+	}
+	got := make([]byte, 4096)
+	k.backend(2).ReadAt(got, 0)
+	if got[0] != 1 {
+		t.Fatal("data lost across a clean restart")
+	}
+}
+
+func TestCrashRecoversKernelDevice(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	d.Add(Request{Name: "a", Size: 1 << 20, ID: 4})
+	b := k.backend(4)
+	b.WriteAt(bytes.Repeat([]byte{9}, 4096), 4096)
+	b.Flush()
+	// The daemon dies: nothing is stopped, the kernel device stays.
+	d.eng.Close()
+	d = open(t, dir, k)
+	defer d.Close()
+	if k.recovered != 1 {
+		t.Fatalf("recovered %d devices, want 1", k.recovered)
+	}
+	got := make([]byte, 4096)
+	k.backend(4).ReadAt(got, 4096)
+	if got[0] != 9 {
+		t.Fatal("flushed data lost across a crash")
+	}
+	// A running device cannot be recovered again; a stopped one can.
+	if _, err := d.Recover(4); !errors.Is(err, ErrServed) {
+		t.Fatalf("recover of a running device: %v", err)
+	}
+	k.mu.Lock()
+	k.devs[4].once.Do(func() { close(k.devs[4].done) })
+	k.mu.Unlock()
+	if info, err := d.Recover(4); err != nil || info.State != "running" {
+		t.Fatalf("recover of a stopped device: %+v %v", info, err)
+	}
+}
+
+func TestCorruptStateFile(t *testing.T) {
+	dir, k := setup(t)
+	os.WriteFile(filepath.Join(dir, stateName), []byte("{not json"), 0o600)
+	if _, err := Open(Options{Store: dir, Exporter: k}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("got %v, want ErrCorrupt", err)
+	}
+}
+
+func TestSocket(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	sock := d.o.Socket
+	c := Client{Socket: sock}
+	if _, err := c.Do(Request{Op: "list"}); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("no daemon: %v", err)
+	}
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() { served <- d.Serve(ctx) }()
+	resp, err := c.Do(Request{Op: "add", Name: "x", Size: 1 << 20, ID: -1})
+	if err != nil || len(resp.Devices) != 1 || resp.Devices[0].Path != "/dev/ublkb0" {
+		t.Fatalf("add over the socket: %+v %v", resp, err)
+	}
+	if _, err := c.Do(Request{Op: "add", Name: "x", Size: 1 << 20, ID: -1}); err == nil {
+		t.Fatal("duplicate add over the socket succeeded")
+	}
+	resp, err = c.Do(Request{Op: "stats"})
+	if err != nil || resp.Stats == nil || resp.Stats.LogicalBytes != 1<<20 {
+		t.Fatalf("stats: %+v %v", resp, err)
+	}
+	if _, err := c.Do(Request{Op: "bogus"}); err == nil {
+		t.Fatal("unknown op accepted")
+	}
+	// A second daemon on the same socket is refused.
+	d2 := &Daemon{o: Options{Socket: sock}}
+	if err := d2.Listen(); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second listen: %v", err)
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+}

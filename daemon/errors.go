@@ -1,0 +1,18 @@
+package daemon
+
+import "errors"
+
+var (
+	// ErrNotRunning means no daemon listens on the socket.
+	ErrNotRunning = errors.New("daemon: the blockhash daemon is not running (start it with: blockhash serve)")
+	// ErrRunning means another daemon already listens on the socket.
+	ErrRunning = errors.New("daemon: another blockhash daemon is running")
+	// ErrNotServed means no served device matches the request.
+	ErrNotServed = errors.New("daemon: no such served device")
+	// ErrServed means the device is already served.
+	ErrServed = errors.New("daemon: device already served")
+	// ErrInvalid means a malformed request.
+	ErrInvalid = errors.New("daemon: invalid request")
+	// ErrCorrupt means the daemon's state file is damaged.
+	ErrCorrupt = errors.New("daemon: corrupt state file")
+)

@@ -1,0 +1,39 @@
+package daemon
+
+import "blockhash/engine"
+
+// The socket protocol: the client sends one Request as JSON, the daemon
+// answers with one Response and closes the connection.
+
+// Request is one command to the daemon.
+type Request struct {
+	Op       string `json:"op"` // add, del, list, recover, stats, ping
+	Name     string `json:"name,omitempty"`
+	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
+	ID       int    `json:"id"`             // -1: any (add) or none (del)
+	Queues   int    `json:"queues,omitempty"`
+	Depth    int    `json:"depth,omitempty"`
+	LBS      int    `json:"logical_block_size,omitempty"`
+	All      bool   `json:"all,omitempty"`
+	KeepData bool   `json:"keep_data,omitempty"`
+}
+
+// Response is the daemon's answer.
+type Response struct {
+	Error   string        `json:"error,omitempty"`
+	Devices []DeviceInfo  `json:"devices,omitempty"`
+	Stats   *engine.Stats `json:"stats,omitempty"`
+}
+
+// DeviceInfo describes a served device.
+type DeviceInfo struct {
+	ID     int                `json:"id"`
+	Name   string             `json:"name"`
+	Size   int64              `json:"size"`
+	Path   string             `json:"path"`
+	State  string             `json:"state"` // running, stopped
+	Queues int                `json:"queues"`
+	Depth  int                `json:"depth"`
+	LBS    int                `json:"logical_block_size"`
+	Stats  engine.DeviceStats `json:"stats"`
+}

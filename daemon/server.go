@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxConns bounds the requests handled at once.
+const maxConns = 16
+
+type server struct {
+	ln   net.Listener
+	path string
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// Listen opens the control socket (root only). It fails with ErrRunning if
+// another daemon answers there.
+func (d *Daemon) Listen() error {
+	path := d.o.Socket
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("daemon: socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("%w: %s answers", ErrRunning, path)
+	}
+	os.Remove(path) // a stale socket of a daemon that died
+	old := syscall.Umask(0o077)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("daemon: listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("daemon: %w", err)
+	}
+	d.srv = &server{ln: ln, path: path}
+	return nil
+}
+
+// Serve answers requests until ctx is done.
+func (d *Daemon) Serve(ctx context.Context) error {
+	s := d.srv
+	if s == nil {
+		return errors.New("daemon: Serve before Listen")
+	}
+	go func() {
+		<-ctx.Done()
+		s.close()
+	}()
+	sem := make(chan struct{}, maxConns)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				s.wg.Wait()
+				return nil
+			}
+			return fmt.Errorf("daemon: accept: %w", err)
+		}
+		sem <- struct{}{}
+		s.wg.Go(func() {
+			defer func() { <-sem }()
+			d.handle(c)
+		})
+	}
+}
+
+func (s *server) close() {
+	s.once.Do(func() {
+		s.ln.Close()
+		os.Remove(s.path)
+	})
+}
+
+func (d *Daemon) handle(c net.Conn) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var r Request
+	if err := json.NewDecoder(io.LimitReader(c, 1<<16)).Decode(&r); err != nil {
+		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
+		return
+	}
+	resp := d.do(r)
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	json.NewEncoder(c).Encode(resp)
+}
+
+func (d *Daemon) do(r Request) Response {
+	var resp Response
+	var err error
+	switch r.Op {
+	case "ping":
+	case "add":
+		var i DeviceInfo
+		if i, err = d.Add(r); err == nil {
+			resp.Devices = []DeviceInfo{i}
+		}
+	case "del":
+		resp.Devices, err = d.Del(r)
+	case "recover":
+		var i DeviceInfo
+		if i, err = d.Recover(r.ID); err == nil {
+			resp.Devices = []DeviceInfo{i}
+		}
+	case "list":
+		resp.Devices = d.List()
+	case "stats":
+		st, e := d.Stats()
+		resp.Stats, err = &st, e
+		resp.Devices = d.List()
+	default:
+		err = fmt.Errorf("%w: unknown op %q", ErrInvalid, r.Op)
+	}
+	if err != nil {
+		d.log.Warn().Str("op", r.Op).Err(err).Msg("request failed")
+		resp.Error = err.Error()
+	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" {
+		d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID).Msg("request done")
+	}
+	return resp
+}
