@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"blockhash/blockstore"
 	"blockhash/engine"
 	"blockhash/ublk"
 )
+
+// lockWait is how long Open waits for a store held by another process.
+const lockWait = 10 * time.Second
 
 // DefaultSocket is where the daemon listens unless told otherwise.
 const DefaultSocket = "/run/blockhash/blockhash.sock"
@@ -63,7 +68,15 @@ func Open(o Options) (*Daemon, error) {
 		o.Socket = DefaultSocket
 	}
 	o.Engine.Logger = o.Logger
-	eng, err := engine.Open(o.Store, o.Engine)
+	// A short-lived command (list, stats) may hold the store for a moment.
+	var eng *engine.Engine
+	var err error
+	for deadline := time.Now().Add(lockWait); ; time.Sleep(100 * time.Millisecond) {
+		eng, err = engine.Open(o.Store, o.Engine)
+		if err == nil || !errors.Is(err, blockstore.ErrLocked) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ func init() {
 	register(&command{name: "add", usage: "NAME [--size SIZE] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
 		summary: "serve a device (created if missing) and print its /dev/ublkbN", run: runAdd})
 	register(&command{name: "del", usage: "NAME | -n ID | --all [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)", run: runDel})
+	register(&command{name: "status", usage: "", summary: "tell whether the daemon runs (exit 0) and how many devices it serves", run: runStatus})
 	register(&command{name: "recover", usage: "-n ID", summary: "serve again a device whose serving stopped", run: runRecover})
 }
 
@@ -153,4 +154,22 @@ func daemonList(e *env, asJSON bool) (ok bool, err error) {
 			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks)
 	}
 	return true, tw.Flush()
+}
+
+func runStatus(e *env, args []string) error {
+	if _, err := parseArgs(newFlags("status"), args, 0); err != nil {
+		return err
+	}
+	resp, err := e.client().Do(daemon.Request{Op: "list"})
+	if err != nil {
+		return err
+	}
+	running := 0
+	for _, d := range resp.Devices {
+		if d.State == "running" {
+			running++
+		}
+	}
+	fmt.Fprintf(e.stdout, "daemon running on %s: %d devices, %d running\n", e.socket, len(resp.Devices), running)
+	return nil
 }

@@ -1,0 +1,45 @@
+#!/bin/bash
+# bhvm-timeout: 300
+# Four store-backed devices under concurrent fio (random read/write with
+# verification) for BHVM_SOAK_SECS (default 60): no errors, and the
+# daemon's memory stays bounded.
+# shellcheck source=SCRIPTDIR/../guest/lib.sh
+. /bhvm/lib.sh
+# shellcheck source=SCRIPTDIR/../guest/blockhash.sh
+. /bhvm/blockhash.sh
+
+secs=${BHVM_SOAK_SECS:-60}
+bh_init
+bh_serve
+pids=""
+for i in 0 1 2 3; do
+	d=$(bh add "s$i" --size 128M -q 2) || fail "add s$i"
+	wait_for_dev "$d"
+done
+rss0=$(bh_rss)
+for i in 0 1 2 3; do
+	fio --name="s$i" --filename="/dev/ublkb$i" --ioengine=io_uring --direct=1 --rw=randrw --bs=4k \
+		--iodepth=16 --size=64M --time_based --runtime="$secs" --verify=crc32c --verify_fatal=1 \
+		--verify_backlog=1024 >"$BHVM_WORK/fio$i.log" 2>&1 &
+	pids="$pids $!"
+done
+max=0
+while :; do
+	alive=0
+	for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+	[ $alive = 1 ] || break
+	r=$(bh_rss)
+	[ "${r:-0}" -gt "$max" ] && max=$r
+	sleep 5
+done
+for i in 0 1 2 3; do
+	p=$(echo $pids | cut -d' ' -f$((i + 1)))
+	wait "$p" || fail "fio on /dev/ublkb$i failed: $(tail -n 20 "$BHVM_WORK/fio$i.log")"
+done
+metric rss_start_kib "$rss0"
+metric rss_max_kib "$max"
+log "daemon RSS: ${rss0} KiB at start, at most ${max} KiB under load"
+[ "$max" -lt 600000 ] || fail "daemon RSS reached ${max} KiB"
+bh_stop
+out=$(bh fsck) || fail "fsck: $out"
+pass
