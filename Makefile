@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest bench fuzz run clean vet
+.PHONY: all build unit test vmtest bench fuzz run demo clean vet
 
 all: build
 
@@ -43,8 +43,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMapEntry -fuzztime 20s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 20s ./engine/
 
+# The daemon with one device on .cache/run/store (inside the test VM where
+# this host has no ublk driver).
 run: build
-	$(BIN)/blockhash --store $(RUNDIR)/store demo
+	tools/run-demo.sh
+
+# The store alone, no kernel device: sample images imported, analyzed, stats.
+demo: build
+	$(BIN)/blockhash --store $(RUNDIR)/demo-store demo
 
 clean:
 	rm -rf $(BIN) $(RUNDIR) tests/vm/out

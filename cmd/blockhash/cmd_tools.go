@@ -9,10 +9,12 @@ import (
 
 	"blockhash/tools/analyze"
 	"blockhash/tools/bench"
+	"blockhash/tools/sample"
 )
 
 func init() {
 	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
+	register(&command{name: "sample", usage: "[--size SIZE] [--member N] [--zero FRACTION] FILE", summary: "write a synthetic VM image (members of one family share most blocks)", run: runSample})
 	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION]", summary: "measure ingest, reads and index RAM on this machine", run: runBench})
 }
 
@@ -49,6 +51,23 @@ func runAnalyze(e *env, args []string) error {
 			r.UniqueBlocks, r.NewBlocks, r.StoredPct(), human(r.CumRawBytes), human(r.CumStoredBytes), r.CumSavedPct)
 	}
 	return tw.Flush()
+}
+
+func runSample(e *env, args []string) error {
+	fs := newFlags("sample")
+	var size sizeFlag
+	size.v = 256 << 20
+	fs.Var(&size, "size", "image size")
+	member := fs.Uint64("member", 0, "family member: different members share their base blocks")
+	zero := fs.Float64("zero", 0.35, "fraction of zero blocks")
+	paths, err := parseArgs(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if size.v <= 0 || size.v%4096 != 0 || *zero < 0 || *zero > 0.9 {
+		return usagef("--size must be a positive multiple of 4096 and --zero between 0 and 0.9")
+	}
+	return sample.Write(paths[0], sample.Spec{Size: size.v, Family: 7, Member: *member, Zero: *zero, Own: 0.08})
 }
 
 func runBench(e *env, args []string) error {

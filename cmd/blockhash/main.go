@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -57,6 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		e.socket = daemon.DefaultSocket
 	}
 	level := zerolog.WarnLevel
+	cpuprofile := ""
 	// Global flags come before the command.
 	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
 		a := args[0]
@@ -76,6 +78,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			e.socket, args = args[1], args[2:]
+			continue
+		case a == "--cpuprofile":
+			if len(args) < 2 {
+				fmt.Fprintln(stderr, "blockhash: --cpuprofile needs a file")
+				return 2
+			}
+			cpuprofile, args = args[1], args[2:]
 			continue
 		case a == "-v" || a == "--verbose":
 			level = zerolog.InfoLevel
@@ -104,6 +113,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockhash: unknown command %q (see blockhash help)\n", args[0])
 		return 2
 	}
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "blockhash: --cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := c.run(e, args[1:]); err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -119,7 +140,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func printHelp(w io.Writer) {
-	fmt.Fprintf(w, "usage: blockhash [--store DIR] [--socket PATH] [-v] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s, the daemon's socket to\n$BLOCKHASH_SOCKET or %s.\n\nCommands:\n", DefaultStore, daemon.DefaultSocket)
+	fmt.Fprintf(w, "usage: blockhash [--store DIR] [--socket PATH] [-v|--debug] [--cpuprofile FILE] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s, the daemon's socket to\n$BLOCKHASH_SOCKET or %s.\n\nCommands:\n", DefaultStore, daemon.DefaultSocket)
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)

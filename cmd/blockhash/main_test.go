@@ -148,6 +148,8 @@ func TestBadInput(t *testing.T) {
 		{"del without a daemon", []string{"del", "x"}, "daemon is not running"},
 		{"del with nothing named", []string{"del"}, "exactly one of"},
 		{"recover without an id", []string{"recover"}, "-n ID is required"},
+		{"sample with a bad size", []string{"sample", "--size", "4000", filepath.Join(dir, "s.img")}, "multiple of 4096"},
+		{"sample over an existing file", []string{"sample", "--size", "64K", big}, "file exists"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,6 +193,28 @@ func hash(b []byte) string {
 		h = (h ^ uint64(c)) * 1099511628211
 	}
 	return string(rune(h % 0x10FFFF))
+}
+
+// Two sample images of one family deduplicate against each other: the
+// second one adds far fewer new blocks than it has data blocks.
+func TestSampleImagesDeduplicate(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")
+	mustCLI(t, "", "sample", "--size", "8M", a)
+	mustCLI(t, "", "sample", "--size", "8M", "--member", "1", b)
+	if fi, err := os.Stat(b); err != nil || fi.Size() != 8<<20 {
+		t.Fatalf("sample image: %v %v", fi, err)
+	}
+	var rows []struct {
+		DataBlocks int64 `json:"data_blocks"`
+		NewBlocks  int64 `json:"new_blocks"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "", "analyze", "--json", a, b)), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[1].DataBlocks == 0 || rows[1].NewBlocks*4 > rows[1].DataBlocks {
+		t.Fatalf("second image: %+v, want under a quarter of its data blocks new", rows)
+	}
 }
 
 func TestCorruptStoreFiles(t *testing.T) {

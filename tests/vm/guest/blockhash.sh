@@ -12,12 +12,13 @@ bh() { blockhash --store "$BH_STORE" "$@"; }
 # bh_init [EXTENT]: create the store
 bh_init() { run bh init --extent-size "${1:-64M}"; }
 
-# bh_serve: start `blockhash serve` in the background, wait until it answers
+# bh_serve: start `blockhash [$BH_SERVE_ARGS] serve` in the background, wait until it answers
 bh_serve() {
 	require blockhash
 	log "+ blockhash serve"
 	# the binary itself, not the bh function: $! must be the daemon's pid
-	blockhash --store "$BH_STORE" serve >>"$BHVM_WORK/serve.log" 2>&1 &
+	# shellcheck disable=SC2086 # BH_SERVE_ARGS: extra global flags, split on purpose
+	blockhash --store "$BH_STORE" ${BH_SERVE_ARGS:-} serve >>"$BHVM_WORK/serve.log" 2>&1 &
 	BH_PID=$!
 	wait_for 60 _bh_ready || fail "daemon not ready within 60s: $(tail -n 20 "$BHVM_WORK/serve.log")"
 	log "daemon ready (pid $BH_PID)"

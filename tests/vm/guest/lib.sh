@@ -22,6 +22,14 @@ pass() {
 # metric KEY VALUE -> "BHVM METRIC <scenario> KEY=VALUE" for the host
 metric() { echo "BHVM METRIC $BHVM_SCENARIO $1=$2"; }
 
+# export_file NAME FILE: copy a small file (a profile, a log) to the host,
+# base64 on the console; the host writes tests/vm/out/<run>/files/NAME
+export_file() {
+	echo "BHVM FILE $1 BEGIN"
+	base64 "$2" | sed 's/^/BHVM B64 /'
+	echo "BHVM FILE $1 END"
+}
+
 # run CMD...: run it, echoing it; fail the scenario if it fails
 run() {
 	log "+ $*"

@@ -2,7 +2,8 @@
 # bhvm-timeout: 300
 # Speed, reported not asserted: fio on a store-backed device (the daemon),
 # a memory-backed ublk device (ublktest) and a loop device over a tmpfs file,
-# side by side in one VM run. Metrics "store|mem|loop.TEST.UNIT".
+# side by side in one VM run. Metrics "store|mem|loop.TEST.UNIT". The
+# daemon runs with a CPU profile, which the host summarises with pprof.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
 . /bhvm/lib.sh
 # shellcheck source=SCRIPTDIR/../guest/blockhash.sh
@@ -10,6 +11,8 @@
 
 secs=${BHVM_SPEED_SECS:-6}
 bh_init
+# a CPU profile of the daemon, summarised on the host (where the time goes)
+BH_SERVE_ARGS="--cpuprofile $BHVM_WORK/serve.prof"
 bh_serve
 store=$(bh add speed --size 256M -q 2) || fail "add"
 wait_for_dev "$store"
@@ -36,4 +39,5 @@ speed_test randwrite4k iops 49 --rw=randwrite --bs=4k --iodepth=32 --numjobs=2 -
 losetup -d "$loopdev"
 ublk_stop 5
 bh_stop
+export_file daemon_speed.serve.prof "$BHVM_WORK/serve.prof"
 pass
