@@ -21,7 +21,7 @@ func benchIngest(b *testing.B, dup bool) {
 	write := func(d *Device) {
 		var next atomic.Int64
 		var wg sync.WaitGroup
-		for range 4 {
+		for range benchWriters {
 			wg.Go(func() {
 				buf := make([]byte, 1<<20)
 				for {
@@ -79,3 +79,5 @@ func BenchmarkBlockKey(b *testing.B) {
 		SHA256.blockKey(blk)
 	}
 }
+
+var benchWriters = 4

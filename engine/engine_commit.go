@@ -31,24 +31,28 @@ func (e *Engine) commit() error {
 	e.epoch.Lock()
 	rec := &record{Seq: e.seq + 1}
 	var sealed []sealedMap
+	nmaps := 0
 	e.devMu.RLock()
-	for id, m := range e.byID {
-		s := m.seal()
-		if s == nil {
-			continue
-		}
-		sealed = append(sealed, sealedMap{m, s})
-		for lba, ent := range s {
-			rec.Maps = append(rec.Maps, mapChange{Dev: id, LBA: lba, Entry: ent})
+	for _, m := range e.byID {
+		if s := m.seal(); s != nil {
+			sealed = append(sealed, sealedMap{m, s})
+			nmaps += len(s)
 		}
 	}
 	e.devMu.RUnlock()
+	rec.Maps = make([]mapChange, 0, nmaps)
+	for _, s := range sealed {
+		for lba, ent := range s.entries {
+			rec.Maps = append(rec.Maps, mapChange{Dev: s.m.hdr.ID, LBA: lba, Entry: ent})
+		}
+	}
 	e.ix.Seal()
 	e.dirtyMu.Lock()
 	dirty, deleting := e.dirty, e.deleting
 	e.dirty, e.deleting = make(map[uint64]slotTag, len(dirty)), nil
 	e.dirtyMu.Unlock()
-	var puts []index.Op
+	puts := make([]index.Op, 0, len(dirty))
+	rec.Slots = make([]slotChange, 0, len(dirty))
 	for slot, t := range dirty {
 		m := blockstore.Meta{Refs: e.refs.get(slot), Flags: t.flags}
 		t.key.Encode(m.Tag[:])
@@ -176,7 +180,10 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 	if err := e.bs.Sync(); err != nil {
 		return err
 	}
-	if err := e.ix.Apply(append(ops, puts...)); err != nil {
+	if len(ops) > 0 {
+		puts = append(append(make([]index.Op, 0, len(ops)+len(puts)), ops...), puts...)
+	}
+	if err := e.ix.Apply(puts); err != nil {
 		return err
 	}
 	// Deleted devices.

@@ -227,11 +227,12 @@ func (ix *Index) Seal() {
 	ix.mu.Unlock()
 }
 
-// Apply writes ops to LevelDB synchronously (deletes first, each only if
-// the key still names its slot; then puts) and drops the sealed overlay.
-// It is idempotent, so a journal can replay it after a crash.
+// Apply writes ops to LevelDB (deletes first, each only if the key still
+// names its slot; then puts), syncs, and drops the sealed overlay. Large
+// updates go in several batches, so a crash can leave part of them: Apply
+// is idempotent, and the engine's journal replays it after a crash.
 func (ix *Index) Apply(ops []Op) error {
-	b := new(leveldb.Batch)
+	b := &batcher{db: ix.db}
 	for _, op := range ops {
 		if !op.Delete {
 			continue
@@ -246,7 +247,9 @@ func (ix *Index) Apply(ops []Op) error {
 		if s, err := decodeSlot(v); err == nil && s != op.Slot {
 			continue
 		}
-		b.Delete(dbKey(op.Key))
+		if err := b.del(dbKey(op.Key)); err != nil {
+			return translate("apply", err)
+		}
 	}
 	var val [8]byte
 	for _, op := range ops {
@@ -254,9 +257,11 @@ func (ix *Index) Apply(ops []Op) error {
 			continue
 		}
 		binary.LittleEndian.PutUint64(val[:], op.Slot)
-		b.Put(dbKey(op.Key), val[:])
+		if err := b.put(dbKey(op.Key), val[:]); err != nil {
+			return translate("apply", err)
+		}
 	}
-	if err := ix.db.Write(b, &opt.WriteOptions{Sync: true}); err != nil {
+	if err := b.finish(); err != nil {
 		return translate("apply", err)
 	}
 	ix.mu.Lock()
@@ -267,22 +272,31 @@ func (ix *Index) Apply(ops []Op) error {
 
 // Reset replaces the whole index with entries (fsck --repair): LevelDB is
 // emptied and refilled, level one rebuilt, the cache and overlays dropped.
+// Not atomic: after a crash in the middle, run the repair again.
 func (ix *Index) Reset(entries []Entry) error {
-	b := new(leveldb.Batch)
+	var stale [][]byte
 	it := ix.db.NewIterator(util.BytesPrefix([]byte{keyPrefix}), nil)
 	for it.Next() {
-		b.Delete(append([]byte(nil), it.Key()...))
+		stale = append(stale, append([]byte(nil), it.Key()...))
 	}
 	it.Release()
 	if err := it.Error(); err != nil {
 		return translate("reset", err)
 	}
+	b := &batcher{db: ix.db}
+	for _, k := range stale {
+		if err := b.del(k); err != nil {
+			return translate("reset", err)
+		}
+	}
 	var val [8]byte
 	for _, e := range entries {
 		binary.LittleEndian.PutUint64(val[:], e.Slot)
-		b.Put(dbKey(e.Key), val[:])
+		if err := b.put(dbKey(e.Key), val[:]); err != nil {
+			return translate("reset", err)
+		}
 	}
-	if err := ix.db.Write(b, &opt.WriteOptions{Sync: true}); err != nil {
+	if err := b.finish(); err != nil {
 		return translate("reset", err)
 	}
 	ix.mu.Lock()
@@ -336,4 +350,46 @@ func (ix *Index) Invalidate() {
 	ix.cache.mu.Lock()
 	ix.cache.removals++
 	ix.cache.mu.Unlock()
+}
+
+// batchOps is the most records per LevelDB batch: goleveldb v1.0.0 grows a
+// batch's buffer linearly beyond 3000 records, so one huge batch costs
+// quadratic copying.
+const batchOps = 2048
+
+// batcher writes records in batches of batchOps, unsynced, and syncs with
+// the last one. The updates are not atomic together: callers replay them
+// (they are idempotent) after a crash.
+type batcher struct {
+	db *leveldb.DB
+	b  leveldb.Batch
+}
+
+func (w *batcher) put(k, v []byte) error {
+	err := w.spill()
+	w.b.Put(k, v)
+	return err
+}
+
+func (w *batcher) del(k []byte) error {
+	err := w.spill()
+	w.b.Delete(k)
+	return err
+}
+
+// spill writes a full batch; the last record always stays for finish,
+// whose synced write must not be empty (goleveldb skips those).
+func (w *batcher) spill() error {
+	if w.b.Len() < batchOps {
+		return nil
+	}
+	err := w.db.Write(&w.b, &opt.WriteOptions{Sync: false})
+	w.b.Reset()
+	return err
+}
+
+// finish writes the rest and syncs the LevelDB log (which holds the
+// earlier unsynced batches too).
+func (w *batcher) finish() error {
+	return w.db.Write(&w.b, &opt.WriteOptions{Sync: true})
 }

@@ -161,3 +161,57 @@ func FuzzDecodeKey(f *testing.F) {
 		}
 	})
 }
+
+// Apply and Reset split large updates into several LevelDB batches; every
+// entry lands, whatever the count's relation to the batch size, and
+// survives a reopen.
+func TestApplyManyBatches(t *testing.T) {
+	for _, n := range []int{batchOps - 1, batchOps, batchOps + 1, 3*batchOps + 17} {
+		dir := t.TempDir()
+		ix := open(t, dir)
+		ops := make([]Op, n)
+		for i := range ops {
+			ops[i] = Op{Key: key(i), Slot: uint64(i) + 1}
+		}
+		if err := ix.Apply(ops); err != nil {
+			t.Fatal(err)
+		}
+		// delete every other one (the others keep their slot)
+		var dels []Op
+		for i := 0; i < n; i += 2 {
+			dels = append(dels, Op{Key: key(i), Slot: uint64(i) + 1, Delete: true})
+		}
+		if err := ix.Apply(dels); err != nil {
+			t.Fatal(err)
+		}
+		ix.Close()
+		ix = open(t, dir)
+		count := 0
+		if err := ix.Each(func(e Entry) error {
+			i := int(e.Slot) - 1
+			if i%2 == 0 || e.Key != key(i) {
+				t.Fatalf("n=%d: unexpected entry %+v", n, e)
+			}
+			count++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if count != n/2 {
+			t.Fatalf("n=%d: %d entries after reopen, want %d", n, count, n/2)
+		}
+		entries := make([]Entry, batchOps+5)
+		for i := range entries {
+			entries[i] = Entry{Key: key(100000 + i), Slot: uint64(i)}
+		}
+		if err := ix.Reset(entries); err != nil {
+			t.Fatal(err)
+		}
+		count = 0
+		ix.Each(func(Entry) error { count++; return nil })
+		if count != len(entries) {
+			t.Fatalf("n=%d: %d entries after reset, want %d", n, count, len(entries))
+		}
+		ix.Close()
+	}
+}

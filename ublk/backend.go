@@ -25,3 +25,13 @@ type Backend interface {
 type FUAWriter interface {
 	WriteAtFUA(p []byte, off int64) (int, error)
 }
+
+// Inliner is implemented by backends whose requests never block and take
+// about as long as a memory copy (MemBackend). When ServeInline returns
+// true, the queue thread serves each request itself, in arrival order,
+// instead of handing it to a worker goroutine: no hand-off, no eventfd
+// wakeup. A backend that may wait for a disk, a lock held across I/O or
+// the network must not claim it: one slow request would stall its queue.
+type Inliner interface {
+	ServeInline() bool
+}

@@ -187,6 +187,10 @@ type slowBackend struct {
 	slowHit atomic.Int32
 }
 
+// ServeInline overrides MemBackend's: this backend blocks, so its
+// requests must go to workers.
+func (s *slowBackend) ServeInline() bool { return false }
+
 func (s *slowBackend) ReadAt(p []byte, off int64) (int, error) {
 	if off == s.slowOff {
 		s.slowHit.Add(1)

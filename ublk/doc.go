@@ -70,7 +70,9 @@
 //     life (runtime.LockOSThread, never unlocked, so the thread exits with
 //     it): the 6.12 driver binds a queue to the task that fetched on it.
 //     Only that thread touches the queue's ring.
-//   - Requests run on worker goroutines, one per request, so at most Depth
+//   - A backend that implements Inliner and says so (MemBackend) is served
+//     on the queue thread itself, request by request: no hand-off.
+//   - Otherwise requests run on worker goroutines, one per request, so at most Depth
 //     per queue are in flight, and they complete in any order: a slow
 //     request holds only its own tag. Workers post completions to a
 //     mutex-guarded list and wake the queue thread through an eventfd that

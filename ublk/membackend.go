@@ -111,6 +111,9 @@ func (m *MemBackend) write(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
+// ServeInline implements Inliner: requests are memory copies.
+func (m *MemBackend) ServeInline() bool { return true }
+
 // WriteAt implements io.WriterAt.
 func (m *MemBackend) WriteAt(p []byte, off int64) (int, error) {
 	m.writes.Add(1)

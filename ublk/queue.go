@@ -25,6 +25,7 @@ type completion struct {
 // queue serves one hardware queue of a device. Its run method is the queue
 // thread: a goroutine locked to one OS thread for its whole life, the only
 // one that touches ring, descs, tagDead, inflight and deadTags. Requests
+// of an Inliner backend are served on the queue thread itself; others
 // are served on worker goroutines (one per request, so at most depth per
 // queue), which post their completions to done and wake the queue thread
 // through efd, polled in the ring.
@@ -36,6 +37,7 @@ type queue struct {
 	charFd  int
 	backend Backend
 	fua     FUAWriter // nil: FUA writes are WriteAt + Flush
+	inline  bool      // the queue thread serves requests itself (Inliner)
 	log     zerolog.Logger
 
 	ring  *Ring
@@ -67,6 +69,9 @@ func newQueue(id int, depth, maxIO int, size int64, charFd int, b Backend, log z
 	}
 	if f, ok := b.(FUAWriter); ok {
 		q.fua = f
+	}
+	if in, ok := b.(Inliner); ok {
+		q.inline = in.ServeInline()
 	}
 	return q
 }
@@ -100,7 +105,7 @@ func (q *queue) setup() error {
 	for entries < uint32(q.depth+1) {
 		entries <<= 1
 	}
-	q.ring, err = NewRing(entries, RingOptions{CQEntries: 2 * entries})
+	q.ring, err = NewRing(entries, RingOptions{CQEntries: 2 * entries, SingleThread: true})
 	if err != nil {
 		return fmt.Errorf("ublk: queue %d: %w", q.id, err)
 	}
@@ -211,6 +216,10 @@ func (q *queue) handleCQE(c CQE) {
 	switch {
 	case c.Res == ioResOK:
 		d := *(*ioDesc)(unsafe.Pointer(&q.descs[int(tag)*sizeofIODesc]))
+		if q.inline {
+			q.prepIOCmd(uIOCommitAndFetchReq, tag, q.do(tag, d))
+			return
+		}
 		q.inflight++
 		q.workers.Add(1)
 		go q.serve(tag, d)

@@ -57,6 +57,12 @@ type RingOptions struct {
 	// CQEntries, if non-zero, sizes the completion queue (default: twice the
 	// submission queue).
 	CQEntries uint32
+	// SingleThread is for a ring that one OS thread creates, submits to
+	// and reaps, always waiting with GETEVENTS (a ublk queue thread): it
+	// asks for COOP_TASKRUN|SINGLE_ISSUER|DEFER_TASKRUN, so completions
+	// are run when that thread enters the ring instead of interrupting
+	// it. Kernels without them (before 6.1) get a plain ring.
+	SingleThread bool
 }
 
 // NewRing creates an io_uring with at least entries submission slots.
@@ -69,15 +75,30 @@ func NewRing(entries uint32, opt RingOptions) (*Ring, error) {
 		p.Flags |= setupCQSize
 		p.CQEntries = opt.CQEntries
 	}
+	if opt.SingleThread {
+		q := p
+		q.Flags |= setupCoopTaskrun | setupSingleIssuer | setupDeferTaskrun
+		fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&q)), 0)
+		if errno == 0 {
+			return newRing(int(fd), &q, opt)
+		}
+		if errno != unix.EINVAL {
+			return nil, fmt.Errorf("ublk: io_uring_setup(%d): %w", entries, errno)
+		}
+	}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, fmt.Errorf("ublk: io_uring_setup(%d): %w", entries, errno)
 	}
-	r := &Ring{fd: int(fd), sqeSize: 64}
+	return newRing(int(fd), &p, opt)
+}
+
+func newRing(fd int, p *uringParams, opt RingOptions) (*Ring, error) {
+	r := &Ring{fd: fd, sqeSize: 64}
 	if opt.SQE128 {
 		r.sqeSize = 128
 	}
-	if err := r.mapRings(&p); err != nil {
+	if err := r.mapRings(p); err != nil {
 		r.Close()
 		return nil, err
 	}

@@ -34,8 +34,13 @@ func TestRingNop(t *testing.T) {
 		{"plain-8x1000", 8, RingOptions{}, 1000},
 		{"sqe128-4x100", 4, RingOptions{SQE128: true}, 100},
 		{"cqsize-2x50", 2, RingOptions{CQEntries: 64}, 50},
+		{"single-thread-8x500", 8, RingOptions{CQEntries: 32, SingleThread: true}, 500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.opt.SingleThread { // SINGLE_ISSUER: one thread submits
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
 			r := newTestRing(t, tc.entries, tc.opt)
 			if r.SQEntries() != tc.entries {
 				t.Fatalf("SQEntries = %d, want %d", r.SQEntries(), tc.entries)

@@ -9,8 +9,11 @@ package ublk
 
 // io_uring_setup flags (IORING_SETUP_*).
 const (
-	setupSQE128 = 1 << 10 // IORING_SETUP_SQE128: 128-byte SQEs
-	setupCQSize = 1 << 3  // IORING_SETUP_CQSIZE: cq_entries is valid
+	setupSQE128       = 1 << 10 // IORING_SETUP_SQE128: 128-byte SQEs
+	setupCQSize       = 1 << 3  // IORING_SETUP_CQSIZE: cq_entries is valid
+	setupCoopTaskrun  = 1 << 8  // IORING_SETUP_COOP_TASKRUN: no IPI to run task work
+	setupSingleIssuer = 1 << 12 // IORING_SETUP_SINGLE_ISSUER: one task submits
+	setupDeferTaskrun = 1 << 13 // IORING_SETUP_DEFER_TASKRUN: task work runs in io_uring_enter(GETEVENTS)
 )
 
 // io_uring_enter flags (IORING_ENTER_*).
