@@ -31,7 +31,8 @@ test: unit vmtest
 
 # Speed and memory figures (reported, never asserted).
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine/ ./index/ ./ublk/
+	$(GO) test -run '^$$' -bench Ingest -benchtime 3x ./engine/
+	$(GO) test -run '^$$' -bench . -skip Ingest ./engine/ ./index/ ./ublk/
 	$(BIN)/blockhash bench
 
 # Fuzz every decoder for a short while each.

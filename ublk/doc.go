@@ -69,7 +69,11 @@
 //   - Each queue is one goroutine locked to one OS thread for its whole
 //     life (runtime.LockOSThread, never unlocked, so the thread exits with
 //     it): the 6.12 driver binds a queue to the task that fetched on it.
-//     Only that thread touches the queue's ring.
+//     Only that thread touches the queue's ring. It spends its idle time
+//     blocked in io_uring_enter, holding a P until the Go runtime's monitor
+//     takes it back (up to 10 ms when the process looks idle): a server
+//     should run with more Ps than queues plus cores (cmd/blockhash sets
+//     GOMAXPROCS to twice the cores, at least 8).
 //   - A backend that implements Inliner and says so (MemBackend) is served
 //     on the queue thread itself, request by request: no hand-off.
 //   - Otherwise requests run on worker goroutines, one per request, so at most Depth

@@ -28,7 +28,7 @@ import (
 type Options struct {
 	Dir         string        // scratch directory (on the disk to measure)
 	IngestBytes int64         // bytes written per ingest phase (default 2 GiB)
-	ReadTime    time.Duration // duration of each read phase (default 5s)
+	ReadTime    time.Duration // reading time per side, store and plain file (default 5s)
 	Readers     int           // concurrent readers (default 32)
 	Writers     int           // concurrent 1 MiB writers (default 4)
 	IndexBlocks int           // unique keys for the index RAM figure (default 2,000,000)
@@ -48,6 +48,7 @@ type Result struct {
 	IndexDiskBytesPerEntry float64 `json:"index_disk_bytes_per_entry"`
 	IngestBytes            int64   `json:"ingest_bytes"`
 	Cores                  int     `json:"cores"`
+	Procs                  int     `json:"procs"` // GOMAXPROCS
 }
 
 func (o *Options) defaults() {
@@ -75,7 +76,7 @@ func (o *Options) defaults() {
 // Run runs every phase in a fresh store under o.Dir and removes it after.
 func Run(o Options) (Result, error) {
 	o.defaults()
-	res := Result{IngestBytes: o.IngestBytes, Cores: runtime.GOMAXPROCS(0)}
+	res := Result{IngestBytes: o.IngestBytes, Cores: runtime.NumCPU(), Procs: runtime.GOMAXPROCS(0)}
 	dir, err := os.MkdirTemp(o.Dir, "blockhash-bench-")
 	if err != nil {
 		return res, err
@@ -106,20 +107,16 @@ func Run(o Options) (Result, error) {
 	if res.DuplicateIngestMBs, err = ingest(b, o); err != nil {
 		return res, err
 	}
-	fmt.Fprintf(o.Log, "  %.0f MB/s\nrandom 4 KiB reads, %d readers...\n", res.DuplicateIngestMBs, o.Readers)
-	if res.RandomReadIOPS, err = randomReads(o, a.Size(), func(buf []byte, off int64) error {
-		_, err := a.ReadAt(buf, off)
-		return err
-	}); err != nil {
-		return res, err
-	}
 	raw, err := writeRawFile(filepath.Join(dir, "raw"), o)
 	if err != nil {
 		return res, err
 	}
 	defer raw.Close()
-	fmt.Fprintf(o.Log, "  %.0f IOPS\nraw file random reads (O_DIRECT)...\n", res.RandomReadIOPS)
-	if res.RawRandomReadIOPS, err = randomReads(o, o.IngestBytes, func(buf []byte, off int64) error {
+	fmt.Fprintf(o.Log, "  %.0f MB/s\nrandom 4 KiB reads, %d readers, store and plain file in turns...\n", res.DuplicateIngestMBs, o.Readers)
+	if res.RandomReadIOPS, res.RawRandomReadIOPS, err = readRounds(o, func(buf []byte, off int64) error {
+		_, err := a.ReadAt(buf, off)
+		return err
+	}, func(buf []byte, off int64) error {
 		_, err := raw.ReadAt(buf, off)
 		return err
 	}); err != nil {
@@ -128,7 +125,8 @@ func Run(o Options) (Result, error) {
 	if res.RawRandomReadIOPS > 0 {
 		res.ReadRatio = res.RandomReadIOPS / res.RawRandomReadIOPS
 	}
-	fmt.Fprintf(o.Log, "  %.0f IOPS\nindex RAM with %d unique blocks...\n", res.RawRandomReadIOPS, o.IndexBlocks)
+	fmt.Fprintf(o.Log, "  store %.0f IOPS, plain file %.0f IOPS\n", res.RandomReadIOPS, res.RawRandomReadIOPS)
+	fmt.Fprintf(o.Log, "index RAM with %d unique blocks...\n", o.IndexBlocks)
 	if err := indexRAM(filepath.Join(dir, "index"), o, &res); err != nil {
 		return res, err
 	}
@@ -220,18 +218,43 @@ func writeRawFile(path string, o Options) (*os.File, error) {
 	return d, nil
 }
 
+// readRounds measures random reads of the store's device and of the plain
+// file of the same bytes in alternating rounds (readRoundCount of each,
+// ReadTime in all per side), so that the disk's drift over time weighs on
+// both alike (each side goes first in every other round); it returns the two rates in reads per second.
+func readRounds(o Options, store, plain func([]byte, int64) error) (float64, float64, error) {
+	var n [2]int64
+	var t [2]time.Duration
+	reads := [2]func([]byte, int64) error{store, plain}
+	round := o.ReadTime / readRoundCount
+	for r := range readRoundCount {
+		for i := range 2 {
+			side := (r + i) % 2 // each side goes first in every other round
+			start := time.Now()
+			k, err := randomReads(o, o.IngestBytes, round, reads[side])
+			if err != nil {
+				return 0, 0, err
+			}
+			n[side] += k
+			t[side] += time.Since(start)
+		}
+	}
+	return float64(n[0]) / t[0].Seconds(), float64(n[1]) / t[1].Seconds(), nil
+}
+
+const readRoundCount = 6
+
 // randomReads runs Readers goroutines reading random aligned 4 KiB blocks of
-// [0, size) for ReadTime and returns reads per second.
-func randomReads(o Options, size int64, read func([]byte, int64) error) (float64, error) {
+// [0, size) for d and returns how many reads completed.
+func randomReads(o Options, size int64, d time.Duration, read func([]byte, int64) error) (int64, error) {
 	blocks := size / blockstore.BlockSize
 	var total atomic.Int64
 	var firstErr atomic.Pointer[error]
-	deadline := time.Now().Add(o.ReadTime)
+	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	start := time.Now()
 	for w := range o.Readers {
 		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 5))
+			r := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			buf := blockstore.AlignedBuf(blockstore.BlockSize)
 			n := 0
 			for time.Now().Before(deadline) {
@@ -248,29 +271,23 @@ func randomReads(o Options, size int64, read func([]byte, int64) error) (float64
 	if p := firstErr.Load(); p != nil {
 		return 0, *p
 	}
-	return float64(total.Load()) / time.Since(start).Seconds(), nil
+	return total.Load(), nil
 }
 
 // indexRAM fills an index with IndexBlocks unique keys through its public
-// API and reports level one's bytes per entry, the Go heap growth per entry
-// between a third and all of the keys (fixed costs such as LevelDB's
-// buffers are reached before the first point), and LevelDB's disk bytes
-// per entry.
+// API and reports level one's bytes per entry, LevelDB's disk bytes per
+// entry, and, as a cross-check of the first, the Go heap that reopening the
+// full index takes (what a restarted daemon holds) per entry. For that
+// figure the index's fixed-size parts (LevelDB's memtable and block cache,
+// the neighbour cache) are made small, so that what remains is what grows
+// with the number of blocks.
 func indexRAM(dir string, o Options, res *Result) error {
-	ix, err := index.Open(dir, index.Options{})
+	small := index.Options{CacheEntries: 1024, BlockCacheBytes: 1 << 20, WriteBufferBytes: 1 << 20}
+	ix, err := index.Open(dir, small)
 	if err != nil {
 		return err
 	}
-	defer ix.Close()
-	var ops []index.Op
-	heap := func() uint64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
-	var h0 uint64
-	third := o.IndexBlocks / 3
+	ops := make([]index.Op, 0, 65536)
 	var b [8]byte
 	for i := range o.IndexBlocks {
 		binary.LittleEndian.PutUint64(b[:], uint64(i)*0x9E3779B97F4A7C15+1)
@@ -281,23 +298,40 @@ func indexRAM(dir string, o Options, res *Result) error {
 		k.CRC = uint32(i)
 		ix.Insert(k, uint64(i))
 		ops = append(ops, index.Op{Key: k, Slot: uint64(i)})
-		if len(ops) == 65536 || i == o.IndexBlocks-1 {
+		if len(ops) == cap(ops) || i == o.IndexBlocks-1 {
 			ix.Seal()
 			if err := ix.Apply(ops); err != nil {
+				ix.Close()
 				return err
 			}
 			ops = ops[:0]
 		}
-		if i == third {
-			h0 = heap()
-		}
 	}
-	h1 := heap()
 	st := ix.Stats()
+	if err := ix.Close(); err != nil {
+		return err
+	}
 	res.IndexBlocks = st.Entries
 	res.IndexRAMBytesPerBlock = float64(st.FilterBytes) / float64(st.Entries)
-	res.IndexHeapBytesPerBlock = (float64(h1) - float64(h0)) / float64(o.IndexBlocks-third)
-	ix.Close()
+
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	h0 := heap()
+	ix, err = index.Open(dir, small)
+	if err != nil {
+		return err
+	}
+	h1 := heap()
+	runtime.KeepAlive(ix)
+	if err := ix.Close(); err != nil {
+		return err
+	}
+	res.IndexHeapBytesPerBlock = (float64(h1) - float64(h0)) / float64(st.Entries)
+
 	var disk int64
 	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
