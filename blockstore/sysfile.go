@@ -1,7 +1,7 @@
 package blockstore
 
 // Every file system call of the project that the standard library does not
-// offer lives here: fallocate, fdatasync, O_DIRECT and flock.
+// offer lives here: fallocate, fdatasync, O_DIRECT, flock and SEEK_DATA.
 
 import (
 	"errors"
@@ -121,6 +121,28 @@ func AllocatedBytes(path string) (int64, error) {
 		return 0, err
 	}
 	return st.Blocks * 512, nil
+}
+
+// DataRegion returns the first region of f holding data at or after off:
+// [data, hole). Sparse files skip their holes this way; data == size when
+// nothing but holes follows off. File systems without SEEK_DATA report
+// everything from off to size as data.
+func DataRegion(f *os.File, off, size int64) (data, hole int64, err error) {
+	fd := int(f.Fd())
+	err = retryEINTR(func() (e error) { data, e = unix.Seek(fd, off, unix.SEEK_DATA); return e })
+	switch {
+	case errors.Is(err, unix.ENXIO): // no data after off
+		return size, size, nil
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EOPNOTSUPP):
+		return off, size, nil
+	case err != nil:
+		return 0, 0, fmt.Errorf("blockstore: seek data in %s: %w", f.Name(), err)
+	}
+	err = retryEINTR(func() (e error) { hole, e = unix.Seek(fd, data, unix.SEEK_HOLE); return e })
+	if err != nil {
+		return 0, 0, fmt.Errorf("blockstore: seek hole in %s: %w", f.Name(), err)
+	}
+	return min(data, size), min(hole, size), nil
 }
 
 func isNoSpace(err error) bool {

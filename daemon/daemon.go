@@ -155,27 +155,21 @@ func (d *Daemon) saveLocked() error {
 
 // Add serves a device of the store, creating it when it does not exist.
 func (d *Daemon) Add(r Request) (DeviceInfo, error) {
-	if err := engine.ValidName(r.Name); err != nil {
-		return DeviceInfo{}, err
-	}
-	switch {
-	case r.Queues < 0 || r.Queues > 64:
-		return DeviceInfo{}, fmt.Errorf("%w: queues %d (1..64)", ErrInvalid, r.Queues)
-	case r.Depth < 0 || r.Depth > 4096:
-		return DeviceInfo{}, fmt.Errorf("%w: depth %d (1..4096)", ErrInvalid, r.Depth)
-	case r.LBS != 0 && r.LBS != 512 && r.LBS != 4096:
-		return DeviceInfo{}, fmt.Errorf("%w: logical block size %d (512 or 4096)", ErrInvalid, r.LBS)
-	case r.Size < 0:
+	if r.Size < 0 {
 		return DeviceInfo{}, fmt.Errorf("%w: size %d", ErrInvalid, r.Size)
-	case r.ID < -1:
-		return DeviceInfo{}, fmt.Errorf("%w: device id %d", ErrInvalid, r.ID)
 	}
-	s := servedDevice{Name: r.Name, ID: r.ID, Queues: max(1, r.Queues), Depth: r.Depth, LBS: r.LBS}
+	s := servedDevice{Name: r.Name, ID: r.ID, Queues: r.Queues, Depth: r.Depth, LBS: r.LBS}
+	if s.Queues == 0 {
+		s.Queues = 1
+	}
 	if s.Depth == 0 {
 		s.Depth = 128
 	}
 	if s.LBS == 0 {
 		s.LBS = 512
+	}
+	if err := s.check(); err != nil {
+		return DeviceInfo{}, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -3,8 +3,10 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -92,7 +94,7 @@ func (k *fakeKernel) backend(id int) ublk.Backend {
 	return k.devs[id].b
 }
 
-func setup(t *testing.T) (string, *fakeKernel) {
+func setup(t testing.TB) (string, *fakeKernel) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := engine.Create(dir, engine.Options{ExtentSize: 1 << 20}); err != nil {
 		t.Fatal(err)
@@ -300,4 +302,65 @@ func TestSocket(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
+}
+
+// FuzzHandle feeds arbitrary bytes to the control socket's request handler
+// (a daemon over the fake kernel): it never panics, always answers with one
+// JSON response, and whatever it accepted leaves a state file that decodes
+// and a device table within range.
+func FuzzHandle(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"add","name":"a","size":1048576,"id":-1}`,
+		`{"op":"add","name":"b","size":1048576,"id":3,"queues":2,"depth":64,"logical_block_size":4096}`,
+		`{"op":"add","name":"c","size":-1,"id":-1}`,
+		`{"op":"add","name":"../x","size":4096,"id":-1}`,
+		`{"op":"add","name":"d","size":4096,"id":-7,"queues":65}`,
+		`{"op":"del","name":"a"}`,
+		`{"op":"del","id":3,"keep_data":true}`,
+		`{"op":"del","all":true}`,
+		`{"op":"recover","id":3}`,
+		`{"op":"list"}`, `{"op":"stats"}`, `{"op":"ping"}`, `{"op":"bogus"}`,
+		`{"op":"add"`, `[]`, ``, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	dir, k := setup(f)
+	d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+		Engine: engine.Options{CommitInterval: -1}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer d.Close()
+	ln, err := net.Listen("unix", filepath.Join(f.TempDir(), "fuzz.sock"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer ln.Close()
+	f.Fuzz(func(t *testing.T, req []byte) {
+		c, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		srv, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { d.handle(srv); close(done) }()
+		c.Write(req)
+		c.(*net.UnixConn).CloseWrite()
+		var resp Response
+		if err := json.NewDecoder(c).Decode(&resp); err != nil {
+			t.Fatalf("no JSON response to %q: %v", req, err)
+		}
+		<-done
+		devs, err := loadState(dir)
+		if err != nil {
+			t.Fatalf("state after %q: %v", req, err)
+		}
+		if len(devs) != len(d.List()) {
+			t.Fatalf("state lists %d devices, the daemon %d", len(devs), len(d.List()))
+		}
+	})
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -205,33 +204,46 @@ func scanMap(f *os.File, path string, visit func(lba uint64, e mapEntry)) (*Map,
 		return nil, fmt.Errorf("%s: %w: map is %d bytes, want %d (truncated?)", path, ErrCorrupt, st.Size(), mapFileSize(blocks))
 	}
 	m := &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}
+	// Only the map's data regions are read: an empty 4 TiB device has a
+	// 51 GB map that is all hole.
 	const chunkPages = 256
 	buf := make([]byte, chunkPages*mapPageSize)
 	var mapped int64
-	for page := uint64(0); page*mapPerPage < blocks; page += chunkPages {
-		n, err := f.ReadAt(buf, mapHeaderSize+int64(page)*mapPageSize)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("engine: read map %s: %w", path, err)
+	end := st.Size()
+	for pos := int64(mapHeaderSize); pos < end; {
+		data, hole, err := blockstore.DataRegion(f, pos, end)
+		if err != nil {
+			return nil, err
 		}
-		for p := 0; p*mapPageSize < n; p++ {
-			pg := buf[p*mapPageSize : (p+1)*mapPageSize]
-			if isZero(pg) {
-				continue
+		// whole pages covering [data, hole)
+		first := max(0, (data-mapHeaderSize)/mapPageSize)
+		stop := (min(hole, end) - mapHeaderSize + mapPageSize - 1) / mapPageSize
+		for page := first; page < stop; page += chunkPages {
+			n := min(chunkPages, stop-page)
+			if _, err := f.ReadAt(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
+				return nil, fmt.Errorf("engine: read map %s: %w", path, err)
 			}
-			for i := range mapPerPage {
-				lba := (page+uint64(p))*mapPerPage + uint64(i)
-				e, ok := decodeMapEntry(pg[i*mapEntrySize:])
-				if !ok || (lba >= blocks && !e.isZero()) {
-					return nil, fmt.Errorf("%s: %w: map entry for block %d fails its checksum", path, ErrCorrupt, lba)
+			for p := range n {
+				pg := buf[p*mapPageSize : (p+1)*mapPageSize]
+				if isZero(pg) {
+					continue
 				}
-				if !e.isZero() {
-					mapped++
-					if visit != nil {
-						visit(lba, e)
+				for i := range mapPerPage {
+					lba := uint64(page+p)*mapPerPage + uint64(i)
+					e, ok := decodeMapEntry(pg[i*mapEntrySize:])
+					if !ok || (lba >= blocks && !e.isZero()) {
+						return nil, fmt.Errorf("%s: %w: map entry for block %d fails its checksum", path, ErrCorrupt, lba)
+					}
+					if !e.isZero() {
+						mapped++
+						if visit != nil {
+							visit(lba, e)
+						}
 					}
 				}
 			}
 		}
+		pos = mapHeaderSize + stop*mapPageSize
 	}
 	m.mapped.Store(mapped)
 	return m, nil

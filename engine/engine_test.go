@@ -298,3 +298,44 @@ func TestOpenErrors(t *testing.T) {
 	}
 	_ = time.Second
 }
+
+// A big, mostly empty device: its map is almost all hole, and reopening the
+// store (which scans every map) reads only the pages that hold entries, at
+// the start, the middle and the end of the device, whatever their place
+// relative to a chunk of the scan.
+func TestSparseMapScan(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	const size = 256 << 30 // a 3 GB map file, nearly all hole
+	d, err := e.CreateDevice("big", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbas := []int64{0, 84, 85, 256*mapPerPage - 1, 256 * mapPerPage, size/BlockSize/2 + 7, size/BlockSize - 1}
+	for i, lba := range lbas {
+		if _, err := d.WriteAt(block(uint64(i)+1), lba*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e = reopen(t, dir, e, Options{})
+	d, err = e.Device("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := d.Stats(); st.DataBlocks != uint64(len(lbas)) {
+		t.Fatalf("reopened: %d data blocks, want %d", st.DataBlocks, len(lbas))
+	}
+	for i, lba := range lbas {
+		if !bytes.Equal(mustRead(t, d, lba*BlockSize, BlockSize), block(uint64(i)+1)) {
+			t.Fatalf("block %d reads wrong after reopen", lba)
+		}
+	}
+	if err := e.DeleteDevice("big"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.Stats(); st.UniqueBlocks != 0 {
+		t.Fatalf("%d blocks still stored after delete", st.UniqueBlocks)
+	}
+}
