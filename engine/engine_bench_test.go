@@ -48,14 +48,7 @@ func benchIngest(b *testing.B, dup bool) {
 	b.SetBytes(size)
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()
-		dir := b.TempDir()
-		if err := Create(dir, Options{ExtentSize: 1 << 30}); err != nil {
-			b.Fatal(err)
-		}
-		e, err := Open(dir, Options{CommitInterval: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		e := benchStore(b)
 		src, _ := e.CreateDevice("src", size)
 		dst, _ := e.CreateDevice("dst", size)
 		if dup {
@@ -88,14 +81,7 @@ var benchWriters = 4
 // bench` sets this against a plain file of the same disk.
 func BenchmarkRandomRead4K(b *testing.B) {
 	const size = 64 << 20
-	dir := b.TempDir()
-	if err := Create(dir, Options{ExtentSize: 1 << 30}); err != nil {
-		b.Fatal(err)
-	}
-	e, err := Open(dir, Options{CommitInterval: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := benchStore(b)
 	defer e.Close()
 	d, err := e.CreateDevice("d", size)
 	if err != nil {
@@ -127,4 +113,17 @@ func BenchmarkRandomRead4K(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchStore opens a new store of 1 GiB extents with no background commits.
+func benchStore(b *testing.B) *Engine {
+	dir := b.TempDir()
+	if err := Create(dir, Options{ExtentSize: 1 << 30}); err != nil {
+		b.Fatal(err)
+	}
+	e, err := Open(dir, Options{CommitInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
 }

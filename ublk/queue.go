@@ -245,15 +245,7 @@ func (q *queue) markDead(tag uint16) {
 func (q *queue) commitDone() {
 	var b [8]byte
 	_, _ = unix.Read(q.efd, b[:])
-	q.mu.Lock()
-	batch := q.done
-	q.done = q.spare[:0]
-	q.mu.Unlock()
-	for _, c := range batch {
-		q.inflight--
-		q.prepIOCmd(uIOCommitAndFetchReq, c.tag, c.res)
-	}
-	q.spare = batch[:0]
+	q.commitReady()
 }
 
 // commitReady commits the finished requests without touching the
