@@ -4,7 +4,8 @@
 # one device with a sample VM image written to it, its stats, and what to do
 # next. On a host without the ublk driver (modprobe ublk_drv fails) the same
 # demonstration runs inside the test VM (tests/vm/run), where the daemon is
-# stopped again at the end.
+# stopped again at the end. tests/vm/scenarios/make_run.sh links here, so
+# the VM suite (make test) runs it too.
 set -euo pipefail
 
 if [[ -n ${BHVM_SCENARIO:-} ]]; then # inside the test VM
@@ -45,7 +46,12 @@ if bh status >/dev/null 2>&1; then
 	say "the daemon already runs on $sock"
 else
 	say "blockhash serve (log: $dir/serve.log)"
-	nohup "$bh" --store "$store" --socket "$sock" serve >>"$dir/serve.log" 2>&1 &
+	# SIGHUP ignored (as nohup does; the test VM has no nohup), so the
+	# daemon outlives the terminal; exec keeps $! the daemon's pid.
+	(
+		trap '' HUP
+		exec "$bh" --store "$store" --socket "$sock" serve >>"$dir/serve.log" 2>&1
+	) &
 	pid=$!
 	echo "$pid" >"$dir/serve.pid"
 	for _ in $(seq 300); do
