@@ -43,6 +43,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMapHeader -fuzztime 20s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeMapEntry -fuzztime 20s ./engine/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 20s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeState -fuzztime 20s ./daemon/
+	$(GO) test -run '^$$' -fuzz FuzzHandle -fuzztime 20s ./daemon/
+	$(GO) test -run '^$$' -fuzz FuzzIODesc -fuzztime 20s ./ublk/
 
 # The daemon with one device on .cache/run/store (inside the test VM where
 # this host has no ublk driver).

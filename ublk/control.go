@@ -17,8 +17,9 @@ const ControlPath = "/dev/ublk-control"
 
 // Control is an open /dev/ublk-control. It is safe for concurrent use: every
 // command runs on its own short-lived SQE128 ring with its own mmapped
-// buffer, so a command that blocks in the kernel (START_DEV, DEL_DEV,
-// END_USER_RECOVERY) does not hold up commands for other devices.
+// buffer, so a command that blocks in the kernel (START_DEV,
+// END_USER_RECOVERY, DEL_DEV on old kernels) does not hold up commands for
+// other devices.
 type Control struct {
 	fd     int
 	closed atomic.Bool
@@ -27,6 +28,8 @@ type Control struct {
 	featOnce sync.Once // guards features and featErr
 	features uint64
 	featErr  error
+
+	noAsyncDel atomic.Bool // the kernel refused DEL_DEV_ASYNC: use DEL_DEV
 }
 
 // OpenControl opens /dev/ublk-control. A missing device yields an error
@@ -231,7 +234,21 @@ func (c *Control) stopDev(id int) error {
 	return err
 }
 
+// delDev deletes device id with DEL_DEV_ASYNC: the kernel removes the
+// device at once and frees its number when the last opener of /dev/ublkbN
+// (a mount, a VM) lets go, so a device in use cannot hang the caller. On
+// kernels without it (before 6.9, or 6.9/6.10 whose driver misread the
+// opcode) it falls back to DEL_DEV, which waits for the openers.
 func (c *Control) delDev(id int) error {
+	if !c.noAsyncDel.Load() {
+		_, err := c.command("DEL_DEV_ASYNC", uCmdDelDevAsync, uint32(id), 0, nil, 0)
+		var ce *CmdError
+		if !errors.As(err, &ce) || (ce.Errno != unix.EOPNOTSUPP && ce.Errno != unix.EINVAL && ce.Errno != unix.ENOTTY) {
+			return err
+		}
+		c.noAsyncDel.Store(true)
+		c.log.Debug().Err(err).Msg("no DEL_DEV_ASYNC: deleting with DEL_DEV, which waits for the device's openers")
+	}
 	_, err := c.command("DEL_DEV", uCmdDelDev, uint32(id), 0, nil, 0)
 	return err
 }
@@ -246,11 +263,10 @@ func (c *Control) endUserRecovery(id int, pid int) error {
 	return err
 }
 
-// Delete stops device id (if live) and deletes it. DEL_DEV waits until
-// every opener of /dev/ublkbN and /dev/ublkcN is gone, so a server that
-// still serves the device must stop first (its queues end when STOP_DEV
-// aborts their commands). Use Device.Stop for a device served by this
-// process.
+// Delete stops device id (if live) and deletes it (see delDev: its number
+// stays taken while /dev/ublkbN is held open). A server that still serves
+// the device must stop first (its queues end when STOP_DEV aborts their
+// commands). Use Device.Stop for a device served by this process.
 func (c *Control) Delete(id int) error {
 	if err := c.stopDev(id); err != nil {
 		return err

@@ -307,6 +307,56 @@ func TestRealStopRemovesDevice(t *testing.T) {
 	}
 }
 
+// Stop of a device someone holds open returns at once (DEL_DEV_ASYNC); the
+// holder reads nothing from then on; the id is free again once it closes.
+func TestRealStopWhileOpen(t *testing.T) {
+	c := needUblk(t)
+	d, err := New(c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(d.BlockPath(), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			unix.Close(fd)
+			t.Fatalf("Stop: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		unix.Close(fd) // lets a waiting DEL_DEV return
+		t.Fatal("Stop waited for the device's opener")
+	}
+	buf := alignedBuf(t, 4096)
+	if n, err := unix.Pread(fd, buf, 0); err == nil && n > 0 { // a dead disk reads as EOF or fails
+		t.Errorf("read of a stopped device returned %d bytes", n)
+	}
+	unix.Close(fd)
+	var again *Device
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		again, err = New(c, Config{ID: d.ID(), Size: 16 << 20}, NewMemBackend(16<<20))
+		if err == nil || !errors.Is(err, ErrExists) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("id %d after its opener closed: %v", d.ID(), err)
+	}
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRealDuplicateID(t *testing.T) {
 	c := needUblk(t)
 	d := startDevice(t, c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))

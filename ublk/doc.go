@@ -12,7 +12,7 @@
 //   - Rings: io_uring setup (plain or SQE128), mmapped SQ/CQ, submission with
 //     store-release of the SQ tail, completion reaping with load-acquire of
 //     the CQ tail, io_uring_enter with EINTR retried in one place (Ring.enter).
-//   - Control: ADD_DEV, SET_PARAMS, START_DEV, STOP_DEV, DEL_DEV,
+//   - Control: ADD_DEV, SET_PARAMS, START_DEV, STOP_DEV, DEL_DEV(_ASYNC),
 //     GET_DEV_INFO, GET_PARAMS, GET_FEATURES, START/END_USER_RECOVERY with
 //     the ioctl-encoded opcodes. Buffers the kernel reads or writes through
 //     a command's addr are mmapped (outside the Go heap) and live until the
@@ -64,8 +64,7 @@
 //     so one process can serve many devices.
 //   - Control is safe for concurrent use; each command runs on its own
 //     short-lived SQE128 ring, so a blocking command (START_DEV waits for
-//     the queues, DEL_DEV for every opener of the device to go away) does
-//     not hold up others.
+//     the queues) does not hold up others.
 //   - Each queue is one goroutine locked to one OS thread for its whole
 //     life (runtime.LockOSThread, never unlocked, so the thread exits with
 //     it): the 6.12 driver binds a queue to the task that fetched on it.
@@ -86,8 +85,11 @@
 //     goroutine after every queue has submitted its FETCH_REQs.
 //   - Stop: STOP_DEV makes the kernel drain the requests in flight (the
 //     queues keep serving them) and then abort every tag (-ENODEV, never
-//     re-armed); the queue threads end, /dev/ublkcN is closed and DEL_DEV
-//     removes the device. DEL_DEV waits until nobody has /dev/ublkbN open.
+//     re-armed); the queue threads end, /dev/ublkcN is closed and
+//     DEL_DEV_ASYNC removes the device without waiting for the openers of
+//     /dev/ublkbN (a mount, a VM: their I/O fails from STOP_DEV on); the
+//     device number is free again once the last of them closes it. Kernels
+//     without DEL_DEV_ASYNC get DEL_DEV, which waits for them.
 //   - Nothing on the per-request path logs above zerolog's debug level; a
 //     Device logs through Config.Logger (default: nothing).
 //

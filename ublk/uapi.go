@@ -129,6 +129,7 @@ const (
 	cmdStartUserRecovery = 0x10 // UBLK_CMD_START_USER_RECOVERY
 	cmdEndUserRecovery   = 0x11 // UBLK_CMD_END_USER_RECOVERY
 	cmdGetFeatures       = 0x13 // nr of UBLK_U_CMD_GET_FEATURES
+	cmdDelDevAsync       = 0x14 // nr of UBLK_U_CMD_DEL_DEV_ASYNC (6.9+)
 	ioFetchReq           = 0x20 // UBLK_IO_FETCH_REQ
 	ioCommitAndFetchReq  = 0x21 // UBLK_IO_COMMIT_AND_FETCH_REQ
 	ublkIoctlType        = 'u'
@@ -158,6 +159,7 @@ var (
 	uCmdStartUserRecovery = ioc(iocRead|iocWrite, ublkIoctlType, cmdStartUserRecovery, sizeofCtrlCmd)
 	uCmdEndUserRecovery   = ioc(iocRead|iocWrite, ublkIoctlType, cmdEndUserRecovery, sizeofCtrlCmd)
 	uCmdGetFeatures       = ioc(iocRead, ublkIoctlType, cmdGetFeatures, sizeofCtrlCmd)
+	uCmdDelDevAsync       = ioc(iocRead, ublkIoctlType, cmdDelDevAsync, sizeofCtrlCmd)
 	uIOFetchReq           = ioc(iocRead|iocWrite, ublkIoctlType, ioFetchReq, sizeofIOCmd)
 	uIOCommitAndFetchReq  = ioc(iocRead|iocWrite, ublkIoctlType, ioCommitAndFetchReq, sizeofIOCmd)
 )

@@ -185,6 +185,7 @@ func TestOpcodes(t *testing.T) {
 		{"UBLK_U_CMD_START_USER_RECOVERY", uCmdStartUserRecovery, 0xc0207510},
 		{"UBLK_U_CMD_END_USER_RECOVERY", uCmdEndUserRecovery, 0xc0207511},
 		{"UBLK_U_CMD_GET_FEATURES", uCmdGetFeatures, 0x80207513},
+		{"UBLK_U_CMD_DEL_DEV_ASYNC", uCmdDelDevAsync, 0x80207514},
 		{"UBLK_U_IO_FETCH_REQ", uIOFetchReq, 0xc0107520},
 		{"UBLK_U_IO_COMMIT_AND_FETCH_REQ", uIOCommitAndFetchReq, 0xc0107521},
 		{"IORING_OP_NOP", OpNop, 0},

@@ -3,8 +3,9 @@
 # The ublk package's own Go tests against the real driver (TestReal*):
 # features, round trip, discard/write-zeroes/FUA reaching the backend,
 # out-of-order completion beside a slow request, concurrent verify, stop,
-# duplicate id, abandon and recover. They skip on hosts without ublk; here
-# a skip is a failure.
+# stop while open, duplicate id, abandon and recover. They skip on hosts
+# without ublk; here a skip is a failure, and so is a TestReal test that
+# did not pass.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
 . /bhvm/lib.sh
 
@@ -16,7 +17,10 @@ echo "$out"
 if echo "$out" | grep -q -- '--- SKIP'; then
 	fail "real-driver tests skipped inside the VM"
 fi
-n=$(echo "$out" | grep -c -- '--- PASS: TestReal')
+# every top-level TestReal test the binary has must have passed
+want=$(ublk.test -test.list '^TestReal' | grep -c '^TestReal')
+n=$(echo "$out" | grep -c -- '^--- PASS: TestReal')
 metric real_tests_passed "$n"
-[ "$n" -ge 8 ] || fail "only $n TestReal tests passed, want 8"
+[ "$want" -ge 9 ] || fail "ublk.test lists only $want TestReal tests"
+[ "$n" -eq "$want" ] || fail "$n of $want TestReal tests passed"
 pass
