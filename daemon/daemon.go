@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -27,6 +28,11 @@ type Options struct {
 	Exporter Exporter // nil: the kernel's ublk driver
 	Engine   engine.Options
 	Logger   zerolog.Logger
+	// QueueProcs raises GOMAXPROCS by one for each queue of the devices
+	// served (above its value at Open): a ublk queue thread holds a P
+	// while it waits in io_uring_enter, so without it many queues would
+	// leave the engine's I/O goroutines too few Ps.
+	QueueProcs bool
 }
 
 // Daemon owns a store and serves its devices.
@@ -35,6 +41,8 @@ type Daemon struct {
 	log zerolog.Logger
 	eng *engine.Engine
 	exp Exporter
+
+	baseProcs int // GOMAXPROCS at Open (QueueProcs)
 
 	// mu guards devs and the state file.
 	mu   sync.Mutex
@@ -87,7 +95,7 @@ func Open(o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}}
+	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}, baseProcs: runtime.GOMAXPROCS(0)}
 	if err := d.restore(); err != nil {
 		d.Close()
 		return nil, err
@@ -117,7 +125,7 @@ func (d *Daemon) restore() error {
 			d.log.Error().Str("device", s.Name).Int("id", s.ID).Err(err).Msg("cannot bring the device back; it stays listed as stopped (blockhash recover -n ID)")
 		}
 	}
-	return d.saveLocked()
+	return d.changedLocked()
 }
 
 // startLocked serves dv: by user recovery if its kernel device survived
@@ -145,10 +153,19 @@ func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
 	return nil
 }
 
-func (d *Daemon) saveLocked() error {
+// changedLocked follows every change to the served devices: it saves the
+// state file and, with QueueProcs, sizes GOMAXPROCS to the queues served.
+func (d *Daemon) changedLocked() error {
 	list := make([]servedDevice, 0, len(d.devs))
+	queues := 0
 	for _, dv := range d.devs {
 		list = append(list, dv.servedDevice)
+		if dv.running() {
+			queues += dv.Queues
+		}
+	}
+	if d.o.QueueProcs && runtime.GOMAXPROCS(0) != d.baseProcs+queues {
+		runtime.GOMAXPROCS(d.baseProcs + queues)
 	}
 	return saveState(d.o.Store, list)
 }
@@ -213,7 +230,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 		return DeviceInfo{}, err
 	}
 	d.devs[r.Name] = dv
-	if err := d.saveLocked(); err != nil {
+	if err := d.changedLocked(); err != nil {
 		dv.exp.Stop()
 		delete(d.devs, r.Name)
 		undo()
@@ -267,7 +284,7 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 		delete(d.devs, dv.Name)
 		if !r.KeepData {
 			if err := d.eng.DeleteDevice(dv.Name); err != nil {
-				d.saveLocked()
+				d.changedLocked()
 				return done, err
 			}
 		}
@@ -275,7 +292,7 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 		info.Path = ""
 		done = append(done, info)
 	}
-	return done, d.saveLocked()
+	return done, d.changedLocked()
 }
 
 func describe(r Request) string {
@@ -301,7 +318,7 @@ func (d *Daemon) Recover(id int) (DeviceInfo, error) {
 		if err := d.startLocked(dv, true); err != nil {
 			return dv.info(), err
 		}
-		return dv.info(), d.saveLocked()
+		return dv.info(), d.changedLocked()
 	}
 	return DeviceInfo{}, fmt.Errorf("%w: id %d", ErrNotServed, id)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -363,4 +364,33 @@ func FuzzHandle(f *testing.F) {
 			t.Fatalf("state lists %d devices, the daemon %d", len(devs), len(d.List()))
 		}
 	})
+}
+
+// With QueueProcs, GOMAXPROCS follows the queues served.
+func TestQueueProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	dir, k := setup(t)
+	d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+		Engine: engine.Options{CommitInterval: -1}, QueueProcs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	base := runtime.GOMAXPROCS(0)
+	for _, step := range []struct {
+		do   func() error
+		want int
+	}{
+		{func() error { _, err := d.Add(Request{Name: "a", Size: 1 << 20, ID: -1, Queues: 3}); return err }, base + 3},
+		{func() error { _, err := d.Add(Request{Name: "b", Size: 1 << 20, ID: -1}); return err }, base + 4},
+		{func() error { _, err := d.Del(Request{Name: "a", ID: -1}); return err }, base + 1},
+		{func() error { _, err := d.Del(Request{All: true, ID: -1}); return err }, base},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		if got := runtime.GOMAXPROCS(0); got != step.want {
+			t.Fatalf("GOMAXPROCS %d, want %d", got, step.want)
+		}
+	}
 }

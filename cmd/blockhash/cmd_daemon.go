@@ -34,7 +34,8 @@ func runServe(e *env, args []string) error {
 	if log.GetLevel() > zerolog.InfoLevel {
 		log = log.Level(zerolog.InfoLevel) // lifecycle events; never per I/O
 	}
-	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log})
+	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log,
+		QueueProcs: os.Getenv("GOMAXPROCS") == ""}) // see setIOProcs
 	if err != nil {
 		return err
 	}

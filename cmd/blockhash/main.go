@@ -63,7 +63,7 @@ func main() {
 // reads in flight, not the 32 the device asks for: on this project's 2-core
 // machine `blockhash bench` measured about 30k random 4 KiB reads per
 // second with 2 Ps and about 80k with 8, for the store and a plain file
-// alike.
+// alike. The daemon adds one P per ublk queue it serves (QueueProcs).
 func setIOProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(8, 2*runtime.NumCPU()))
