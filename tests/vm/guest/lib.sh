@@ -133,6 +133,32 @@ $FIO_LINE"
 }
 fio_field() { echo "$FIO_LINE" | cut -d';' -f"$1"; }
 
+# speed_compare TEST UNIT FIELD "NAME=DEV ..." FIO_ARGS...: fio on each DEV
+# in BHVM_SPEED_ROUNDS rounds (default 2), the order rotated every round so
+# that drift over time weighs on every device alike; emits metric
+# NAME.TEST.UNIT, the mean over the rounds of terse field FIELD (KiB/s
+# fields turned into MiB/s when UNIT is MiBps).
+speed_compare() {
+	local test=$1 unit=$2 field=$3 rounds=${BHVM_SPEED_ROUNDS:-2} r i d v
+	local -a devs
+	read -r -a devs <<<"$4"
+	shift 4
+	local -A sum=()
+	for ((r = 0; r < rounds; r++)); do
+		for ((i = 0; i < ${#devs[@]}; i++)); do
+			d=${devs[(i + r) % ${#devs[@]}]}
+			fio_terse --name="$test" --filename="${d#*=}" "$@"
+			v=$(fio_field "$field")
+			sum[${d%%=*}]=$((${sum[${d%%=*}]:-0} + v))
+		done
+	done
+	for d in "${devs[@]}"; do
+		v=$((sum[${d%%=*}] / rounds))
+		[ "$unit" = MiBps ] && v=$((v / 1024))
+		metric "${d%%=*}.$test.$unit" "$v"
+	done
+}
+
 # On exit: on failure show the servers' stderr; stop servers still running.
 _bhvm_exit() {
 	_rc=$?
