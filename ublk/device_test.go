@@ -35,8 +35,8 @@ func needUblk(t *testing.T) *Control {
 	return c
 }
 
-// startDevice creates and starts a device and stops it at cleanup.
-func startDevice(t *testing.T, c *Control, cfg Config, b Backend) *Device {
+// newStarted creates and starts a device; the test stops it.
+func newStarted(t *testing.T, c *Control, cfg Config, b Backend) *Device {
 	t.Helper()
 	d, err := New(c, cfg, b)
 	if err != nil {
@@ -45,6 +45,13 @@ func startDevice(t *testing.T, c *Control, cfg Config, b Backend) *Device {
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+// startDevice creates and starts a device and stops it at cleanup.
+func startDevice(t *testing.T, c *Control, cfg Config, b Backend) *Device {
+	t.Helper()
+	d := newStarted(t, c, cfg, b)
 	t.Cleanup(func() {
 		if err := d.Stop(); err != nil {
 			t.Errorf("Stop: %v", err)
@@ -278,13 +285,7 @@ func TestRealConcurrentVerify(t *testing.T) {
 
 func TestRealStopRemovesDevice(t *testing.T) {
 	c := needUblk(t)
-	d, err := New(c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d := newStarted(t, c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))
 	if _, err := os.Stat(d.BlockPath()); err != nil {
 		t.Fatalf("%s missing while live: %v", d.BlockPath(), err)
 	}
@@ -311,13 +312,7 @@ func TestRealStopRemovesDevice(t *testing.T) {
 // holder reads nothing from then on; the id is free again once it closes.
 func TestRealStopWhileOpen(t *testing.T) {
 	c := needUblk(t)
-	d, err := New(c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d := newStarted(t, c, Config{ID: -1, Size: 16 << 20}, NewMemBackend(16<<20))
 	fd, err := unix.Open(d.BlockPath(), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
