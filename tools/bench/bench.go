@@ -219,9 +219,10 @@ func writeRawFile(path string, o Options) (*os.File, error) {
 }
 
 // readRounds measures random reads of the store's device and of the plain
-// file of the same bytes in alternating rounds (readRoundCount of each,
-// ReadTime in all per side), so that the disk's drift over time weighs on
-// both alike (each side goes first in every other round); it returns the two rates in reads per second.
+// file of the same bytes in readRoundCount rounds (ReadTime in all per
+// side), each side going first in every other round, so that the disk's
+// drift over time weighs on both alike. It returns the two rates in reads
+// per second.
 func readRounds(o Options, store, plain func([]byte, int64) error) (float64, float64, error) {
 	var n [2]int64
 	var t [2]time.Duration
