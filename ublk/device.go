@@ -208,7 +208,7 @@ func (d *Device) Start() error {
 	readies := make([]chan error, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
-		q := newQueue(i, int(d.info.QueueDepth), d.maxIO, d.size, d.charFd, d.backend, d.log)
+		q := newQueue(i, int(d.info.QueueDepth), d.maxIO, d.size, d.charFd, d.info.Flags&FeatureUserCopy != 0, d.backend, d.log)
 		d.queues = append(d.queues, q)
 		readies[i] = make(chan error, 1)
 		wg.Add(1)

@@ -97,21 +97,40 @@ func TestRealRoundTrip(t *testing.T) {
 	c := needUblk(t)
 	for _, tc := range []struct {
 		queues, lbs, depth int
+		userCopy           bool
+		plain              bool // hide MemBackend's optional interfaces: worker path, no PayloadBackend
 	}{
-		{1, 512, 128},
-		{2, 512, 64},
-		{1, 4096, 4096},
-		{2, 4096, 32},
+		{1, 512, 128, false, false},
+		{2, 512, 64, false, true},
+		{1, 4096, 4096, false, false},
+		{2, 4096, 32, false, false},
+		{1, 512, 128, true, false},
+		{2, 4096, 64, true, false},
+		{2, 512, 32, true, true},
 	} {
-		t.Run(fmt.Sprintf("q%d-lbs%d-d%d", tc.queues, tc.lbs, tc.depth), func(t *testing.T) {
+		name := fmt.Sprintf("q%d-lbs%d-d%d", tc.queues, tc.lbs, tc.depth)
+		if tc.userCopy {
+			name += "-usercopy"
+		}
+		if tc.plain {
+			name += "-plain"
+		}
+		t.Run(name, func(t *testing.T) {
 			mem := NewMemBackend(64 << 20)
-			d := startDevice(t, c, Config{ID: -1, Queues: tc.queues, Depth: tc.depth, Size: 64 << 20, LogicalBlockSize: tc.lbs}, mem)
+			var b Backend = mem
+			if tc.plain {
+				b = plainBackend{mem}
+			}
+			d := startDevice(t, c, Config{ID: -1, Queues: tc.queues, Depth: tc.depth, Size: 64 << 20, LogicalBlockSize: tc.lbs, UserCopy: tc.userCopy}, b)
 			info, err := c.DeviceInfo(d.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if info.State != StateLive || int(info.UblksrvPID) != os.Getpid() || int(info.NrHWQueues) != tc.queues {
 				t.Fatalf("dev info %+v", info)
+			}
+			if got := info.Flags&FeatureUserCopy != 0; got != tc.userCopy {
+				t.Fatalf("UBLK_F_USER_COPY = %v, want %v (flags %s)", got, tc.userCopy, FeatureString(info.Flags))
 			}
 			fd := openDirect(t, d.BlockPath(), 0)
 			var ss int
@@ -185,6 +204,10 @@ func TestRealDiscardZeroesFUA(t *testing.T) {
 	}
 }
 
+// plainBackend offers only the Backend methods of what it wraps: no
+// Inliner, FUAWriter or PayloadBackend.
+type plainBackend struct{ Backend }
+
 // slowBackend delays reads of one sector range to show that a slow
 // request does not hold up other tags.
 type slowBackend struct {
@@ -204,6 +227,15 @@ func (s *slowBackend) ReadAt(p []byte, off int64) (int, error) {
 		time.Sleep(s.delay)
 	}
 	return s.MemBackend.ReadAt(p, off)
+}
+
+// ReadTo is ReadAt's twin for devices served with UserCopy.
+func (s *slowBackend) ReadTo(p Payload, off int64) error {
+	if off == s.slowOff {
+		s.slowHit.Add(1)
+		time.Sleep(s.delay)
+	}
+	return s.MemBackend.ReadTo(p, off)
 }
 
 func TestRealOutOfOrder(t *testing.T) {
@@ -243,8 +275,14 @@ func TestRealOutOfOrder(t *testing.T) {
 
 func TestRealConcurrentVerify(t *testing.T) {
 	c := needUblk(t)
+	for _, userCopy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("usercopy=%v", userCopy), func(t *testing.T) { concurrentVerify(t, c, userCopy) })
+	}
+}
+
+func concurrentVerify(t *testing.T, c *Control, userCopy bool) {
 	const size = 32 << 20
-	d := startDevice(t, c, Config{ID: -1, Queues: 2, Depth: 64, Size: size}, NewMemBackend(size))
+	d := startDevice(t, c, Config{ID: -1, Queues: 2, Depth: 64, Size: size, UserCopy: userCopy}, NewMemBackend(size))
 	fd := openDirect(t, d.BlockPath(), 0)
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -375,9 +413,18 @@ func ioctlRange(fd int, req uint, r [2]uint64) error {
 // the right data, and earlier writes are still there.
 func TestRealAbandonRecover(t *testing.T) {
 	c := needUblk(t)
+	for _, userCopy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("usercopy=%v", userCopy), func(t *testing.T) { abandonRecover(t, c, userCopy) })
+	}
+}
+
+// abandonRecover hands a device with a read in flight over to a second
+// Device; with userCopy the recovered queues must find UBLK_F_USER_COPY in
+// the device's flags (the kernel refuses FETCH_REQ with a buffer address).
+func abandonRecover(t *testing.T, c *Control, userCopy bool) {
 	const size = 64 << 20
 	sb := &slowBackend{MemBackend: NewMemBackend(size), slowOff: 32 << 20, delay: time.Second}
-	d, err := New(c, Config{ID: -1, Queues: 2, Depth: 32, Size: size}, sb)
+	d, err := New(c, Config{ID: -1, Queues: 2, Depth: 32, Size: size, UserCopy: userCopy}, sb)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,13 @@
 //   - Devices: the queues, their mmapped descriptor arrays and I/O buffers
 //     (depth * MaxIOBytes per queue, outside the Go heap), and the life cycle
 //     New -> Start -> Stop (or Abandon -> Recover in the next server).
+//   - User copy (payload.go): with Config.UserCopy the device is created
+//     with UBLK_F_USER_COPY and request data moves with pread/pwrite on
+//     /dev/ublkcN at 0x80000000 + qid<<41 + tag<<25. A PayloadBackend
+//     (MemBackend) then copies each request's data once, straight between
+//     its memory and the kernel's request pages, and its queues keep no
+//     buffers; other backends go through the per-tag buffers. Recover
+//     follows the device's flags.
 //
 // # API
 //
@@ -73,6 +80,12 @@
 //     takes it back (up to 10 ms when the process looks idle): a server
 //     should run with more Ps than queues plus cores (cmd/blockhash sets
 //     GOMAXPROCS to twice the cores plus one per queue).
+//   - The queue thread's loop: commit what workers finished, then collect
+//     new requests with a non-blocking enter (Ring.Poll, a raw system call:
+//     queue rings only carry commands that never sleep in submission), and
+//     block in io_uring_enter only when there were none. Under load the
+//     thread never sleeps and never pays the scheduler's system-call
+//     hand-off; idle, it sleeps in the kernel.
 //   - A backend that implements Inliner and says so (MemBackend) is served
 //     on the queue thread itself, request by request: no hand-off.
 //   - Otherwise requests run on worker goroutines, one per request, so at most Depth

@@ -71,6 +71,54 @@ func forChunks(off, n int64, fn func(idx int64, coff, roff, l int64)) {
 	}
 }
 
+// zeroChunk is what a missing chunk reads as; never written.
+var zeroChunk [memChunkSize]byte
+
+// load hands each chunk piece of [off, off+n) to emit, under its stripe's
+// read lock: the piece's bytes (zeros for a missing chunk) and its offset
+// inside the range. It stops at emit's first error.
+func (m *MemBackend) load(off, n int64, emit func(src []byte, roff int64) error) error {
+	var err error
+	forChunks(off, n, func(idx, coff, roff, l int64) {
+		if err != nil {
+			return
+		}
+		s := &m.stripes[idx%memStripes]
+		s.mu.RLock()
+		src := zeroChunk[:]
+		if c := s.chunks[idx]; c != nil {
+			src = c[:]
+		}
+		err = emit(src[coff:coff+l], roff)
+		s.mu.RUnlock()
+	})
+	return err
+}
+
+// store hands each chunk piece of [off, off+n) to fill, under its
+// stripe's lock, allocating missing chunks: the piece's bytes to
+// overwrite and its offset inside the range. It stops at fill's first
+// error, which may leave the range partly written, as a failed write to a
+// disk may.
+func (m *MemBackend) store(off, n int64, fill func(dst []byte, roff int64) error) error {
+	var err error
+	forChunks(off, n, func(idx, coff, roff, l int64) {
+		if err != nil {
+			return
+		}
+		s := &m.stripes[idx%memStripes]
+		s.mu.Lock()
+		c := s.chunks[idx]
+		if c == nil {
+			c = new([memChunkSize]byte)
+			s.chunks[idx] = c
+		}
+		err = fill(c[coff:coff+l], roff)
+		s.mu.Unlock()
+	})
+	return err
+}
+
 // ReadAt implements io.ReaderAt.
 func (m *MemBackend) ReadAt(p []byte, off int64) (int, error) {
 	if err := m.check(off, len(p)); err != nil {
@@ -80,15 +128,9 @@ func (m *MemBackend) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	m.reads.Add(1)
-	forChunks(off, int64(len(p)), func(idx, coff, roff, l int64) {
-		s := &m.stripes[idx%memStripes]
-		s.mu.RLock()
-		if c := s.chunks[idx]; c != nil {
-			copy(p[roff:roff+l], c[coff:coff+l])
-		} else {
-			clear(p[roff : roff+l])
-		}
-		s.mu.RUnlock()
+	_ = m.load(off, int64(len(p)), func(src []byte, roff int64) error {
+		copy(p[roff:], src)
+		return nil
 	})
 	return len(p), nil
 }
@@ -97,18 +139,42 @@ func (m *MemBackend) write(p []byte, off int64) (int, error) {
 	if err := m.check(off, len(p)); err != nil {
 		return 0, err
 	}
-	forChunks(off, int64(len(p)), func(idx, coff, roff, l int64) {
-		s := &m.stripes[idx%memStripes]
-		s.mu.Lock()
-		c := s.chunks[idx]
-		if c == nil {
-			c = new([memChunkSize]byte)
-			s.chunks[idx] = c
-		}
-		copy(c[coff:coff+l], p[roff:roff+l])
-		s.mu.Unlock()
+	_ = m.store(off, int64(len(p)), func(dst []byte, roff int64) error {
+		copy(dst, p[roff:])
+		return nil
 	})
 	return len(p), nil
+}
+
+// ReadTo implements PayloadBackend: each chunk piece goes to the kernel's
+// request pages with one pwrite under its stripe's read lock (a memory
+// copy in the kernel, never a wait for a device).
+func (m *MemBackend) ReadTo(p Payload, off int64) error {
+	if err := m.check(off, p.Len()); err != nil {
+		return err
+	}
+	m.reads.Add(1)
+	return m.load(off, int64(p.Len()), func(src []byte, roff int64) error {
+		_, err := p.WriteAt(src, roff)
+		return err
+	})
+}
+
+// WriteFrom implements PayloadBackend: each chunk piece is read from the
+// kernel's request pages straight into the chunk with one pread under its
+// stripe's lock.
+func (m *MemBackend) WriteFrom(p Payload, off int64, fua bool) error {
+	if err := m.check(off, p.Len()); err != nil {
+		return err
+	}
+	m.writes.Add(1)
+	if fua {
+		m.fuaWrites.Add(1)
+	}
+	return m.store(off, int64(p.Len()), func(dst []byte, roff int64) error {
+		_, err := p.ReadAt(dst, roff)
+		return err
+	})
 }
 
 // ServeInline implements Inliner: requests are memory copies.
@@ -170,4 +236,6 @@ func (m *MemBackend) WriteZeroes(off, length int64) error {
 var (
 	_ Backend   = (*MemBackend)(nil)
 	_ FUAWriter = (*MemBackend)(nil)
+
+	_ PayloadBackend = (*MemBackend)(nil)
 )

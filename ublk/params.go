@@ -41,6 +41,14 @@ type Config struct {
 	// NoRecovery turns off UBLK_F_USER_RECOVERY(_REISSUE): the device then
 	// goes away when the serving process dies.
 	NoRecovery bool
+	// UserCopy creates the device with UBLK_F_USER_COPY: request data
+	// moves with pread/pwrite on /dev/ublkcN instead of through buffers
+	// whose addresses the queue hands the kernel. A PayloadBackend
+	// (MemBackend) then copies each request's data once, straight between
+	// its memory and the kernel's request pages; other backends are served
+	// through per-tag buffers, which costs one system call per READ or
+	// WRITE more than without UserCopy. Needs Linux 6.5 or later.
+	UserCopy bool
 	// ReadOnly makes the device read-only.
 	ReadOnly bool
 	// Logger receives control-path events and debug-level per-I/O events;
@@ -132,6 +140,9 @@ func (c Config) flags() uint64 {
 	f := FeatureCmdIoctlEncode
 	if !c.NoRecovery {
 		f |= FeatureUserRecovery | FeatureUserRecoveryReissue
+	}
+	if c.UserCopy {
+		f |= FeatureUserCopy
 	}
 	return f
 }

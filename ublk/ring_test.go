@@ -35,6 +35,7 @@ func TestRingNop(t *testing.T) {
 		{"sqe128-4x100", 4, RingOptions{SQE128: true}, 100},
 		{"cqsize-2x50", 2, RingOptions{CQEntries: 64}, 50},
 		{"single-thread-8x500", 8, RingOptions{CQEntries: 32, SingleThread: true}, 500},
+		{"no-sleep-submit-8x500", 8, RingOptions{CQEntries: 32, SingleThread: true, NoSleepSubmit: true}, 500},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.opt.SingleThread { // SINGLE_ISSUER: one thread submits
@@ -203,6 +204,46 @@ func TestRingPollEventfd(t *testing.T) {
 	}
 	if c.UserData != 42 || c.Res&int32(unix.POLLIN) == 0 {
 		t.Fatalf("poll CQE = %+v", c)
+	}
+}
+
+// TestRingPoll checks that Poll neither blocks nor misses completions on
+// a ring whose completions are deferred task work (SingleThread): a
+// POLL_ADD completion reaches the CQ only when the ring is entered asking
+// for events, and a plain Submit never asks.
+func TestRingPoll(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := newTestRing(t, 4, RingOptions{SingleThread: true, NoSleepSubmit: true})
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	PrepPollAdd(r.GetSQE(), efd, unix.POLLIN, 42)
+	if n, err := r.Poll(); err != nil || n != 1 {
+		t.Fatalf("Poll = %d, %v; want 1 submitted", n, err)
+	}
+	if _, err := r.Poll(); err != nil { // nothing ready: must return at once
+		t.Fatal(err)
+	}
+	if r.CQReady() != 0 {
+		t.Fatalf("CQReady = %d before the eventfd was written", r.CQReady())
+	}
+	if _, err := unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	cqes := make([]CQE, 4)
+	for i := 0; i < 100 && r.CQReady() == 0; i++ {
+		if _, err := r.Poll(); err != nil {
+			t.Fatal(err)
+		}
+		if r.CQReady() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if n := r.ReapCQEs(cqes); n != 1 || cqes[0].UserData != 42 || cqes[0].Res&int32(unix.POLLIN) == 0 {
+		t.Fatalf("after Poll: %d CQEs %+v, want the POLL_ADD's", n, cqes[:n])
 	}
 }
 

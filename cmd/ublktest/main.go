@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,8 +41,8 @@ func main() {
 }
 
 const usage = `usage:
-  ublktest add -n ID [-q QUEUES] [-d DEPTH] [--lbs 512|4096] [--size SIZE] [--backend mem|file=PATH] [--stats FILE] [-v]
-  ublktest recover -n ID [--backend mem|file=PATH] [--stats FILE] [-v]
+  ublktest add -n ID [-q QUEUES] [-d DEPTH] [--lbs 512|4096] [--size SIZE] [--backend mem|file=PATH] [--user-copy] [--stats FILE] [--cpuprofile FILE] [-v]
+  ublktest recover -n ID [--backend mem|file=PATH] [--stats FILE] [--cpuprofile FILE] [-v]
   ublktest del -n ID
   ublktest features`
 
@@ -60,6 +61,8 @@ func run(args []string, stdout io.Writer) error {
 	backendSpec := fs.String("backend", "mem", "mem or file=PATH")
 	statsPath := fs.String("stats", "", "stats file")
 	verbose := fs.Bool("v", false, "debug logging to stderr")
+	userCopy := fs.Bool("user-copy", false, "add: create the device with UBLK_F_USER_COPY")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the serving to FILE")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%v\n%s", err, usage)
 	}
@@ -125,7 +128,7 @@ func run(args []string, stdout io.Writer) error {
 	var dev *ublk.Device
 	if cmd == "add" {
 		dev, err = ublk.New(ctrl, ublk.Config{
-			ID: *id, Queues: *queues, Depth: *depth, Size: size, LogicalBlockSize: *lbs, Logger: &log,
+			ID: *id, Queues: *queues, Depth: *depth, Size: size, LogicalBlockSize: *lbs, UserCopy: *userCopy, Logger: &log,
 		}, backend)
 	} else {
 		dev, err = ublk.Recover(ctrl, *id, backend, ublk.RecoverOptions{Logger: &log})
@@ -134,6 +137,17 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	if err := dev.Start(); err != nil {

@@ -1,8 +1,8 @@
 #!/bin/bash
 # bhvm-timeout: 300
 # Speed, reported not asserted: fio on a store-backed device (the daemon),
-# a memory-backed ublk device (ublktest) and a loop device over a tmpfs file,
-# side by side in one VM run. Metrics "store|mem|loop.TEST.UNIT". The
+# a memory-backed ublk device (ublktest, with UBLK_F_USER_COPY) and a loop
+# device over a tmpfs file, side by side in one VM run. Metrics "store|mem|loop.TEST.UNIT". The
 # daemon runs with a CPU profile, which the host summarises with pprof.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
 . /bhvm/lib.sh
@@ -16,7 +16,7 @@ BH_SERVE_ARGS="--cpuprofile $BHVM_WORK/serve.prof"
 bh_serve
 store=$(bh add speed --size 256M -q 2) || fail "add"
 wait_for_dev "$store"
-ublk_start 5 -q 2 --size 256M --backend mem
+ublk_start 5 -q 2 --size 256M --backend mem --user-copy
 truncate -s 256M /tmp/loop.img
 loopdev=$(losetup --direct-io=off -f --show /tmp/loop.img) || fail "losetup failed"
 
