@@ -57,3 +57,13 @@ func (d *Device) Discard(off, length int64) error { return d.e.write(d.m, nil, o
 
 // WriteZeroes makes the range read back as zeros (zero blocks take no space).
 func (d *Device) WriteZeroes(off, length int64) error { return d.e.write(d.m, nil, off, true, length) }
+
+// MappedBlocks calls fn with the number of every logical block that holds
+// data (written, and not discarded or zeroed since), in no particular
+// order, uncommitted changes included. Blocks it does not report read as
+// zeros. It is one pass over the device's map that skips the map file's
+// holes, so a large, mostly empty device costs little. It stops at fn's
+// first error and returns it.
+func (d *Device) MappedBlocks(fn func(lba uint64) error) error {
+	return d.m.each(func(lba uint64, _ mapEntry) error { return fn(lba) })
+}

@@ -339,3 +339,81 @@ func TestSparseMapScan(t *testing.T) {
 		t.Fatalf("%d blocks still stored after delete", st.UniqueBlocks)
 	}
 }
+
+// TestMappedBlocks checks MappedBlocks against a model through uncommitted
+// writes, overwrites, discards, zero writes, a commit and a reopen.
+func TestMappedBlocks(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	const size = 64 << 30
+	d, err := e.CreateDevice("m", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]bool{}
+	write := func(lba uint64, seed uint64) {
+		t.Helper()
+		if _, err := d.WriteAt(block(seed), int64(lba)*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+		want[lba] = true
+	}
+	check := func(stage string) {
+		t.Helper()
+		got := map[uint64]bool{}
+		if err := d.MappedBlocks(func(lba uint64) error {
+			if got[lba] {
+				t.Errorf("%s: block %d reported twice", stage, lba)
+			}
+			got[lba] = true
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: %d mapped blocks, want %d", stage, len(got), len(want))
+		}
+		for lba := range want {
+			if !got[lba] {
+				t.Errorf("%s: block %d not reported", stage, lba)
+			}
+		}
+	}
+	check("empty")
+	last := uint64(size/BlockSize - 1)
+	for i, lba := range []uint64{0, 1, 84, 85, 1000, 123456, last} {
+		write(lba, uint64(i)+1)
+	}
+	check("uncommitted")
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check("committed")
+	// After the commit: discard one, zero one, overwrite one with zeros,
+	// overwrite one with data, add one; uncommitted again.
+	if err := d.Discard(1*BlockSize, BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, 1)
+	if err := d.WriteZeroes(84*BlockSize, 2*BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, 84)
+	delete(want, 85)
+	if _, err := d.WriteAt(make([]byte, BlockSize), 1000*BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, 1000)
+	write(123456, 99)
+	write(77777, 100)
+	check("changed")
+	e = reopen(t, dir, e, Options{})
+	if d, err = e.Device("m"); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened")
+	stop := errors.New("stop")
+	n := 0
+	if err := d.MappedBlocks(func(uint64) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("MappedBlocks after an error: %v, %d calls", err, n)
+	}
+}

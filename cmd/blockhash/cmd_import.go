@@ -106,32 +106,43 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var out *os.File
+	// Only the 1 MiB chunks holding a mapped block are read: a large,
+	// mostly empty device exports at the speed of its data.
+	used, err := usedChunks(d)
+	if err != nil {
+		return err
+	}
 	if pos[1] == "-" {
-		out = os.Stdout
 		// Sequential, so a pipe gets the bytes in order.
 		buf := make([]byte, chunkSize)
 		for off := int64(0); off < d.Size(); off += chunkSize {
 			b := buf[:min(chunkSize, d.Size()-off)]
-			if _, err := d.ReadAt(b, off); err != nil {
-				return err
+			if used.has(off / chunkSize) {
+				if _, err := d.ReadAt(b, off); err != nil {
+					return err
+				}
+			} else {
+				clear(b)
 			}
-			if _, err := out.Write(b); err != nil {
+			if _, err := e.stdout.Write(b); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	out, err = os.OpenFile(pos[1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	out, err := os.OpenFile(pos[1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
 	bar := newProgress(e.stderr, "export", d.Size())
 	err = parallelChunks(d.Size(), func(buf []byte, off int64) error {
+		defer bar.add(int64(len(buf)))
+		if !used.has(off / chunkSize) {
+			return nil // a hole
+		}
 		if _, err := d.ReadAt(buf, off); err != nil {
 			return err
 		}
-		bar.add(int64(len(buf)))
 		if isZero(buf) {
 			return nil // leave a hole
 		}
@@ -154,6 +165,24 @@ func runExport(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), pos[1])
 	return nil
+}
+
+// chunkSet is a bitmap of chunk numbers (offset / chunkSize).
+type chunkSet []uint64
+
+func (c chunkSet) has(i int64) bool { return c[i/64]&(1<<(i%64)) != 0 }
+
+func (c chunkSet) add(i int64) { c[i/64] |= 1 << (i % 64) }
+
+// usedChunks returns the chunks of d that hold at least one mapped block.
+func usedChunks(d *engine.Device) (chunkSet, error) {
+	n := (d.Size() + chunkSize - 1) / chunkSize
+	used := make(chunkSet, (n+63)/64)
+	err := d.MappedBlocks(func(lba uint64) error {
+		used.add(int64(lba) * engine.BlockSize / chunkSize)
+		return nil
+	})
+	return used, err
 }
 
 // parallelChunks calls fn for each chunk of [0, size) with chunkWorkers

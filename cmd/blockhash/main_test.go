@@ -7,7 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"blockhash/engine"
+
+	"golang.org/x/sys/unix"
 )
 
 type result struct {
@@ -326,5 +331,125 @@ func TestStoreLocked(t *testing.T) {
 	defer e.Close()
 	if r := cli(t, store, "list"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
 		t.Fatalf("exit %d %q", r.code, r.stderr)
+	}
+}
+
+// TestExportSparse exports a large device holding a few blocks, to a file
+// and to stdout: the file must match block for block and keep its holes.
+func TestExportSparse(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "4M")
+	const size = 16 << 30
+	blocks := map[int64][]byte{} // offset -> content
+	for i, off := range []int64{0, 4096, 1<<20 - 4096, 5 << 30, size - 4096} {
+		b := make([]byte, engine.BlockSize)
+		rand.Read(b)
+		b[0] = byte(i) | 1
+		blocks[off] = b
+	}
+	eng, err := engine.Open(store, engine.Options{CommitInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll := func(d *engine.Device) {
+		for off, b := range blocks {
+			if _, err := d.WriteAt(b, off); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	big, err := eng.CreateDevice("big", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(big)
+	// A chunk whose only block was written and then discarded exports as
+	// a hole too.
+	if _, err := big.WriteAt(blocks[0], 9<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := big.Discard(9<<30, engine.BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(dir, "big.img")
+	mustCLI(t, store, "export", "big", out)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != size {
+		t.Fatalf("exported size %d, want %d", st.Size(), size)
+	}
+	got := make([]byte, engine.BlockSize)
+	for off, b := range blocks {
+		if _, err := f.ReadAt(got, off); err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("block at %d differs (%v)", off, err)
+		}
+	}
+	// Everything else is zero: data regions lie only in chunks that hold
+	// a written block, and read as zeros outside the blocks.
+	if alloc := st.Sys().(*syscall.Stat_t).Blocks * 512; alloc > 4<<20 {
+		t.Fatalf("export allocated %d bytes for 4 chunks of data", alloc)
+	}
+	for pos := int64(0); ; {
+		data, err := unix.Seek(int(f.Fd()), pos, unix.SEEK_DATA)
+		if err != nil {
+			break // ENXIO: no data after pos
+		}
+		hole, err := unix.Seek(int(f.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		region := make([]byte, hole-data)
+		if _, err := f.ReadAt(region, data); err != nil {
+			t.Fatal(err)
+		}
+		for off := data; off < hole; off += engine.BlockSize {
+			b := blocks[off]
+			if b == nil {
+				b = make([]byte, engine.BlockSize)
+			}
+			if !bytes.Equal(region[off-data:off-data+engine.BlockSize], b) {
+				t.Fatalf("exported block at %d is wrong", off)
+			}
+		}
+		pos = hole
+	}
+
+	// To stdout, on a small device: every byte in order, holes as zeros.
+	eng, err = engine.Open(store, engine.Options{CommitInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := eng.CreateDevice("small", 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 8<<20)
+	for _, off := range []int64{0, 4096, 1<<20 - 4096, 6 << 20} {
+		b := blocks[off%(1<<20)]
+		if b == nil {
+			b = blocks[0]
+		}
+		if _, err := small.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(want[off:], b)
+	}
+	if err := eng.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustCLI(t, store, "export", "small", "-"); r != string(want) {
+		t.Fatal("export to stdout differs from the device")
 	}
 }
