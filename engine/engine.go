@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ type Engine struct {
 	sb   Superblock
 	opts Options
 	log  zerolog.Logger
-	lock *os.File
+	lock io.Closer
 
 	ix *index.Index
 	bs blockstore.Store

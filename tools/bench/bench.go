@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 	"blockhash/engine"
 	"blockhash/index"
 )
@@ -188,7 +189,7 @@ func ingest(d *engine.Device, o Options) (float64, error) {
 	return float64(o.IngestBytes) / time.Since(start).Seconds() / 1e6, nil
 }
 
-func writeRawFile(path string, o Options) (*os.File, error) {
+func writeRawFile(path string, o Options) (vfs.File, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
