@@ -9,7 +9,10 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"blockhash/vfs"
 )
 
 // Options tune an Index. Zero values take the defaults.
@@ -17,6 +20,9 @@ type Options struct {
 	CacheEntries     int // neighbour cache size (default 1<<17)
 	BlockCacheBytes  int // LevelDB block cache (default 64 MiB)
 	WriteBufferBytes int // LevelDB memtable (default 32 MiB)
+	// FS holds LevelDB's files (nil: the real file system). A vfs.CrashFS
+	// here lets tests cut LevelDB's power with the rest of the store.
+	FS vfs.FS
 }
 
 // Entry is one indexed block.
@@ -64,6 +70,7 @@ type pend struct {
 // Index maps block keys to slots.
 type Index struct {
 	db    *leveldb.DB
+	stor  *fileStorage
 	cache *cache
 
 	// mu guards filter, pending, sealed and the lookup counters.
@@ -87,7 +94,14 @@ func Open(dir string, o Options) (*Index, error) {
 	if o.WriteBufferBytes <= 0 {
 		o.WriteBufferBytes = 32 << 20
 	}
-	db, err := leveldb.OpenFile(dir, &opt.Options{
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	stor, err := openStorage(o.FS, dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := leveldb.Open(stor, &opt.Options{
 		BlockCacheCapacity:  o.BlockCacheBytes,
 		WriteBuffer:         o.WriteBufferBytes,
 		CompactionTableSize: 8 << 20,
@@ -96,17 +110,16 @@ func Open(dir string, o Options) (*Index, error) {
 		Strict:              opt.StrictJournalChecksum | opt.StrictBlockChecksum,
 	})
 	if err != nil {
+		stor.Close()
 		if lerrors.IsCorrupted(err) {
 			return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
 		}
-		if isLockErr(err) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
 		return nil, fmt.Errorf("index: open %s: %v", dir, err)
 	}
-	ix := &Index{db: db, cache: newCache(o.CacheEntries), pending: map[Key]pend{}}
+	ix := &Index{db: db, stor: stor, cache: newCache(o.CacheEntries), pending: map[Key]pend{}}
 	if err := ix.loadFilter(); err != nil {
 		db.Close()
+		stor.Close()
 		return nil, err
 	}
 	return ix, nil
@@ -333,8 +346,14 @@ func (ix *Index) Stats() Stats {
 	return s
 }
 
-// Close closes LevelDB.
-func (ix *Index) Close() error { return translate("close", ix.db.Close()) }
+// Close closes LevelDB and its storage.
+func (ix *Index) Close() error {
+	err := translate("close", ix.db.Close())
+	if serr := ix.stor.Close(); err == nil && serr != nil && !errors.Is(serr, storage.ErrClosed) {
+		err = fmt.Errorf("index: close: %w", serr)
+	}
+	return err
+}
 
 // Invalidate makes every Prime token taken before it stale; the engine calls
 // it before freed slots become reusable.
