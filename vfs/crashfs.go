@@ -124,9 +124,9 @@ type inode struct {
 }
 
 type change struct {
-	off  int64
-	data []byte // a write; nil with trunc
-	size int64  // the new size of a truncate or extending allocate
+	off   int64
+	data  []byte // a write; nil with trunc
+	size  int64  // the new size of a truncate or extending allocate
 	trunc bool
 }
 

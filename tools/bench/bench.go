@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"blockhash/blockstore"
-	"blockhash/vfs"
 	"blockhash/engine"
 	"blockhash/index"
+	"blockhash/vfs"
 )
 
 // Options size the benchmark.
