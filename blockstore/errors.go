@@ -3,13 +3,15 @@ package blockstore
 import (
 	"errors"
 	"fmt"
+
+	"blockhash/corrupt"
 )
 
 var (
 	// ErrFull means no space is left for block data (ENOSPC while growing).
 	ErrFull = errors.New("blockstore: no space left on device")
 	// ErrCorrupt means stored bytes failed their checksum or are malformed.
-	ErrCorrupt = errors.New("blockstore: corrupt data")
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrRange means a slot number beyond the store's capacity.
 	ErrRange = errors.New("blockstore: slot out of range")
 	// ErrClosed means the store was used after Close or after a failed write.

@@ -1,6 +1,10 @@
 package daemon
 
-import "errors"
+import (
+	"errors"
+
+	"blockhash/corrupt"
+)
 
 var (
 	// ErrNotRunning means no daemon listens on the socket.
@@ -13,6 +17,7 @@ var (
 	ErrServed = errors.New("daemon: device already served")
 	// ErrInvalid means a malformed request.
 	ErrInvalid = errors.New("daemon: invalid request")
-	// ErrCorrupt means the daemon's state file is damaged.
-	ErrCorrupt = errors.New("daemon: corrupt state file")
+	// ErrCorrupt means the daemon's state file is damaged (the project's
+	// one corruption kind).
+	ErrCorrupt = corrupt.ErrCorrupt
 )

@@ -52,8 +52,10 @@ type Engine struct {
 	dir  string
 	sb   Superblock
 	opts Options
-	log  zerolog.Logger
-	lock *os.File
+	// verify compares a block byte for byte before sharing it.
+	verify bool
+	log    zerolog.Logger
+	lock   *os.File
 
 	ix *index.Index
 	bs blockstore.Store
@@ -82,17 +84,20 @@ type Engine struct {
 	pendMu  sync.Mutex
 	pending map[uint64]*pendingSlot
 
-	// dirtyMu guards dirty, unindexed and deleting.
+	// dirtyMu guards dirty, unindexed, damaged and deleting.
 	dirtyMu   sync.Mutex
 	dirty     map[uint64]slotTag // slots changed since the last seal
 	unindexed map[uint64]bool    // live slots not in the index (verify collisions)
+	damaged   map[uint64]bool    // live slots whose data fails its digest (damage.go)
 	deleting  []*Map             // devices deleted since the last seal
+	damagedN  atomic.Int64       // len(damaged), read without the lock
 
-	// devMu guards byName, byID and nextID.
+	// devMu guards byName, byID, nextID and broken.
 	devMu  sync.RWMutex
 	byName map[string]*Map
 	byID   map[uint32]*Map
 	nextID uint32
+	broken []BrokenDevice // maps that could not be opened
 
 	// hashTokens bounds the goroutines hashing at once to the cores.
 	hashTokens chan struct{}
@@ -101,6 +106,11 @@ type Engine struct {
 	unique  atomic.Int64 // live slots
 	seq     uint64       // last commit's sequence (under commitMu)
 	failed  atomic.Pointer[error]
+
+	// crashHook, set by tests only, stops a commit at a named stage
+	// ("journaled": after the commit point, before anything is applied)
+	// when it returns true, as a crash there would.
+	crashHook func(stage string) bool
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -209,8 +219,8 @@ func Open(dir string, o Options) (*Engine, error) {
 		}
 		return nil, err
 	}
-	e := &Engine{dir: dir, sb: sb, opts: o, log: o.Logger, lock: lock,
-		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
+	e := &Engine{dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
+		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, damaged: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
@@ -233,11 +243,13 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.ix = ix
-	jn, err := openJournal(filepath.Join(e.dir, journalName))
+	jn, err := openJournal(filepath.Join(e.dir, journalName), e.log)
 	if err != nil {
 		return err
 	}
 	e.jn = jn
+	// Maps are opened (header and size) before the replay and scanned
+	// after it: a map page torn by the crash is repaired by the replay.
 	if err := e.openMaps(); err != nil {
 		return err
 	}
@@ -254,17 +266,27 @@ func (e *Engine) open() error {
 			return err
 		}
 		e.seq = rec.Seq
-		for _, m := range e.byID {
-			m.close()
-		}
-		e.byID, e.byName = map[uint32]*Map{}, map[string]*Map{}
-		if err := e.openMaps(); err != nil {
+		// The replay wrote index entries to LevelDB only: level one must
+		// learn them, or blocks written again are stored twice.
+		if err := e.ix.ReloadFilter(); err != nil {
 			return err
+		}
+	}
+	for _, m := range e.byID {
+		if err := m.scan(nil); err != nil {
+			return err
+		}
+		if n := m.lost.Load(); n > 0 {
+			e.log.Error().Str("device", m.hdr.Name).Int64("blocks", n).
+				Msg("device has quarantined blocks (damaged map entries): they read as I/O errors until written; run blockhash fsck")
 		}
 	}
 	return e.loadSlots()
 }
 
+// openMaps opens every device's map (header and size only). A map that
+// cannot be opened (damaged header, two maps with one id) is left out and
+// reported, so one damaged device does not take the others offline.
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -283,22 +305,41 @@ func (e *Engine) openMaps() error {
 		if !strings.HasSuffix(name, ".map") {
 			continue
 		}
-		m, err := openMap(filepath.Join(dir, name), nil)
+		path := filepath.Join(dir, name)
+		m, err := openMap(path, e.log)
+		if err == nil && m.hdr.Name+".map" != name {
+			m.close()
+			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
+		}
+		if err == nil {
+			if other, dup := e.byID[m.hdr.ID]; dup {
+				m.close()
+				err = fmt.Errorf("%s: %w: device id %d is also %s's", path, ErrCorrupt, m.hdr.ID, other.hdr.Name)
+			}
+		}
 		if err != nil {
-			return err
-		}
-		if m.hdr.Name+".map" != name {
-			m.close()
-			return fmt.Errorf("%w: map %s names device %q", ErrCorrupt, name, m.hdr.Name)
-		}
-		if _, dup := e.byID[m.hdr.ID]; dup {
-			m.close()
-			return fmt.Errorf("%w: two maps with device id %d", ErrCorrupt, m.hdr.ID)
+			e.log.Error().Err(err).Msg("device map cannot be opened: the device is offline (run blockhash fsck --repair)")
+			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".map"), Path: path, Err: err})
+			continue
 		}
 		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
 		e.nextID = max(e.nextID, m.hdr.ID+1)
 	}
 	return nil
+}
+
+// BrokenDevice is a device whose map could not be opened.
+type BrokenDevice struct {
+	Name string
+	Path string
+	Err  error
+}
+
+// Broken lists the devices left out at open because their maps are damaged.
+func (e *Engine) Broken() []BrokenDevice {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	return slices.Clone(e.broken)
 }
 
 // loadSlots reads every slot record: reference counts, free slots, the high
@@ -311,6 +352,11 @@ func (e *Engine) loadSlots() error {
 	const chunk = 4096
 	recs := make([]blockstore.Meta, chunk)
 	var unique int64
+	defer func() {
+		if n := e.damagedN.Load(); n > 0 {
+			e.log.Error().Int64("slots", n).Msg("store holds damaged blocks: reads of them fail until the same content is written again (blockhash fsck lists the devices and blocks)")
+		}
+	}()
 	for first := uint64(0); first < total; first += chunk {
 		n := min(chunk, total-first)
 		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
@@ -335,6 +381,10 @@ func (e *Engine) loadSlots() error {
 				unique++
 				if r.Flags&blockstore.FlagIndexed == 0 {
 					e.unindexed[slot] = true
+				}
+				if r.Flags&blockstore.FlagDamaged != 0 {
+					e.damaged[slot] = true
+					e.damagedN.Add(1)
 				}
 			}
 		}
@@ -468,6 +518,11 @@ func (e *Engine) Device(name string) (*Device, error) {
 	defer e.devMu.RUnlock()
 	m, ok := e.byName[name]
 	if !ok {
+		for _, b := range e.broken {
+			if b.Name == name {
+				return nil, fmt.Errorf("device %s is offline: %w", name, b.Err)
+			}
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	return &Device{e: e, m: m}, nil
@@ -504,7 +559,12 @@ func (e *Engine) DeleteDevice(name string) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	e.epoch.RLock()
-	err := m.each(func(_ uint64, ent mapEntry) error { return e.release(ent) })
+	err := m.each(func(_ uint64, ent mapEntry) error {
+		if !ent.holds() {
+			return nil
+		}
+		return e.release(ent)
+	})
 	if err == nil {
 		e.dirtyMu.Lock()
 		e.deleting = append(e.deleting, m)
@@ -581,6 +641,9 @@ func (e *Engine) release(ent mapEntry) error {
 	if n == 0 {
 		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
 	}
+	if n == blockstore.MaxRefs {
+		return nil // saturated: kept for good (see incRef)
+	}
 	atomic.StoreUint32(p, n-1)
 	e.markDirtyMany([]dirtyMark{{slot: ent.Slot, key: ent.Key}})
 	if n == 1 {
@@ -588,6 +651,7 @@ func (e *Engine) release(ent mapEntry) error {
 		e.dirtyMu.Lock()
 		indexed := !e.unindexed[ent.Slot]
 		delete(e.unindexed, ent.Slot)
+		e.forgetDamagedLocked(ent.Slot)
 		e.dirtyMu.Unlock()
 		if indexed {
 			e.ix.Remove(ent.Key, ent.Slot)

@@ -12,6 +12,9 @@ import (
 	"blockhash/index"
 )
 
+// errSimulatedCrash stops a commit where a test's crashHook asked.
+var errSimulatedCrash = errors.New("engine: simulated crash")
+
 type sealedMap struct {
 	m       *Map
 	entries map[uint64]mapEntry
@@ -97,6 +100,9 @@ func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error
 	}
 	if err := e.jn.write(rec); err != nil {
 		return err
+	}
+	if e.crashHook != nil && e.crashHook("journaled") {
+		return errSimulatedCrash
 	}
 	if err := e.applyRecordOps(rec, puts); err != nil {
 		return err

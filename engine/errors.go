@@ -1,10 +1,15 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+
+	"blockhash/corrupt"
+)
 
 var (
-	// ErrCorrupt means an on-disk structure failed its checksum or is malformed.
-	ErrCorrupt = errors.New("engine: corrupt")
+	// ErrCorrupt means an on-disk structure failed its checksum or is malformed
+	// (the project's one corruption kind, corrupt.ErrCorrupt).
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrNotFound means no device has that name.
 	ErrNotFound = errors.New("engine: no such device")
 	// ErrExists means a device with that name exists already.

@@ -21,13 +21,14 @@ type FsckReport struct {
 	BadData       int      `json:"bad_data"` // stored blocks whose content fails its digest
 	IndexMissing  int      `json:"index_missing"`
 	IndexStale    int      `json:"index_stale"`
+	LostBlocks    int      `json:"lost_blocks"` // quarantined map entries
 	Repaired      bool     `json:"repaired"`
 	Problems      []string `json:"problems,omitempty"` // the first 100
 }
 
 // OK reports whether nothing was wrong.
 func (r *FsckReport) OK() bool {
-	return r.RefMismatches+r.TagMismatches+r.CorruptMeta+r.BadData+r.IndexMissing+r.IndexStale == 0
+	return r.RefMismatches+r.TagMismatches+r.CorruptMeta+r.BadData+r.IndexMissing+r.IndexStale+r.LostBlocks == 0
 }
 
 func (r *FsckReport) problem(format string, a ...any) {
@@ -63,6 +64,11 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	for _, m := range maps {
 		err := m.each(func(lba uint64, ent mapEntry) error {
 			rep.MappedBlocks++
+			if ent.isLost() {
+				rep.LostBlocks++
+				rep.problem("device %s block %d is quarantined (damaged map entry: its data is lost)", m.hdr.Name, lba)
+				return nil
+			}
 			if k, ok := keyOf[ent.Slot]; ok && k != ent.Key {
 				rep.TagMismatches++
 				rep.problem("slot %d is mapped with two keys (%v by %s block %d, and %v)", ent.Slot, ent.Key, m.hdr.Name, lba, k)

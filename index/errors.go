@@ -7,11 +7,13 @@ import (
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+
+	"blockhash/corrupt"
 )
 
 var (
 	// ErrCorrupt means the index's files or one of its entries are damaged.
-	ErrCorrupt = errors.New("index: corrupt")
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrClosed means the index was used after Close.
 	ErrClosed = errors.New("index: closed")
 	// ErrLocked means another process has the index open.

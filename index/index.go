@@ -136,6 +136,14 @@ func (ix *Index) loadFilter() error {
 	return nil
 }
 
+// ReloadFilter rebuilds level one from LevelDB. The engine calls it after
+// a journal replay, which applies index entries to LevelDB alone.
+func (ix *Index) ReloadFilter() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.loadFilter()
+}
+
 func dbKey(k Key) []byte {
 	b := make([]byte, 1+KeySize)
 	b[0] = keyPrefix

@@ -222,19 +222,23 @@ func TestSampleImagesDeduplicate(t *testing.T) {
 	}
 }
 
+// Damage to one store file gives a clear error. Damage to a device's map
+// takes only that device (or only its damaged blocks) offline: stats still
+// works and reports it, and reading the device fails with a clear error.
 func TestCorruptStoreFiles(t *testing.T) {
 	tests := []struct {
 		name    string
 		corrupt func(store string) error
+		cmd     []string // the command that must fail (stats when empty)
 		want    string
 	}{
-		{"superblock bit flip", func(s string) error { return flip(filepath.Join(s, "superblock"), 20) }, "checksum"},
-		{"superblock truncated", func(s string) error { return os.Truncate(filepath.Join(s, "superblock"), 10) }, "superblock"},
-		{"map header bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 40) }, "checksum"},
-		{"map truncated", func(s string) error { return os.Truncate(filepath.Join(s, "devices", "d.map"), 5000) }, "truncated"},
-		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 4096+48+3) }, "checksum"},
-		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, "corrupt"},
-		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, "extent"},
+		{"superblock bit flip", func(s string) error { return flip(filepath.Join(s, "superblock"), 20) }, nil, "checksum"},
+		{"superblock truncated", func(s string) error { return os.Truncate(filepath.Join(s, "superblock"), 10) }, nil, "superblock"},
+		{"map header bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 40) }, []string{"export", "d"}, "checksum"},
+		{"map truncated", func(s string) error { return os.Truncate(filepath.Join(s, "devices", "d.map"), 5000) }, []string{"export", "d"}, "quarantined"},
+		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 4096+48+3) }, []string{"export", "d"}, "quarantined"},
+		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, nil, "corrupt"},
+		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, nil, "extent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,12 +246,20 @@ func TestCorruptStoreFiles(t *testing.T) {
 			store := filepath.Join(dir, "store")
 			mustCLI(t, store, "init", "--extent-size", "4M")
 			mustCLI(t, store, "import", "d", image(t, dir, "d.img", 64))
+			mustCLI(t, store, "import", "other", image(t, dir, "o.img", 8))
 			if err := tc.corrupt(store); err != nil {
 				t.Fatal(err)
 			}
-			r := cli(t, store, "stats")
+			args := []string{"stats"}
+			if tc.cmd != nil {
+				args = append(tc.cmd, filepath.Join(dir, "out.img"))
+				// The rest of the store still works.
+				mustCLI(t, store, "stats")
+				mustCLI(t, store, "export", "other", filepath.Join(dir, "other.img"))
+			}
+			r := cli(t, store, args...)
 			if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
-				t.Fatalf("exit %d, stderr %q, want an error about %q", r.code, r.stderr, tc.want)
+				t.Fatalf("%v: exit %d, stderr %q, want an error about %q", args, r.code, r.stderr, tc.want)
 			}
 		})
 	}
