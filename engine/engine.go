@@ -671,6 +671,7 @@ type DeviceStats struct {
 	Blocks       uint64    `json:"blocks"`
 	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
 	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
+	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
 	Created      time.Time `json:"created"`
 }
 
@@ -689,6 +690,8 @@ type Stats struct {
 	Hash            string        `json:"hash"`
 	IndexEntries    int           `json:"index_entries"`
 	IndexRAMBytes   int           `json:"index_ram_bytes"`
+	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
+	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
 }
 
 // Stats computes current figures.
@@ -707,7 +710,11 @@ func (e *Engine) Stats() (Stats, error) {
 		b, _ := blockstore.AllocatedBytes(m.path)
 		mapBytes += b
 	}
+	for _, b := range e.broken {
+		s.OfflineDevices = append(s.OfflineDevices, b.Name)
+	}
 	e.devMu.RUnlock()
+	s.DamagedBlocks = uint64(max(0, e.damagedN.Load()))
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
 	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
 	if s.DataBlocks > s.UniqueBlocks {
@@ -761,5 +768,5 @@ func dirBytes(dir string) (int64, error) {
 func (m *Map) stats() DeviceStats {
 	mapped := uint64(max(0, m.mapped.Load()))
 	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
-		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, Created: m.hdr.Created}
+		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"blockhash/blockstore"
 	"blockhash/index"
@@ -171,9 +173,18 @@ type journal struct {
 }
 
 func openJournal(path string, log zerolog.Logger) (*journal, error) {
+	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new journal's name must be durable before a record in it
+		// can be a commit point.
+		if err := blockstore.SyncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return &journal{f: f, log: log}, nil
 }

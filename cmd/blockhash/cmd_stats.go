@@ -70,6 +70,14 @@ func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
 	fmt.Fprintf(e.stdout, "  stored size      %s (%s of extents allocated)\n", human(s.StoredBytes), human(s.AllocatedBytes))
 	fmt.Fprintf(e.stdout, "  metadata         %s\n", human(s.MetadataBytes))
 	fmt.Fprintf(e.stdout, "  saved            %.1f%%\n", s.SavedPercent)
+	var lost uint64
+	for _, d := range s.Devices {
+		lost += d.LostBlocks
+	}
+	if s.DamagedBlocks > 0 || lost > 0 || len(s.OfflineDevices) > 0 {
+		fmt.Fprintf(e.stdout, "  DAMAGE           %d damaged stored blocks, %d quarantined device blocks, offline devices: %v (run blockhash fsck)\n",
+			s.DamagedBlocks, lost, s.OfflineDevices)
+	}
 }
 
 func runFsck(e *env, args []string) error {
