@@ -166,6 +166,9 @@ func Create(dir string, o Options) error {
 	if o.ExtentSize == 0 {
 		o.ExtentSize = blockstore.DefaultExtentSize
 	}
+	if o.Hash == SHA1 {
+		o.Verify = true // see sha1Verifies
+	}
 	if o.ExtentSize < 16*BlockSize || o.ExtentSize%BlockSize != 0 {
 		return fmt.Errorf("%w: extent size %d (a multiple of 4 KiB, at least 64 KiB)", ErrInvalid, o.ExtentSize)
 	}
@@ -190,12 +193,24 @@ func Create(dir string, o Options) error {
 	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
 }
 
+// sha1Verifies turns verify on for a SHA-1 store, whatever its superblock
+// says: SHA-1 collisions are public and a CRC-32C can be forced with four
+// chosen bytes, so without a byte comparison two different blocks could
+// share one slot. Stores made before this rule keep their flag on disk;
+// the engine behaves as if it were set.
+func sha1Verifies(sb *Superblock) {
+	if sb.Hash == SHA1 {
+		sb.Verify = true
+	}
+}
+
 // Open opens the store in dir, replaying an interrupted commit if any.
 func Open(dir string, o Options) (*Engine, error) {
 	sb, err := readSuperblock(dir)
 	if err != nil {
 		return nil, err
 	}
+	sha1Verifies(&sb)
 	if o.CommitChanges <= 0 {
 		o.CommitChanges = 65536
 	}
