@@ -132,6 +132,10 @@ func TestBadInput(t *testing.T) {
 	mustCLI(t, store, "init", "--extent-size", "4M")
 	mustCLI(t, store, "create", "small", "--size", "64K")
 	big := image(t, dir, "big.img", 32)
+	odd := filepath.Join(dir, "odd.img")
+	empty := filepath.Join(dir, "empty.img")
+	os.WriteFile(odd, make([]byte, 1000), 0o600)
+	os.WriteFile(empty, nil, 0o600)
 	tests := []struct {
 		name string
 		args []string
@@ -148,6 +152,10 @@ func TestBadInput(t *testing.T) {
 		{"bad hash", []string{"init", "--hash", "md5"}, "unknown hash"},
 		{"init over a store", []string{"init"}, "already exists"},
 		{"missing image", []string{"import", "small", filepath.Join(dir, "none.img")}, "no such file"},
+		{"image not a sector multiple", []string{"import", "new", odd}, "not a multiple of 512"},
+		{"image is a directory", []string{"import", "new", dir}, "not a regular file or block device"},
+		{"image is empty", []string{"import", "new", empty}, "is empty"},
+		{"image is a character device", []string{"import", "new", "/dev/null"}, "not a regular file or block device"},
 		{"delete unknown", []string{"delete", "nope"}, "no such device"},
 		{"add without a daemon", []string{"add", "x", "--size", "1M"}, "daemon is not running"},
 		{"del without a daemon", []string{"del", "x"}, "daemon is not running"},
