@@ -45,6 +45,11 @@ type Options struct {
 	Logger         zerolog.Logger
 	// Repair lets Open proceed past corrupt slot records, for Fsck.
 	Repair bool
+	// ReadOnly opens the store without writing anything (LevelDB read-only,
+	// no journal replay, no reserve file), so it can be read on a full
+	// file system; every change fails with ErrReadOnly. A store with an
+	// interrupted commit in its journal is refused (see openReadOnly).
+	ReadOnly bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -243,6 +248,9 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.bs = bs
+	if e.opts.ReadOnly {
+		return e.openReadOnly()
+	}
 	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
 	if err != nil {
 		return err
@@ -280,10 +288,48 @@ func (e *Engine) open() error {
 	return e.loadSlots()
 }
 
+// openReadOnly opens the index and the maps without writing anything.
+// A pending journal record (a commit interrupted by a crash) is refused
+// rather than replayed in memory: a read-only view must show exactly the
+// committed state, and a second, in-memory replay would have to agree with
+// the real one in every detail (maps, slot records, index, deleted
+// devices, extents added) or show a state that never existed. Any
+// read-write open replays it (fsck --repair can, on a full file system).
+func (e *Engine) openReadOnly() error {
+	f, err := os.Open(filepath.Join(e.dir, journalName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("engine: journal: %w", err)
+	default:
+		e.jn = &journal{f: f}
+		rec, err := e.jn.read()
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			return fmt.Errorf("%w: store %s has an interrupted commit to replay (run blockhash fsck --repair, or any command that writes)", ErrReadOnly, e.dir)
+		}
+	}
+	iopts := e.opts.Index
+	iopts.ReadOnly = true
+	ix, err := index.Open(filepath.Join(e.dir, "index"), iopts)
+	if err != nil {
+		return err
+	}
+	e.ix = ix
+	if err := e.openMaps(); err != nil {
+		return err
+	}
+	return e.loadSlots()
+}
+
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("engine: %w", err)
+	if !e.opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -292,7 +338,9 @@ func (e *Engine) openMaps() error {
 	for _, de := range ents {
 		name := de.Name()
 		if strings.HasSuffix(name, ".tmp") {
-			os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			if !e.opts.ReadOnly {
+				os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			}
 			continue
 		}
 		if !strings.HasSuffix(name, ".map") {
@@ -424,6 +472,9 @@ func (e *Engine) background() {
 }
 
 func (e *Engine) failedErr() error {
+	if e.opts.ReadOnly {
+		return fmt.Errorf("%w: %s", ErrReadOnly, e.dir)
+	}
 	if p := e.failed.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, *p)
 	}
