@@ -50,6 +50,14 @@ type Options struct {
 	// file system; every change fails with ErrReadOnly. A store with an
 	// interrupted commit in its journal is refused (see openReadOnly).
 	ReadOnly bool
+	// ReserveBytes is the size of the store's reserve file (see
+	// reserve.go; default DefaultReserveBytes, negative: none).
+	ReserveBytes int64
+	// FreeingSpace is set by commands that free space (delete, fsck
+	// --repair): on a file system with less than the reserve free, the
+	// reserve is released before the store is opened, so they can run on
+	// a full file system, and recreated at Close when there is room.
+	FreeingSpace bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -111,6 +119,10 @@ type Engine struct {
 	stop   chan struct{}
 	bgDone chan struct{}
 	closed atomic.Bool
+
+	// reserveReleased is set when Open released the reserve (FreeingSpace
+	// on a full file system); closeFiles recreates it.
+	reserveReleased bool
 }
 
 type slotTag struct {
@@ -193,6 +205,11 @@ func Create(dir string, o Options) error {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
+	if ok, err := ensureReserve(dir, o.reserveBytes()); err != nil {
+		return fmt.Errorf("engine: store reserve: %w", err)
+	} else if !ok {
+		return fmt.Errorf("%w: %s has no room for the store's reserve of %d bytes and as much again", blockstore.ErrFull, dir, o.reserveBytes())
+	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
 	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
@@ -234,6 +251,9 @@ func Open(dir string, o Options) (*Engine, error) {
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	if !o.ReadOnly {
+		e.openReserve()
+	}
 	if err := e.open(); err != nil {
 		e.closeFiles()
 		return nil, err
@@ -440,6 +460,10 @@ func (e *Engine) closeFiles() error {
 	}
 	if e.bs != nil {
 		errs = append(errs, e.bs.Close())
+	}
+	if e.reserveReleased {
+		e.reserveReleased = false
+		e.restoreReserve()
 	}
 	if e.lock != nil {
 		errs = append(errs, e.lock.Close())

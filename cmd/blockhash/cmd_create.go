@@ -38,7 +38,7 @@ func runDelete(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(freeing)
 	if err != nil {
 		return err
 	}

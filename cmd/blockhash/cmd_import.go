@@ -135,7 +135,7 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return err
 	}
