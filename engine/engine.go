@@ -192,6 +192,9 @@ func Create(dir string, o Options) error {
 	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
 		return fmt.Errorf("%w: a store already exists in %s", ErrExists, dir)
 	}
+	if f := strayStoreFile(dir); f != "" {
+		return fmt.Errorf("%w: %s holds a store (%s) but no superblock: rebuild it with blockhash init --recover-superblock, then run blockhash fsck", ErrCorrupt, dir, f)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("engine: create store: %w", err)
 	}

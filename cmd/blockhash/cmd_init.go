@@ -7,8 +7,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE]",
-		summary: "create an empty store (sha1 implies --verify)", run: runInit})
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--recover-superblock]",
+		summary: "create an empty store (sha1 implies --verify), or rebuild a lost superblock", run: runInit})
 }
 
 func runInit(e *env, args []string) error {
@@ -18,6 +18,7 @@ func runInit(e *env, args []string) error {
 	var extent sizeFlag
 	extent.v = 1 << 30
 	fs.Var(&extent, "extent-size", "size of each preallocated extent file")
+	recoverSB := fs.Bool("recover-superblock", false, "rebuild the lost superblock of the store in this directory")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -27,6 +28,17 @@ func runInit(e *env, args []string) error {
 	}
 	// SHA-1 collisions can be built: a sha1 store always byte-compares.
 	v := *verify || h == engine.SHA1
+	if *recoverSB {
+		// The extent size and the hash come from the store's files; the
+		// flags count only for a store that holds no block yet.
+		sb, err := engine.RecoverSuperblock(e.store, engine.Options{Hash: h, Verify: v, ExtentSize: extent.v})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "rebuilt the superblock of %s (hash %s, verify %v, extents of %s); run blockhash fsck\n",
+			e.store, sb.Hash, sb.Verify, human(sb.ExtentSize))
+		return nil
+	}
 	if err := engine.Create(e.store, engine.Options{Hash: h, Verify: v, ExtentSize: extent.v}); err != nil {
 		return err
 	}
