@@ -58,13 +58,20 @@ func runImport(e *env, args []string) error {
 	// A device this import created goes again if the import fails: no
 	// half-filled device is left behind.
 	fail := func(err error) error {
-		if created {
-			if derr := eng.DeleteDevice(name); derr != nil {
+		if !created {
+			return err
+		}
+		if derr := eng.DeleteDevice(name); derr != nil {
+			// The store failed, most likely on a full file system: open
+			// it again as a command that frees space (the reopen
+			// replays what was committed) and delete the device if it is
+			// still there.
+			eng.Close()
+			if derr = e.deleteDevice(name); derr != nil {
 				return fmt.Errorf("%w (and deleting the new device %s failed: %v)", err, name, derr)
 			}
-			return fmt.Errorf("%w (device %s not created)", err, name)
 		}
-		return err
+		return fmt.Errorf("%w (the new device %s was deleted again)", err, name)
 	}
 	start := time.Now()
 	bar := newProgress(e.stderr, "import", size)

@@ -128,3 +128,23 @@ func TestFullFileSystem(t *testing.T) {
 		t.Fatalf("reserve not recreated once there is room: %d bytes, %v", b, err)
 	}
 }
+
+// An import that fills the file system fails with a clear error and takes
+// the device it created away again; the store stays consistent.
+func TestImportFillsFileSystem(t *testing.T) {
+	mnt := smallFS(t, 48<<20)
+	dir := t.TempDir()
+	store := filepath.Join(mnt, "store")
+	mustCLI(t, store, "init", "--extent-size", "1M")
+	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 256))
+	r := cli(t, store, "import", "big", image(t, dir, "big.img", 10240))
+	if r.code == 0 || !strings.Contains(r.stderr, "no space left") || !strings.Contains(r.stderr, "deleted again") {
+		t.Fatalf("import beyond the file system: exit %d %q", r.code, r.stderr)
+	}
+	if out := mustCLI(t, store, "list"); strings.Contains(out, "big") {
+		t.Fatalf("the failed import left its device behind:\n%s", out)
+	}
+	if out := mustCLI(t, store, "fsck"); !strings.Contains(out, "consistent") {
+		t.Fatalf("fsck: %s", out)
+	}
+}
