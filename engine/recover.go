@@ -36,9 +36,19 @@ const recoverProbeSlots = 1024
 // SHA-256 and with SHA-1, compared with the key its slot record holds).
 // What the files cannot tell comes from o: Verify (SHA-1 implies it), and
 // the hash and extent size of a store that holds no block yet.
+//
+// A damaged superblock (one that fails its checksum) is replaced, and kept
+// as "superblock.damaged"; a sound one, or one of another format version,
+// is left alone.
 func RecoverSuperblock(dir string, o Options) (Superblock, error) {
-	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
-		return Superblock{}, fmt.Errorf("%w: %s has a superblock", ErrExists, dir)
+	path := filepath.Join(dir, superblockName)
+	_, err := readSuperblock(dir)
+	switch {
+	case err == nil:
+		return Superblock{}, fmt.Errorf("%w: %s has a sound superblock", ErrExists, dir)
+	case errors.Is(err, ErrCorrupt):
+	case !errors.Is(err, ErrNoStore):
+		return Superblock{}, err
 	}
 	if strayStoreFile(dir) == "" {
 		return Superblock{}, fmt.Errorf("%w: %s", ErrNoStore, dir)
@@ -76,7 +86,12 @@ func RecoverSuperblock(dir string, o Options) (Superblock, error) {
 		}
 	}
 	sha1Verifies(&sb)
-	if err := blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode()); err != nil {
+	if _, err := os.Stat(path); err == nil {
+		if err := os.Rename(path, path+".damaged"); err != nil {
+			return sb, fmt.Errorf("engine: %w", err)
+		}
+	}
+	if err := blockstore.WriteFileDurable(path, sb.Encode()); err != nil {
 		return sb, err
 	}
 	return sb, nil

@@ -19,12 +19,14 @@ func TestLostSuperblock(t *testing.T) {
 		verify bool
 		damage bool // the first stored block is damaged
 		blocks int
+		flip   bool // the superblock is damaged, not lost
 	}{
-		{"sha256", SHA256, false, false, 40},
-		{"sha256 verify", SHA256, true, false, 40},
-		{"sha1", SHA1, true, false, 40},
-		{"sha1, first block damaged", SHA1, true, true, 40},
-		{"no block stored", SHA1, true, false, 0},
+		{"sha1, superblock damaged", SHA1, true, false, 40, true},
+		{"sha256", SHA256, false, false, 40, false},
+		{"sha256 verify", SHA256, true, false, 40, false},
+		{"sha1", SHA1, true, false, 40, false},
+		{"sha1, first block damaged", SHA1, true, true, 40, false},
+		{"no block stored", SHA1, true, false, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,15 +55,28 @@ func TestLostSuperblock(t *testing.T) {
 				f.WriteAt([]byte{0xff, 0xfe}, 10)
 				f.Close()
 			}
-			if err := os.Remove(filepath.Join(dir, superblockName)); err != nil {
-				t.Fatal(err)
-			}
-			err = Create(dir, Options{})
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "--recover-superblock") {
-				t.Fatalf("init over a store without superblock: %v", err)
-			}
-			if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
-				t.Fatal("the refused init wrote a superblock")
+			sbPath := filepath.Join(dir, superblockName)
+			if tc.flip {
+				b, _ := os.ReadFile(sbPath)
+				b[16] ^= 3 // the hash byte: sha1 reads as sha256
+				os.WriteFile(sbPath, b, 0o600)
+				if _, err := Open(dir, Options{}); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("open with a damaged superblock: %v", err)
+				}
+				if err := Create(dir, Options{}); !errors.Is(err, ErrExists) {
+					t.Fatalf("init over a damaged superblock: %v", err)
+				}
+			} else {
+				if err := os.Remove(sbPath); err != nil {
+					t.Fatal(err)
+				}
+				err = Create(dir, Options{})
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "--recover-superblock") {
+					t.Fatalf("init over a store without superblock: %v", err)
+				}
+				if _, err := os.Stat(sbPath); err == nil {
+					t.Fatal("the refused init wrote a superblock")
+				}
 			}
 			// What the files cannot tell comes from the options: here the
 			// hash of a store that holds no block, and verify.
@@ -77,7 +92,10 @@ func TestLostSuperblock(t *testing.T) {
 				t.Fatalf("recovered %+v, want hash %v verify %v extents of %d", sb, tc.hash, tc.verify, 16*BlockSize)
 			}
 			if _, err := RecoverSuperblock(dir, Options{}); !errors.Is(err, ErrExists) {
-				t.Fatalf("recovering over a superblock: %v", err)
+				t.Fatalf("recovering over a sound superblock: %v", err)
+			}
+			if _, err := os.Stat(sbPath + ".damaged"); (err == nil) != tc.flip {
+				t.Fatalf("damaged superblock kept: %v, want %v", err == nil, tc.flip)
 			}
 			e = reopen(t, dir, nil, Options{})
 			if tc.blocks == 0 {

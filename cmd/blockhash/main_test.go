@@ -493,3 +493,22 @@ func TestInitLostSuperblock(t *testing.T) {
 		t.Fatalf("recover where there is no store: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// A damaged superblock names the way out, which works.
+func TestDamagedSuperblock(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "256K")
+	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 20))
+	if err := flip(filepath.Join(store, "superblock"), 30); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, store, "stats")
+	if r.code == 0 || !strings.Contains(r.stderr, "init --recover-superblock") {
+		t.Fatalf("stats with a damaged superblock: exit %d %q", r.code, r.stderr)
+	}
+	mustCLI(t, store, "init", "--recover-superblock")
+	if out := mustCLI(t, store, "fsck"); !strings.Contains(out, "consistent") {
+		t.Fatalf("fsck after recovery: %s", out)
+	}
+}
