@@ -214,3 +214,34 @@ func WriteFileDurable(path string, data []byte) error {
 	}
 	return SyncDir(filepath.Dir(path))
 }
+
+// FreeBytes is the space left for unprivileged use on the file system
+// holding dir (statfs).
+func FreeBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := retryEINTR(func() error { return unix.Statfs(dir, &st) }); err != nil {
+		return 0, fmt.Errorf("blockstore: statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// PreallocateFile makes path (created if missing) size bytes long with
+// every byte allocated on disk, and syncs it and its directory. A full file
+// system is ErrFull.
+func PreallocateFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("blockstore: %w", err)
+	}
+	err = preallocate(f, 0, size)
+	if err == nil {
+		err = Fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("blockstore: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}

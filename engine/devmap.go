@@ -198,13 +198,17 @@ func createMap(path string, h mapHeader) (*Map, error) {
 // entries. A map shorter than its header says (cut short by a damaged file
 // system or a careless copy) is extended at once with quarantined entries:
 // the blocks whose entries are gone read as errors, never as zeros.
-func openMap(path string, log zerolog.Logger) (*Map, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func openMap(path string, log zerolog.Logger, readOnly bool) (*Map, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	m, err := readMapHeader(f, path)
-	if err == nil {
+	if err == nil && !readOnly {
 		err = m.fillShort(log)
 	}
 	if err != nil {
@@ -288,6 +292,7 @@ func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
 	}
 	const chunkPages = 256
 	buf := make([]byte, chunkPages*mapPageSize)
+	var readTo int64 // pages before it were read (those that hold data)
 	end := min(st.Size(), mapFileSize(m.blocks))
 	for pos := int64(mapHeaderSize); pos < end; {
 		data, hole, err := blockstore.DataRegion(m.f, pos, end)
@@ -299,8 +304,9 @@ func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
 		stop := (min(hole, end) - mapHeaderSize + mapPageSize - 1) / mapPageSize
 		for page := first; page < stop; page += chunkPages {
 			n := min(chunkPages, stop-page)
-			if _, err := m.f.ReadAt(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
-				return fmt.Errorf("engine: read map %s: %w", m.path, err)
+			readTo = page + n
+			if err := m.readPages(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
+				return err
 			}
 			for p := range n {
 				pg := buf[p*mapPageSize : (p+1)*mapPageSize]
@@ -324,6 +330,41 @@ func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
 		}
 		pos = mapHeaderSize + stop*mapPageSize
 	}
+	// A map cut short (opened read-only, so not yet filled): every entry
+	// past its end is lost. Pages the loop read had those entries filled in
+	// as quarantined by readPages; the rest are visited here.
+	if st.Size() < mapFileSize(m.blocks) {
+		have := st.Size() - mapHeaderSize
+		first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
+		for lba := first; lba < m.blocks; lba++ {
+			if int64(lba/mapPerPage) < readTo {
+				continue
+			}
+			visit(lba, quarantined)
+		}
+	}
+	return nil
+}
+
+// readPages reads whole pages at off; whatever lies past the end of a map
+// cut short reads as quarantined entries.
+func (m *Map) readPages(buf []byte, off int64) error {
+	n, err := m.f.ReadAt(buf, off)
+	if errors.Is(err, io.EOF) {
+		for pg := n / mapPageSize * mapPageSize; pg < len(buf); pg += mapPageSize {
+			for k := max(0, n-pg) / mapEntrySize; k < mapPerPage; k++ {
+				if pg+k*mapEntrySize < n {
+					continue
+				}
+				quarantined.encode(buf[pg+k*mapEntrySize:])
+			}
+			clear(buf[pg+mapPerPage*mapEntrySize : pg+mapPageSize])
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	}
 	return nil
 }
 
@@ -339,7 +380,9 @@ func (m *Map) get(lba uint64) (mapEntry, error) {
 		return e, nil
 	}
 	var b [mapEntrySize]byte
-	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); err != nil {
+	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); errors.Is(err, io.EOF) {
+		return quarantined, nil // past the end of a map cut short
+	} else if err != nil {
 		return mapEntry{}, fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
 	}
 	e, ok := decodeMapEntry(b[:])
@@ -363,8 +406,8 @@ func (m *Map) getRange(first uint64, out []mapEntry) error {
 	buf := make([]byte, (pg1-pg0+1)*mapPageSize)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if _, err := m.f.ReadAt(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
-		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	if err := m.readPages(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
+		return err
 	}
 	for i := range out {
 		lba := first + uint64(i)

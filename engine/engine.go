@@ -45,6 +45,19 @@ type Options struct {
 	Logger         zerolog.Logger
 	// Repair lets Open proceed past corrupt slot records, for Fsck.
 	Repair bool
+	// ReadOnly opens the store without writing anything (LevelDB read-only,
+	// no journal replay, no reserve file), so it can be read on a full
+	// file system; every change fails with ErrReadOnly. A store with an
+	// interrupted commit in its journal is refused (see openReadOnly).
+	ReadOnly bool
+	// ReserveBytes is the size of the store's reserve file (see
+	// reserve.go; default DefaultReserveBytes, negative: none).
+	ReserveBytes int64
+	// FreeingSpace is set by commands that free space (delete, fsck
+	// --repair): on a file system with less than the reserve free, the
+	// reserve is released before the store is opened, so they can run on
+	// a full file system, and recreated at Close when there is room.
+	FreeingSpace bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -116,6 +129,10 @@ type Engine struct {
 	stop   chan struct{}
 	bgDone chan struct{}
 	closed atomic.Bool
+
+	// reserveReleased is set when Open released the reserve (FreeingSpace
+	// on a full file system); closeFiles recreates it.
+	reserveReleased bool
 }
 
 type slotTag struct {
@@ -176,11 +193,17 @@ func Create(dir string, o Options) error {
 	if o.ExtentSize == 0 {
 		o.ExtentSize = blockstore.DefaultExtentSize
 	}
+	if o.Hash == SHA1 {
+		o.Verify = true // see sha1Verifies
+	}
 	if o.ExtentSize < 16*BlockSize || o.ExtentSize%BlockSize != 0 {
 		return fmt.Errorf("%w: extent size %d (a multiple of 4 KiB, at least 64 KiB)", ErrInvalid, o.ExtentSize)
 	}
 	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
 		return fmt.Errorf("%w: a store already exists in %s", ErrExists, dir)
+	}
+	if f := strayStoreFile(dir); f != "" {
+		return fmt.Errorf("%w: %s holds a store (%s) but no superblock: rebuild it with blockhash init --recover-superblock, then run blockhash fsck", ErrCorrupt, dir, f)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("engine: create store: %w", err)
@@ -195,9 +218,25 @@ func Create(dir string, o Options) error {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
+	if ok, err := ensureReserve(dir, o.reserveBytes()); err != nil {
+		return fmt.Errorf("engine: store reserve: %w", err)
+	} else if !ok {
+		return fmt.Errorf("%w: %s has no room for the store's reserve of %d bytes and as much again", blockstore.ErrFull, dir, o.reserveBytes())
+	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
 	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
+}
+
+// sha1Verifies turns verify on for a SHA-1 store, whatever its superblock
+// says: SHA-1 collisions are public and a CRC-32C can be forced with four
+// chosen bytes, so without a byte comparison two different blocks could
+// share one slot. Stores made before this rule keep their flag on disk;
+// the engine behaves as if it were set.
+func sha1Verifies(sb *Superblock) {
+	if sb.Hash == SHA1 {
+		sb.Verify = true
+	}
 }
 
 // Open opens the store in dir, replaying an interrupted commit if any.
@@ -206,6 +245,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	sha1Verifies(&sb)
 	if o.CommitChanges <= 0 {
 		o.CommitChanges = 65536
 	}
@@ -224,6 +264,9 @@ func Open(dir string, o Options) (*Engine, error) {
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	if !o.ReadOnly {
+		e.openReserve()
+	}
 	if err := e.open(); err != nil {
 		e.closeFiles()
 		return nil, err
@@ -238,6 +281,9 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.bs = bs
+	if e.opts.ReadOnly {
+		return e.openReadOnly()
+	}
 	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
 	if err != nil {
 		return err
@@ -272,6 +318,14 @@ func (e *Engine) open() error {
 			return err
 		}
 	}
+	if err := e.scanMaps(); err != nil {
+		return err
+	}
+	return e.loadSlots()
+}
+
+// scanMaps reads every open map whole: counts, and quarantined entries.
+func (e *Engine) scanMaps() error {
 	for _, m := range e.byID {
 		if err := m.scan(nil); err != nil {
 			return err
@@ -281,6 +335,45 @@ func (e *Engine) open() error {
 				Msg("device has quarantined blocks (damaged map entries): they read as I/O errors until written; run blockhash fsck")
 		}
 	}
+	return nil
+}
+
+// openReadOnly opens the index and the maps without writing anything.
+// A pending journal record (a commit interrupted by a crash) is refused
+// rather than replayed in memory: a read-only view must show exactly the
+// committed state, and a second, in-memory replay would have to agree with
+// the real one in every detail (maps, slot records, index, deleted
+// devices, extents added) or show a state that never existed. Any
+// read-write open replays it (fsck --repair can, on a full file system).
+func (e *Engine) openReadOnly() error {
+	f, err := os.Open(filepath.Join(e.dir, journalName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("engine: journal: %w", err)
+	default:
+		e.jn = &journal{f: f, log: e.log, readOnly: true}
+		rec, err := e.jn.read()
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			return fmt.Errorf("%w: store %s has an interrupted commit to replay (run blockhash fsck --repair, or any command that writes)", ErrReadOnly, e.dir)
+		}
+	}
+	iopts := e.opts.Index
+	iopts.ReadOnly = true
+	ix, err := index.Open(filepath.Join(e.dir, "index"), iopts)
+	if err != nil {
+		return err
+	}
+	e.ix = ix
+	if err := e.openMaps(); err != nil {
+		return err
+	}
+	if err := e.scanMaps(); err != nil {
+		return err
+	}
 	return e.loadSlots()
 }
 
@@ -289,8 +382,10 @@ func (e *Engine) open() error {
 // reported, so one damaged device does not take the others offline.
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("engine: %w", err)
+	if !e.opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -299,14 +394,16 @@ func (e *Engine) openMaps() error {
 	for _, de := range ents {
 		name := de.Name()
 		if strings.HasSuffix(name, ".tmp") {
-			os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			if !e.opts.ReadOnly {
+				os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			}
 			continue
 		}
 		if !strings.HasSuffix(name, ".map") {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		m, err := openMap(path, e.log)
+		m, err := openMap(path, e.log, e.opts.ReadOnly)
 		if err == nil && m.hdr.Name+".map" != name {
 			m.close()
 			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
@@ -428,6 +525,10 @@ func (e *Engine) closeFiles() error {
 	if e.bs != nil {
 		errs = append(errs, e.bs.Close())
 	}
+	if e.reserveReleased {
+		e.reserveReleased = false
+		e.restoreReserve()
+	}
 	if e.lock != nil {
 		errs = append(errs, e.lock.Close())
 	}
@@ -459,6 +560,9 @@ func (e *Engine) background() {
 }
 
 func (e *Engine) failedErr() error {
+	if e.opts.ReadOnly {
+		return fmt.Errorf("%w: %s", ErrReadOnly, e.dir)
+	}
 	if p := e.failed.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, *p)
 	}

@@ -26,6 +26,8 @@ var (
 	// engine refuses further changes until it is reopened, which recovers
 	// the last committed state.
 	ErrFailed = errors.New("engine: store failed, reopen to recover")
+	// ErrReadOnly means a change was asked of a store opened read-only.
+	ErrReadOnly = errors.New("engine: store opened read-only")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("engine: closed")
 )

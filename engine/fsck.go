@@ -44,6 +44,9 @@ func (r *FsckReport) problem(format string, a ...any) {
 // reported). Writers wait while it runs.
 func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	var rep FsckReport
+	if repair && e.opts.ReadOnly {
+		return rep, fmt.Errorf("%w: fsck --repair", ErrReadOnly)
+	}
 	if err := e.commit(); err != nil {
 		return rep, err
 	}

@@ -168,8 +168,9 @@ func decodeRecord(b []byte) (*record, error) {
 
 // journal is the open journal file.
 type journal struct {
-	f   *os.File
-	log zerolog.Logger
+	f        *os.File
+	log      zerolog.Logger
+	readOnly bool // a read-only open: a torn record is ignored, not emptied
 }
 
 func openJournal(path string, log zerolog.Logger) (*journal, error) {
@@ -199,6 +200,9 @@ func (j *journal) read() (*record, error) {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
 	if st.Size() > maxJournalBody+journalHeaderSize {
+		if j.readOnly {
+			return nil, nil
+		}
 		j.log.Error().Int64("bytes", st.Size()).Msg("journal is larger than any record: discarding it")
 		return nil, j.reset()
 	}
@@ -208,6 +212,9 @@ func (j *journal) read() (*record, error) {
 	}
 	r, err := decodeRecord(b)
 	if errors.Is(err, ErrCorrupt) {
+		if j.readOnly {
+			return nil, nil
+		}
 		if len(b) >= 4 && [4]byte(b[:4]) == journalMagic {
 			j.log.Warn().Err(err).Int("bytes", len(b)).Msg("discarding a torn journal record: the commit it began never completed")
 		} else {

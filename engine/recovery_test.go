@@ -350,3 +350,39 @@ func TestDamagedMapEntryQuarantinesOneBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A map cut short loses the entries past its end: those blocks read as
+// errors (never as zeros), read-only or read-write, and the rest of the
+// device still reads.
+func TestTruncatedMapQuarantinesItsTail(t *testing.T) {
+	for _, readOnly := range []bool{true, false} {
+		dir, e := newStore(t, Options{})
+		d, _ := e.CreateDevice("d", 1<<20) // 256 blocks: 4 pages
+		for lba := int64(0); lba < 256; lba += 50 {
+			writeBlocks(t, d, lba, block(uint64(lba+1)))
+		}
+		e.Close()
+		// Cut inside block 100's entry (page 1).
+		cut := entryOffset(100) + 20
+		if err := os.Truncate(filepath.Join(dir, "devices", "d.map"), cut); err != nil {
+			t.Fatal(err)
+		}
+		e, err := Open(dir, Options{CommitInterval: -1, ReadOnly: readOnly})
+		if err != nil {
+			t.Fatalf("readOnly=%v: open: %v", readOnly, err)
+		}
+		d, _ = e.Device("d")
+		if got := mustRead(t, d, 50*BlockSize, BlockSize); !bytes.Equal(got, block(51)) {
+			t.Fatalf("readOnly=%v: a block before the cut reads wrong", readOnly)
+		}
+		for _, lba := range []int64{100, 120, 200, 255} {
+			if _, err := d.ReadAt(make([]byte, BlockSize), lba*BlockSize); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("readOnly=%v: block %d past the cut: %v, want ErrCorrupt", readOnly, lba, err)
+			}
+		}
+		if n := d.Stats().LostBlocks; n != 156 {
+			t.Fatalf("readOnly=%v: %d lost blocks, want 156", readOnly, n)
+		}
+		e.Close()
+	}
+}

@@ -17,6 +17,10 @@ type Options struct {
 	CacheEntries     int // neighbour cache size (default 1<<17)
 	BlockCacheBytes  int // LevelDB block cache (default 64 MiB)
 	WriteBufferBytes int // LevelDB memtable (default 32 MiB)
+	// ReadOnly opens LevelDB read-only: nothing is written (its log is
+	// replayed in memory, no table, manifest or LOG file is made), the
+	// index must exist, and Apply and Reset fail.
+	ReadOnly bool
 }
 
 // Entry is one indexed block.
@@ -92,7 +96,8 @@ func Open(dir string, o Options) (*Index, error) {
 		WriteBuffer:         o.WriteBufferBytes,
 		CompactionTableSize: 8 << 20,
 		Compression:         opt.NoCompression, // digests do not compress
-		ErrorIfMissing:      false,
+		ErrorIfMissing:      o.ReadOnly,
+		ReadOnly:            o.ReadOnly,
 		Strict:              opt.StrictJournalChecksum | opt.StrictBlockChecksum,
 	})
 	if err != nil {

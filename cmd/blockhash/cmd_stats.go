@@ -87,8 +87,11 @@ func runFsck(e *env, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	o := noBackground
-	o.Repair = *repair
+	o := readOnly
+	if *repair {
+		o = freeing
+		o.Repair = true
+	}
 	eng, err := e.openStore(o)
 	if err != nil {
 		return err
@@ -134,7 +137,7 @@ func (e *env) storeStats() (engine.Stats, error) {
 		}
 		return *resp.Stats, nil
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return engine.Stats{}, err
 	}
