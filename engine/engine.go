@@ -43,7 +43,9 @@ type Options struct {
 	CommitInterval time.Duration
 	Index          index.Options
 	Logger         zerolog.Logger
-	// Repair lets Open proceed past corrupt slot records, for Fsck.
+	// Repair lets Open proceed past damage that fsck --repair rebuilds:
+	// corrupt slot records, missing or short extent files, a damaged index
+	// (moved aside), a journal that is not a file (repair.go).
 	Repair bool
 }
 
@@ -233,17 +235,22 @@ func Open(dir string, o Options) (*Engine, error) {
 }
 
 func (e *Engine) open() error {
+	if e.opts.Repair {
+		if err := e.repairExtents(); err != nil {
+			return err
+		}
+	}
 	bs, err := blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
 	if err != nil {
 		return err
 	}
 	e.bs = bs
-	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
+	ix, err := e.openIndex() // repair.go
 	if err != nil {
 		return err
 	}
 	e.ix = ix
-	jn, err := openJournal(filepath.Join(e.dir, journalName), e.log)
+	jn, err := e.openJournalRepair()
 	if err != nil {
 		return err
 	}
