@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -49,6 +50,8 @@ type Daemon struct {
 	devs map[string]*device
 
 	srv *server
+
+	scrubbing atomic.Bool // a scrub request is running (scrub.go)
 }
 
 type device struct {

@@ -117,6 +117,8 @@ func (d *Daemon) do(r Request) Response {
 		}
 	case "list":
 		resp.Devices = d.List()
+	case "scrub":
+		resp.Scrub, err = d.Scrub(r)
 	case "stats":
 		st, e := d.Stats()
 		resp.Stats, err = &st, e

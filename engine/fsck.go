@@ -192,7 +192,7 @@ func (f *fsck) run() error {
 	if err := e.reloadSlots(); err != nil {
 		return err
 	}
-	rep.Repaired = true
+	rep.Repaired = !rep.Consistent() || rep.MapsRebuilt+rep.MapsLost > 0
 	return nil
 }
 

@@ -56,10 +56,7 @@ func (e *Engine) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 	if err := e.failedErr(); err != nil {
 		return rep, err
 	}
-	e.alloc.mu.Lock()
-	total := e.alloc.hwm
-	e.alloc.mu.Unlock()
-	total = min(total, e.bs.Slots())
+	total := e.ScrubSlots()
 	rep.Slots = total
 	const chunk = 64
 	recs := make([]blockstore.Meta, chunk)
@@ -109,6 +106,15 @@ func (e *Engine) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 		o.Progress(rep.ScrubProgress)
 	}
 	return rep, nil
+}
+
+// ScrubSlots is the number of slots a scrub started now would scan (every
+// slot ever used).
+func (e *Engine) ScrubSlots() uint64 {
+	e.alloc.mu.Lock()
+	hwm := e.alloc.hwm
+	e.alloc.mu.Unlock()
+	return min(hwm, e.bs.Slots())
 }
 
 // scrubRead reads the records and data of slots first.. under reuseMu
