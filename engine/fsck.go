@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"blockhash/blockstore"
 	"blockhash/index"
@@ -157,6 +161,7 @@ func (f *fsck) run() error {
 		rep.problem("device %s is offline: %v (fsck --repair rebuilds its map header; until then reference counts it holds look leaked)", b.Name, b.Err)
 	}
 	e.devMu.RUnlock()
+	f.listLostMaps()
 	sort.Slice(f.maps, func(i, j int) bool { return f.maps[i].hdr.Name < f.maps[j].hdr.Name })
 	rep.Devices = len(f.maps)
 	f.n = e.bs.Slots()
@@ -194,6 +199,20 @@ func (f *fsck) run() error {
 	}
 	rep.Repaired = !rep.Consistent() || rep.MapsRebuilt+rep.MapsLost > 0
 	return nil
+}
+
+// listLostMaps lists the devices whose maps repair moved aside (until the
+// moved files are deleted): their data is lost.
+func (f *fsck) listLostMaps() {
+	ents, _ := os.ReadDir(filepath.Join(f.e.dir, "devices"))
+	for _, de := range ents {
+		name, _, ok := strings.Cut(de.Name(), ".map.damaged-")
+		if !ok || slices.ContainsFunc(f.ranges.ranges, func(r DamagedRange) bool { return r.Device == name && r.Blocks == 0 }) {
+			continue
+		}
+		f.rep.MapsLost++
+		f.ranges.addRange(DamagedRange{Device: name, Why: WhyMapLost + " (moved aside to devices/" + de.Name() + "; delete it to forget the device)"})
+	}
 }
 
 // walkMaps counts every map's references per slot and notes the key each

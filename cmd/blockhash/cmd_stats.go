@@ -103,7 +103,7 @@ func runFsck(e *env, args []string) error {
 		}
 		printDamaged(e, rep.Damaged, rep.DamagedBlocks, rep.DamagedTruncated)
 	}
-	return fsckVerdict(e, rep)
+	return fsckVerdict(e, rep, *asJSON)
 }
 
 // printDamaged lists damaged device blocks like `zpool status -v`.
@@ -127,13 +127,18 @@ func printDamaged(e *env, ranges []engine.DamagedRange, blocks uint64, truncated
 	}
 }
 
-func fsckVerdict(e *env, rep engine.FsckReport) error {
+func fsckVerdict(e *env, rep engine.FsckReport, asJSON bool) error {
+	say := func(s string) {
+		if !asJSON {
+			fmt.Fprintln(e.stdout, s)
+		}
+	}
 	switch {
 	case rep.OK():
-		fmt.Fprintln(e.stdout, "store is consistent")
+		say("store is consistent")
 		return nil
 	case rep.Repaired && !rep.DataLost():
-		fmt.Fprintln(e.stdout, "problems repaired")
+		say("problems repaired")
 		return nil
 	case rep.Repaired:
 		return fmt.Errorf("repaired metadata, but %d device blocks are lost or damaged (listed above): write them again or restore them", rep.DamagedBlocks)
