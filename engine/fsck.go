@@ -84,6 +84,19 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	defer e.epoch.Unlock()
 	f := &fsck{e: e, rep: &rep, repair: repair}
 	err := f.run()
+	if repair && errors.Is(err, errIndexDamaged) {
+		// A damaged LevelDB table: start an empty index and check again,
+		// which rebuilds it from the slot records.
+		cause := err
+		if err = e.replaceIndex(cause); err == nil {
+			rep = FsckReport{}
+			rep.problem("%v: moved aside and rebuilt from the slot records", cause)
+			f = &fsck{e: e, rep: &rep, repair: repair}
+			err = f.run()
+			rep.IndexStale++ // the damaged index was stale
+			rep.Repaired = err == nil
+		}
+	}
 	if n := len(f.ranges.ranges); n > 0 {
 		sort.SliceStable(f.ranges.ranges, func(i, j int) bool {
 			a, b := f.ranges.ranges[i], f.ranges.ranges[j]
@@ -95,6 +108,16 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	}
 	rep.Damaged, rep.DamagedBlocks, rep.DamagedTruncated = f.ranges.ranges, f.ranges.blocks, f.ranges.truncated
 	return rep, err
+}
+
+// errIndexDamaged marks an index read that failed on damaged LevelDB data.
+var errIndexDamaged = errors.New("index is damaged")
+
+func indexErr(err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: %w", errIndexDamaged, err)
+	}
+	return err
 }
 
 // fsck is one run's state.
@@ -301,7 +324,7 @@ func (f *fsck) flushQuarantine(m *Map) error {
 // under no other key. Stale entries are deleted by repair.
 func (f *fsck) walkIndex() error {
 	rep := f.rep
-	return f.e.ix.Each(func(ent index.Entry) error {
+	return indexErr(f.e.ix.Each(func(ent index.Entry) error {
 		s := ent.Slot
 		if s < f.n && f.exp[s] > 0 && f.fp[s] == keyFP(ent.Key) && !f.ixd.get(s) {
 			f.ixd.set(s)
@@ -313,7 +336,7 @@ func (f *fsck) walkIndex() error {
 		rep.IndexStale++
 		rep.problem("index entry %v -> slot %d names no live block of that key", ent.Key, s)
 		return f.indexOp(index.Op{Key: ent.Key, Slot: s, Delete: true})
-	})
+	}))
 }
 
 func (f *fsck) indexOp(op index.Op) error {
@@ -337,7 +360,7 @@ func (f *fsck) flushIndex() error {
 	err := f.e.ix.Apply(f.ixOps)
 	f.ixOps = f.ixOps[:0]
 	clear(f.ixPut)
-	return err
+	return indexErr(err)
 }
 
 // indexed returns the live slot the index (or repair's pending puts) names
@@ -348,7 +371,7 @@ func (f *fsck) indexed(k index.Key) (uint64, bool, error) {
 	}
 	s, ok, err := f.e.ix.Get(k)
 	if err != nil || !ok {
-		return 0, false, err
+		return 0, false, indexErr(err)
 	}
 	if s >= f.n || !f.ixd.get(s) || f.fp[s] != keyFP(k) {
 		return 0, false, nil // stale (repair deletes it)

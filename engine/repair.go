@@ -202,3 +202,21 @@ func (e *Engine) reloadSlots() error {
 	}
 	return e.ix.Reload()
 }
+
+// replaceIndex moves a damaged index aside and starts an empty one (fsck
+// --repair then refills it). The caller holds commitMu and the epoch.
+func (e *Engine) replaceIndex(cause error) error {
+	dir := filepath.Join(e.dir, "index")
+	e.ix.Close()
+	aside := damagedName(dir)
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("%w; moving it aside failed: %v", cause, err)
+	}
+	e.log.Error().Err(cause).Str("moved_to", aside).Msg("repair: index is damaged: moved aside, rebuilding it from the slot records")
+	ix, err := index.Open(dir, e.opts.Index)
+	if err != nil {
+		return err
+	}
+	e.ix = ix
+	return nil
+}
