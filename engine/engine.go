@@ -100,6 +100,8 @@ type Engine struct {
 	byID   map[uint32]*Map
 	nextID uint32
 	broken []BrokenDevice // maps that could not be opened
+	// rebuilt lists the maps repair mode rebuilt at open (Fsck reports them).
+	rebuilt []string
 
 	// hashTokens bounds the goroutines hashing at once to the cores.
 	hashTokens chan struct{}
@@ -259,6 +261,9 @@ func (e *Engine) open() error {
 	// after it: a map page torn by the crash is repaired by the replay.
 	if err := e.openMaps(); err != nil {
 		return err
+	}
+	if e.opts.Repair {
+		e.rebuildMapsAtOpen() // repair.go: before the replay, which may name them
 	}
 	rec, err := e.jn.read()
 	if err != nil {

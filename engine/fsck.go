@@ -172,6 +172,11 @@ func keyFP(k index.Key) uint64 {
 func (f *fsck) run() error {
 	e, rep := f.e, f.rep
 	if f.repair {
+		for _, msg := range e.rebuilt {
+			rep.MapsRebuilt++
+			rep.problem("%s", msg)
+		}
+		e.rebuilt = nil
 		e.rebuildBrokenMaps(rep, &f.ranges)
 	}
 	e.devMu.RLock()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -185,5 +186,34 @@ func TestFsckListsQuarantinedEntries(t *testing.T) {
 	rep, _ = e.Fsck(false)
 	if len(rep.Damaged) != 1 || rep.Damaged[0] != wantR || !rep.DataLost() {
 		t.Fatalf("after repair: damaged %v, want %v", rep.Damaged, wantR)
+	}
+}
+
+// A damaged map header while a committed journal record names the device:
+// the replay found no map for it and Open failed, repair mode included,
+// so the store could not be opened at all. Now repair mode rebuilds the
+// header before the replay.
+func TestMapHeaderDamagedWithPendingJournal(t *testing.T) {
+	dir, want := threeDevices(t)
+	e := openOK(t, dir)
+	a, _ := e.Device("a")
+	writeBlocks(t, a, 5, block(50))
+	crashAfterJournal(t, e)
+	f, err := os.OpenFile(filepath.Join(dir, "devices", "a.map"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0x42}, 40)
+	f.Close()
+	copy(want["a"][5*BlockSize:], block(50))
+	if e, err := Open(dir, Options{CommitInterval: -1}); err == nil {
+		e.Close()
+		t.Fatal("opened without replaying a committed record")
+	} else if !strings.Contains(err.Error(), "a.map") || !strings.Contains(err.Error(), "fsck --repair") {
+		t.Fatalf("open: %v, want an error naming a.map and fsck --repair", err)
+	}
+	e = repairAndCheck(t, dir, want)
+	if len(e.Broken()) != 0 {
+		t.Fatalf("devices still offline: %v", e.Broken())
 	}
 }

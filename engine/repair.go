@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"blockhash/blockstore"
@@ -219,4 +220,35 @@ func (e *Engine) replaceIndex(cause error) error {
 	}
 	e.ix = ix
 	return nil
+}
+
+// rebuildMapsAtOpen rebuilds damaged map headers in repair mode before the
+// journal replay, which may name their devices (a header whose id field
+// survived keeps its id, so the replay finds it). Maps it cannot rebuild
+// stay broken: Fsck moves them aside.
+func (e *Engine) rebuildMapsAtOpen() {
+	broken := e.broken
+	e.broken = nil
+	for _, b := range broken {
+		m, err := e.rebuildMap(b)
+		if err != nil {
+			e.broken = append(e.broken, b)
+			continue
+		}
+		msg := fmt.Sprintf("device %s: map header rebuilt (%v): device size %d bytes, id %d", b.Name, b.Err, m.hdr.Size, m.hdr.ID)
+		e.rebuilt = append(e.rebuilt, msg)
+		e.log.Warn().Msg("repair: " + msg)
+	}
+}
+
+// brokenNames lists the maps left out at open, for messages.
+func (e *Engine) brokenNames() string {
+	if len(e.broken) == 0 {
+		return "no map is damaged"
+	}
+	names := make([]string, len(e.broken))
+	for i, b := range e.broken {
+		names[i] = filepath.Base(b.Path)
+	}
+	return "damaged maps: " + strings.Join(names, ", ")
 }
