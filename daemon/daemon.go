@@ -1,12 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -51,7 +51,9 @@ type Daemon struct {
 
 	srv *server
 
-	scrubbing atomic.Bool // a scrub request is running (scrub.go)
+	// scrubMu guards scrubStop, the cancel of the running scrub (scrub.go).
+	scrubMu   sync.Mutex
+	scrubStop context.CancelFunc
 }
 
 type device struct {

@@ -14,12 +14,22 @@ func (d *Daemon) Scrub(r Request) (*engine.ScrubReport, error) {
 	if r.Rate < 0 {
 		return nil, fmt.Errorf("%w: scrub rate %d", ErrInvalid, r.Rate)
 	}
-	if !d.scrubbing.CompareAndSwap(false, true) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d.scrubMu.Lock()
+	if d.scrubStop != nil {
+		d.scrubMu.Unlock()
 		return nil, fmt.Errorf("%w: a scrub is already running", ErrInvalid)
 	}
-	defer d.scrubbing.Store(false)
+	d.scrubStop = cancel
+	d.scrubMu.Unlock()
+	defer func() {
+		d.scrubMu.Lock()
+		d.scrubStop = nil
+		d.scrubMu.Unlock()
+	}()
 	d.log.Info().Int64("rate", r.Rate).Msg("scrub started")
-	rep, err := d.eng.Scrub(context.Background(), engine.ScrubOptions{Rate: r.Rate})
+	rep, err := d.eng.Scrub(ctx, engine.ScrubOptions{Rate: r.Rate})
 	if err != nil {
 		return nil, err
 	}
@@ -30,4 +40,14 @@ func (d *Daemon) Scrub(r Request) (*engine.ScrubReport, error) {
 	ev.Uint64("checked", rep.BlocksChecked).Int("new_damaged", rep.NewDamaged).Int("damaged_slots", rep.DamagedSlots).
 		Uint64("damaged_device_blocks", rep.DamagedBlocks).Float64("seconds", rep.Seconds).Msg("scrub done")
 	return &rep, nil
+}
+
+// stopScrub cancels a running scrub (the daemon is shutting down): it
+// answers with what it checked so far.
+func (d *Daemon) stopScrub() {
+	d.scrubMu.Lock()
+	if d.scrubStop != nil {
+		d.scrubStop()
+	}
+	d.scrubMu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"blockhash/engine"
@@ -73,5 +74,53 @@ func TestScrubOverSocket(t *testing.T) {
 	}
 	if _, err := c.Do(Request{Op: "scrub", Rate: -1}); err == nil {
 		t.Fatal("a negative rate was accepted")
+	}
+}
+
+// A slow scrub does not hold up shutdown: it is canceled and answers with
+// what it checked.
+func TestScrubStopsAtShutdown(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() { served <- d.Serve(ctx) }()
+	c := Client{Socket: d.o.Socket}
+	if _, err := c.Do(Request{Op: "add", Name: "x", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.backend(0).WriteAt(bytes.Repeat([]byte{3}, 8192), 0); err != nil {
+		t.Fatal(err)
+	}
+	k.backend(0).Flush()
+	type answer struct {
+		resp Response
+		err  error
+	}
+	got := make(chan answer)
+	go func() {
+		resp, err := c.Do(Request{Op: "scrub", Rate: 1}) // one byte a second: days
+		got <- answer{resp, err}
+	}()
+	for {
+		d.scrubMu.Lock()
+		running := d.scrubStop != nil
+		d.scrubMu.Unlock()
+		if running {
+			break
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	a := <-got
+	if a.err != nil || a.resp.Scrub == nil || !a.resp.Scrub.Canceled {
+		t.Fatalf("scrub at shutdown: %v %+v", a.err, a.resp.Scrub)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -58,6 +58,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
+		d.stopScrub() // scrub.go: a running scrub ends early, so shutdown does not wait for it
 		s.close()
 	}()
 	sem := make(chan struct{}, maxConns)

@@ -402,7 +402,7 @@ func (f *fsck) walkSlots() error {
 	hwm = min(hwm, f.n)
 	const chunk = 1024
 	recs := make([]blockstore.Meta, chunk)
-	data := make([]byte, chunk*BlockSize)
+	data := blockstore.AlignedBuf(chunk * BlockSize)
 	// Records are read to the end of the store: a corrupt record beyond
 	// the last live slot must be found too.
 	for first := uint64(0); first < f.n; first += chunk {

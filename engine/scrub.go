@@ -60,7 +60,7 @@ func (e *Engine) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 	rep.Slots = total
 	const chunk = 64
 	recs := make([]blockstore.Meta, chunk)
-	data := make([]byte, chunk*BlockSize)
+	data := blockstore.AlignedBuf(chunk * BlockSize)
 	keys := make([]index.Key, chunk)
 	lastProgress := time.Now()
 	for first := uint64(0); first < total; first += chunk {
