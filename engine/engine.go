@@ -47,6 +47,9 @@ type Options struct {
 	// corrupt slot records, missing or short extent files, a damaged index
 	// (moved aside), a journal that is not a file (repair.go).
 	Repair bool
+	// Check lets Open proceed past corrupt slot records without changing
+	// anything, for a Fsck that only reports.
+	Check bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -374,7 +377,7 @@ func (e *Engine) loadSlots() error {
 		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
 		var ce *blockstore.CorruptError
 		if errors.As(err, &ce) {
-			if !e.opts.Repair {
+			if !e.opts.Repair && !e.opts.Check {
 				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
 			}
 			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")

@@ -217,3 +217,30 @@ func TestMapHeaderDamagedWithPendingJournal(t *testing.T) {
 		t.Fatalf("devices still offline: %v", e.Broken())
 	}
 }
+
+// A check-only fsck opens past a corrupt slot record (Options.Check) and
+// reports it, changing nothing; before, it could not open the store.
+func TestFsckCheckReportsCorruptRecord(t *testing.T) {
+	dir, want := threeDevices(t)
+	meta := filepath.Join(dir, "blocks", "extent-000000.meta")
+	f, _ := os.OpenFile(meta, os.O_RDWR, 0)
+	f.WriteAt([]byte{0x99}, 48*2+7)
+	f.Close()
+	before, _ := os.ReadFile(meta)
+	if _, err := Open(dir, Options{CommitInterval: -1}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("open: %v, want ErrCorrupt", err)
+	}
+	e, err := Open(dir, Options{CommitInterval: -1, Check: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.Fsck(false)
+	e.Close()
+	if err != nil || rep.CorruptMeta != 1 || rep.Consistent() {
+		t.Fatalf("fsck: %v %+v", err, rep)
+	}
+	if after, _ := os.ReadFile(meta); !bytes.Equal(before, after) {
+		t.Fatal("a check-only fsck changed the slot records")
+	}
+	repairAndCheck(t, dir, want)
+}

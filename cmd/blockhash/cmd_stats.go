@@ -80,7 +80,7 @@ func runFsck(e *env, args []string) error {
 		return err
 	}
 	o := noBackground
-	o.Repair = *repair
+	o.Repair, o.Check = *repair, !*repair
 	eng, err := e.openStore(o)
 	if err != nil {
 		return err
