@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -49,6 +50,10 @@ type Daemon struct {
 	devs map[string]*device
 
 	srv *server
+
+	// scrubMu guards scrubStop, the cancel of the running scrub (scrub.go).
+	scrubMu   sync.Mutex
+	scrubStop context.CancelFunc
 }
 
 type device struct {

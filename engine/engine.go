@@ -43,7 +43,9 @@ type Options struct {
 	CommitInterval time.Duration
 	Index          index.Options
 	Logger         zerolog.Logger
-	// Repair lets Open proceed past corrupt slot records, for Fsck.
+	// Repair lets Open proceed past damage that fsck --repair rebuilds:
+	// corrupt slot records, missing or short extent files, a damaged index
+	// (moved aside), a journal that is not a file (repair.go).
 	Repair bool
 	// ReadOnly opens the store without writing anything (LevelDB read-only,
 	// no journal replay, no reserve file), so it can be read on a full
@@ -58,6 +60,9 @@ type Options struct {
 	// reserve is released before the store is opened, so they can run on
 	// a full file system, and recreated at Close when there is room.
 	FreeingSpace bool
+	// Check lets Open proceed past corrupt slot records without changing
+	// anything, for a Fsck that only reports.
+	Check bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -111,6 +116,8 @@ type Engine struct {
 	byID   map[uint32]*Map
 	nextID uint32
 	broken []BrokenDevice // maps that could not be opened
+	// rebuilt lists the maps repair mode rebuilt at open (Fsck reports them).
+	rebuilt []string
 
 	// hashTokens bounds the goroutines hashing at once to the cores.
 	hashTokens chan struct{}
@@ -276,6 +283,11 @@ func Open(dir string, o Options) (*Engine, error) {
 }
 
 func (e *Engine) open() error {
+	if e.opts.Repair {
+		if err := e.repairExtents(); err != nil {
+			return err
+		}
+	}
 	bs, err := blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
 	if err != nil {
 		return err
@@ -284,12 +296,12 @@ func (e *Engine) open() error {
 	if e.opts.ReadOnly {
 		return e.openReadOnly()
 	}
-	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
+	ix, err := e.openIndex() // repair.go
 	if err != nil {
 		return err
 	}
 	e.ix = ix
-	jn, err := openJournal(filepath.Join(e.dir, journalName), e.log)
+	jn, err := e.openJournalRepair()
 	if err != nil {
 		return err
 	}
@@ -298,6 +310,9 @@ func (e *Engine) open() error {
 	// after it: a map page torn by the crash is repaired by the replay.
 	if err := e.openMaps(); err != nil {
 		return err
+	}
+	if e.opts.Repair {
+		e.rebuildMapsAtOpen() // repair.go: before the replay, which may name them
 	}
 	rec, err := e.jn.read()
 	if err != nil {
@@ -459,7 +474,7 @@ func (e *Engine) loadSlots() error {
 		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
 		var ce *blockstore.CorruptError
 		if errors.As(err, &ce) {
-			if !e.opts.Repair {
+			if !e.opts.Repair && !e.opts.Check {
 				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
 			}
 			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")

@@ -151,7 +151,11 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 	for id, entries := range byDev {
 		m := maps[id]
 		if m == nil {
-			return fmt.Errorf("%w: journal names device id %d, which has no map", ErrCorrupt, id)
+			if e.opts.Repair { // repair.go: its map was lost; fsck lists it
+				e.log.Error().Uint32("device_id", id).Int("entries", len(entries)).Msg("repair: journal names a device whose map is lost: its changes are dropped")
+				continue
+			}
+			return fmt.Errorf("%w: journal names device id %d, which has no map (%s); run blockhash fsck --repair", ErrCorrupt, id, e.brokenNames())
 		}
 		if err := m.writeEntries(entries); err != nil {
 			return err

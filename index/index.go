@@ -91,6 +91,9 @@ func Open(dir string, o Options) (*Index, error) {
 	if o.WriteBufferBytes <= 0 {
 		o.WriteBufferBytes = 32 << 20
 	}
+	if err := checkCurrent(dir); err != nil {
+		return nil, err
+	}
 	db, err := leveldb.OpenFile(dir, &opt.Options{
 		BlockCacheCapacity:  o.BlockCacheBytes,
 		WriteBuffer:         o.WriteBufferBytes,

@@ -284,7 +284,7 @@ func TestDataCorruptionIsDetected(t *testing.T) {
 	if r := cli(t, store, "export", "d", filepath.Join(dir, "out")); r.code == 0 || !strings.Contains(r.stderr, "checksum") {
 		t.Fatalf("export of a damaged block: exit %d %q", r.code, r.stderr)
 	}
-	if r := cli(t, store, "fsck"); r.code == 0 || !strings.Contains(r.stdout, "does not match its digest") {
+	if r := cli(t, store, "fsck"); r.code == 0 || !strings.Contains(r.stdout, "stored block fails its digest") {
 		t.Fatalf("fsck: exit %d\n%s", r.code, r.stdout)
 	}
 }
