@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest bench fuzz fuzz-long run demo clean vet
+.PHONY: all build unit test vmtest soak bench fuzz fuzz-long run demo clean vet
 
 all: build
 
@@ -28,6 +28,16 @@ vmtest:
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --all
 
 test: unit vmtest
+
+# The fault campaigns at length: each scenario in SOAK_SCENARIOS runs
+# SOAK_CYCLES cycles (guest variable BHVM_CYCLES; make test runs their
+# defaults), each with SOAK_TIMEOUT seconds.
+SOAK_SCENARIOS ?= daemon_kill_campaign
+SOAK_CYCLES    ?= 100
+SOAK_TIMEOUT   ?= 3600
+soak: fuzz-long
+	VM_DISKS="$(VM_DISKS)" tests/vm/run --env BHVM_CYCLES=$(SOAK_CYCLES) --scenario-timeout $(SOAK_TIMEOUT) \
+		$(foreach s,$(SOAK_SCENARIOS),--scenario $(s))
 
 # Speed and memory figures (reported, never asserted).
 bench: build

@@ -17,6 +17,10 @@ var (
 	ErrServed = errors.New("daemon: device already served")
 	// ErrInvalid means a malformed request.
 	ErrInvalid = errors.New("daemon: invalid request")
+	// ErrForeign means a kernel device has the number of one of ours but
+	// is not ours to take over or delete (another process serves it, or
+	// its size differs).
+	ErrForeign = errors.New("daemon: kernel device belongs to another server")
 	// ErrCorrupt means the daemon's state file is damaged (the project's
 	// one corruption kind).
 	ErrCorrupt = corrupt.ErrCorrupt
