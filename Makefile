@@ -32,7 +32,7 @@ test: unit vmtest
 # The fault campaigns at length: each scenario in SOAK_SCENARIOS runs
 # SOAK_CYCLES cycles (guest variable BHVM_CYCLES; make test runs their
 # defaults), each with SOAK_TIMEOUT seconds.
-SOAK_SCENARIOS ?= daemon_kill_campaign
+SOAK_SCENARIOS ?= daemon_kill_campaign powercut
 SOAK_CYCLES    ?= 100
 SOAK_TIMEOUT   ?= 3600
 soak: fuzz-long
