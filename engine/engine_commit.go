@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"blockhash/blockstore"
 	"blockhash/index"
@@ -77,7 +78,11 @@ func (e *Engine) commit() error {
 	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
 		return nil
 	}
-	if err := e.persist(rec, puts, sealed); err != nil {
+	err := e.persist(rec, puts, sealed)
+	if err != nil && errors.Is(err, syscall.ENOSPC) && e.useReserve() {
+		err = e.persist(rec, puts, sealed) // every step is idempotent
+	}
+	if err != nil {
 		e.fail(err)
 		return fmt.Errorf("%w: %w", ErrFailed, err)
 	}

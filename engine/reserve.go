@@ -121,3 +121,21 @@ func (e *Engine) restoreReserve() {
 		e.log.Warn().Int64("bytes", size).Msg("file system nearly full: the store has no reserve (free space on it; the reserve is recreated at the next open)")
 	}
 }
+
+// useReserve releases the reserve while the store runs: a commit that ran
+// out of space (a map page or slot record of a sparse file, the journal,
+// LevelDB) retries once with the reserve's space, instead of failing the
+// store. It reports whether there was a reserve to release. The next open
+// (or Close) recreates it when there is room.
+func (e *Engine) useReserve() bool {
+	if e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
+		return false
+	}
+	err := os.Remove(filepath.Join(e.dir, reserveName))
+	if err != nil {
+		return false
+	}
+	e.reserveReleased = true
+	e.log.Error().Int64("bytes", e.opts.reserveBytes()).Msg("file system full: released the store's reserve to finish a commit; writes of new blocks fail with no space until space is freed")
+	return true
+}

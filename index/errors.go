@@ -30,7 +30,7 @@ func translate(op string, err error) error {
 	case errors.Is(err, leveldb.ErrClosed):
 		return fmt.Errorf("%w: %s", ErrClosed, op)
 	default:
-		return fmt.Errorf("index: %s: %v", op, err)
+		return fmt.Errorf("index: %s: %w", op, err)
 	}
 }
 
