@@ -20,7 +20,7 @@
 // (temp files, a .meta without its .dat beyond the manifest, the two empty
 // files older code left) and refuses a store with fewer or shorter extent
 // files than the manifest says with a *DamageError naming each file
-// (wrapping ErrCorrupt); RecreateMissing repairs those for fsck --repair. A
+// (wrapping ErrCorrupt); RepairExtents repairs those for fsck --repair. A
 // store made before the manifest gets one from the files found. Later implementations (Ceph RADOS, S3) must pass the shared suite in
 // package storetest.
 //

@@ -3,13 +3,15 @@ package blockstore
 import (
 	"errors"
 	"fmt"
+
+	"blockhash/corrupt"
 )
 
 var (
 	// ErrFull means no space is left for block data (ENOSPC while growing).
 	ErrFull = errors.New("blockstore: no space left on device")
 	// ErrCorrupt means stored bytes failed their checksum or are malformed.
-	ErrCorrupt = errors.New("blockstore: corrupt data")
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrRange means a slot number beyond the store's capacity.
 	ErrRange = errors.New("blockstore: slot out of range")
 	// ErrClosed means the store was used after Close or after a failed write.
@@ -32,7 +34,7 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // DamageError names a store file that is missing or has the wrong size.
-// RecreateMissing repairs it (the slot records it lost are then rebuilt by
+// RepairExtents repairs it (the slot records it lost are then rebuilt by
 // the layer above).
 type DamageError struct {
 	File    string // path

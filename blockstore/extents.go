@@ -49,7 +49,7 @@ func OpenExtents(dir string, extentSize int64) (*Extents, error) {
 
 // OpenExtentsFS is OpenExtents on fsys. It clears what an interrupted Grow
 // left behind; a missing or wrongly sized extent file is a *DamageError
-// (wrapping ErrCorrupt) naming it, which RecreateMissing repairs.
+// (wrapping ErrCorrupt) naming it, which RepairExtents repairs.
 func OpenExtentsFS(fsys vfs.FS, dir string, extentSize int64) (*Extents, error) {
 	if extentSize <= 0 || extentSize%BlockSize != 0 {
 		return nil, fmt.Errorf("blockstore: extent size %d is not a positive multiple of %d", extentSize, BlockSize)

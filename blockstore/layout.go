@@ -24,6 +24,7 @@ type layout struct {
 	// manifestErr is set when the manifest exists but is damaged.
 	manifestErr error
 	stray       []string // extent-like names that are not ours
+	notRegular  []string // extent files that are directories
 }
 
 func extentName(dir string, i int) (data, meta string) {
@@ -82,11 +83,11 @@ func scanLayout(fsys vfs.FS, dir string) (*layout, error) {
 		}
 		i, kind, ok := parseExtentName(de.Name)
 		switch {
-		case !ok && strings.HasPrefix(de.Name, "extent-"):
+		case !ok && strings.HasPrefix(de.Name, "extent-") && !strings.Contains(de.Name, ".damaged-"):
 			l.stray = append(l.stray, de.Name)
 		case !ok:
 		case de.IsDir:
-			l.stray = append(l.stray, de.Name)
+			l.notRegular = append(l.notRegular, de.Name)
 		case kind == ".tmp": // a Grow that did not finish
 			if err := remove(de.Name); err != nil {
 				return nil, err
@@ -168,6 +169,9 @@ func (l *layout) problems(extentSize int64) error {
 	}
 	for _, name := range l.stray {
 		errs = append(errs, &DamageError{File: filepath.Join(l.dir, name), Problem: "is not an extent file of this store"})
+	}
+	for _, name := range l.notRegular {
+		errs = append(errs, &DamageError{File: filepath.Join(l.dir, name), Problem: "is not a regular file"})
 	}
 	metaSize := extentSize / BlockSize * MetaSize
 	n := l.count()
@@ -255,62 +259,4 @@ func resizeFile(fsys vfs.FS, path string, size int64, alloc bool) error {
 		return wrapIO("resize", err)
 	}
 	return wrapIO("sync", f.Sync())
-}
-
-// RecreateMissing repairs the extent directory dir for fsck --repair: every
-// missing extent file is recreated empty, every .dat or .meta of the wrong
-// size is brought to its size (data kept, the rest reads as zeros: free
-// slots and unused records, which the layer above rebuilds from its maps),
-// and the manifest is rewritten from what is then there. It returns the
-// files it changed. The store must not be open.
-func RecreateMissing(fsys vfs.FS, dir string, extentSize int64) ([]string, error) {
-	if extentSize <= 0 || extentSize%BlockSize != 0 {
-		return nil, fmt.Errorf("blockstore: extent size %d is not a positive multiple of %d", extentSize, BlockSize)
-	}
-	if err := fsys.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("blockstore: %w", err)
-	}
-	l, err := scanLayout(fsys, dir)
-	if err != nil {
-		return nil, err
-	}
-	var fixed []string
-	if len(l.stray) > 0 {
-		return nil, fmt.Errorf("blockstore: %s is not an extent file of this store: move it away", filepath.Join(dir, l.stray[0]))
-	}
-	metaSize := extentSize / BlockSize * MetaSize
-	n := l.count()
-	for i := range n {
-		d, m := extentName(dir, i)
-		for _, f := range []struct {
-			path  string
-			sizes map[int]int64
-			want  int64
-			alloc bool
-		}{{d, l.dats, extentSize, true}, {m, l.metas, metaSize, false}} {
-			size, ok := f.sizes[i]
-			switch {
-			case !ok:
-				err = createFileDurable(fsys, f.path, f.want, f.alloc)
-			case size != f.want:
-				err = resizeFile(fsys, f.path, f.want, f.alloc)
-			default:
-				continue
-			}
-			if err != nil {
-				return fixed, err
-			}
-			fixed = append(fixed, f.path)
-		}
-	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fixed, fmt.Errorf("blockstore: %w", err)
-	}
-	if l.manifest != int64(n) || l.manifestErr != nil {
-		if err := writeManifest(fsys, dir, n); err != nil {
-			return fixed, err
-		}
-		fixed = append(fixed, filepath.Join(dir, manifestName))
-	}
-	return fixed, nil
 }

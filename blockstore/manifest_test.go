@@ -3,13 +3,10 @@ package blockstore
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestManifestGolden pins the manifest's on-disk form.
 func TestManifestGolden(t *testing.T) {

@@ -24,6 +24,13 @@ const (
 	// FlagIndexed marks a slot whose tag is the index's entry for it
 	// (a verify-mode collision is stored but not indexed).
 	FlagIndexed uint32 = 1 << 0
+	// FlagDamaged marks a live slot whose data is known to fail its digest
+	// (found by a read, a verify, a scrub or fsck). A write of the same
+	// content rewrites the slot in place and clears the flag.
+	FlagDamaged uint32 = 1 << 1
+	// MaxRefs is a saturated reference count: a slot that reaches it is
+	// never released again (fsck recounts it exactly).
+	MaxRefs uint32 = 1<<32 - 1
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -86,3 +86,48 @@ func WriteFileDurable(path string, data []byte) error {
 	}
 	return nil
 }
+
+// FreeBytes is the space left for unprivileged use on the file system
+// holding dir (statfs).
+func FreeBytes(dir string) (int64, error) { return FreeBytesFS(vfs.OS, dir) }
+
+// FreeBytesFS is FreeBytes on fsys.
+func FreeBytesFS(fsys vfs.FS, dir string) (int64, error) {
+	n, err := fsys.FreeBytes(dir)
+	if err != nil {
+		return 0, fmt.Errorf("blockstore: %w", err)
+	}
+	return n, nil
+}
+
+// PreallocateFile makes path (created if missing) size bytes long with
+// every byte allocated on disk, and syncs it and its directory. A full file
+// system is ErrFull.
+func PreallocateFile(path string, size int64) error { return PreallocateFileFS(vfs.OS, path, size) }
+
+// PreallocateFileFS is PreallocateFile on fsys.
+func PreallocateFileFS(fsys vfs.FS, path string, size int64) error {
+	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("blockstore: %w", err)
+	}
+	err = f.Allocate(0, size)
+	if vfs.IsNoSpace(err) {
+		err = fmt.Errorf("%w: preallocating %s: %v", ErrFull, path, err)
+	} else if err != nil {
+		err = fmt.Errorf("blockstore: %w", err)
+	}
+	if err == nil {
+		err = wrapIO("sync", f.Sync())
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("blockstore: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("blockstore: %w", err)
+	}
+	return nil
+}

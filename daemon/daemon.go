@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -33,6 +34,10 @@ type Options struct {
 	// while it waits in io_uring_enter, so without it many queues would
 	// leave the engine's I/O goroutines too few Ps.
 	QueueProcs bool
+	// StopDevices makes Close remove the kernel devices. By default Close
+	// leaves them in place (quiesced, their I/O held by the kernel) for
+	// the next daemon to take over, so guests ride through a restart.
+	StopDevices bool
 }
 
 // Daemon owns a store and serves its devices.
@@ -44,11 +49,20 @@ type Daemon struct {
 
 	baseProcs int // GOMAXPROCS at Open (QueueProcs)
 
-	// mu guards devs and the state file.
+	// mu guards devs, offline and the state file.
 	mu   sync.Mutex
 	devs map[string]*device
+	// offline are served devices whose maps the store could not open
+	// (damaged): kept in the state file, their kernel devices left as they
+	// are (I/O waits), until fsck --repair brings them back and the daemon
+	// restarts.
+	offline []servedDevice
 
 	srv *server
+
+	// scrubMu guards scrubStop, the cancel of the running scrub (scrub.go).
+	scrubMu   sync.Mutex
+	scrubStop context.CancelFunc
 }
 
 type device struct {
@@ -112,9 +126,17 @@ func (d *Daemon) restore() error {
 	defer d.mu.Unlock()
 	for _, s := range list {
 		dev, err := d.eng.Device(s.Name)
+		if err != nil && !errors.Is(err, engine.ErrNotFound) {
+			d.log.Error().Str("device", s.Name).Int("id", s.ID).Err(err).
+				Msg("served device is offline (its map is damaged): its kernel device is left waiting; run blockhash fsck --repair, then restart the daemon")
+			d.offline = append(d.offline, s)
+			continue
+		}
 		if err != nil {
 			d.log.Warn().Str("device", s.Name).Err(err).Msg("served device is gone from the store; forgetting it")
-			if d.exp.Exists(s.ID) {
+			if present, err := d.claim(s.ID, -1, 0); err != nil {
+				d.log.Error().Str("device", s.Name).Int("id", s.ID).Err(err).Msg("kernel device left alone")
+			} else if present {
 				d.exp.Delete(s.ID)
 			}
 			continue
@@ -129,10 +151,20 @@ func (d *Daemon) restore() error {
 }
 
 // startLocked serves dv: by user recovery if its kernel device survived
-// (the previous daemon was killed), else by creating it afresh.
+// (the previous daemon stopped or was killed), else by creating it afresh.
+// A kernel device with its number that is not ours (claim) is left alone:
+// the error says why.
 func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
-	if allowRecover && dv.ID >= 0 && d.exp.Exists(dv.ID) {
-		ex, err := d.exp.Recover(dv.ID, dv.dev)
+	be := newGuestBackend(dv.dev, dv.Name, dv.LBS, d.log)
+	present := false
+	if allowRecover {
+		var err error
+		if present, err = d.claim(dv.ID, dv.dev.Size(), dv.LBS); err != nil {
+			return err
+		}
+	}
+	if present {
+		ex, err := d.exp.Recover(dv.ID, be)
 		if err == nil {
 			dv.exp = ex
 			d.log.Info().Str("device", dv.Name).Str("path", ex.BlockPath()).Msg("recovered device")
@@ -144,7 +176,7 @@ func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
 		}
 	}
 	ex, err := d.exp.Export(ublk.Config{ID: dv.ID, Queues: dv.Queues, Depth: dv.Depth,
-		Size: dv.dev.Size(), LogicalBlockSize: dv.LBS}, dv.dev)
+		Size: dv.dev.Size(), LogicalBlockSize: dv.LBS}, be)
 	if err != nil {
 		return err
 	}
@@ -156,7 +188,8 @@ func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
 // changedLocked follows every change to the served devices: it saves the
 // state file and, with QueueProcs, sizes GOMAXPROCS to the queues served.
 func (d *Daemon) changedLocked() error {
-	list := make([]servedDevice, 0, len(d.devs))
+	list := make([]servedDevice, 0, len(d.devs)+len(d.offline))
+	list = append(list, d.offline...)
 	queues := 0
 	for _, dv := range d.devs {
 		list = append(list, dv.servedDevice)
@@ -275,7 +308,9 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 			if err := dv.exp.Stop(); err != nil {
 				return done, fmt.Errorf("stop %s: %w", dv.Name, err)
 			}
-		} else if d.exp.Exists(dv.ID) {
+		} else if present, err := d.claim(dv.ID, dv.dev.Size(), 0); err != nil {
+			d.log.Error().Str("device", dv.Name).Int("id", dv.ID).Err(err).Msg("kernel device left alone")
+		} else if present {
 			d.exp.Delete(dv.ID)
 		}
 		if err := d.eng.Flush(); err != nil {
@@ -331,6 +366,9 @@ func (d *Daemon) List() []DeviceInfo {
 	for _, dv := range d.devs {
 		out = append(out, dv.info())
 	}
+	for _, s := range d.offline {
+		out = append(out, DeviceInfo{ID: s.ID, Name: s.Name, State: "offline", Queues: s.Queues, Depth: s.Depth, LBS: s.LBS})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
@@ -338,9 +376,14 @@ func (d *Daemon) List() []DeviceInfo {
 // Stats is the store's figures.
 func (d *Daemon) Stats() (engine.Stats, error) { return d.eng.Stats() }
 
-// Close stops serving: every device drains its in-flight I/O and is
-// removed from the kernel, the store is flushed and closed. The list of
-// served devices is kept, so the next daemon brings them back.
+// Close stops serving. Every device stops taking requests and waits for
+// the ones its backend is serving; then the store is flushed and closed,
+// so every write completed to a guest is durable. The kernel devices stay
+// (their new requests wait in the kernel, and the ones whose completion
+// was not committed are requeued) and the next daemon takes them over by
+// user recovery, unless Options.StopDevices: then they are removed. The
+// list of served devices is kept either way, so the next daemon brings
+// them back.
 func (d *Daemon) Close() error {
 	if d.srv != nil {
 		d.srv.close()
@@ -349,10 +392,15 @@ func (d *Daemon) Close() error {
 	defer d.mu.Unlock()
 	var errs []error
 	for _, dv := range d.devs {
-		if dv.exp != nil {
+		if dv.exp == nil {
+			continue
+		}
+		if d.o.StopDevices {
 			if err := dv.exp.Stop(); err != nil {
 				errs = append(errs, fmt.Errorf("stop %s: %w", dv.Name, err))
 			}
+		} else if err := dv.exp.Abandon(); err != nil {
+			errs = append(errs, fmt.Errorf("leave %s: %w", dv.Name, err))
 		}
 	}
 	errs = append(errs, d.eng.Close(), d.exp.Close())

@@ -25,14 +25,21 @@ type fakeKernel struct {
 	devs      map[int]*fakeExport
 	recovered int
 	exported  int
+	abandoned int
+	// foreignDeleted counts deletions of foreign devices (never wanted)
+	foreignDeleted int
 }
 
 type fakeExport struct {
 	k    *fakeKernel
 	id   int
+	size int64
+	lbs  int
 	b    ublk.Backend
 	done chan struct{}
 	once sync.Once
+	// foreign: another live process serves it (see fakeKernel.addForeign)
+	foreign bool
 }
 
 func (f *fakeExport) ID() int               { return f.id }
@@ -46,6 +53,22 @@ func (f *fakeExport) Stop() error {
 	return f.b.Flush()
 }
 
+// Abandon leaves the kernel device, as a daemon that exits or dies does.
+func (f *fakeExport) Abandon() error {
+	f.once.Do(func() { close(f.done) })
+	f.k.mu.Lock()
+	f.k.abandoned++
+	f.k.mu.Unlock()
+	return nil
+}
+
+// addForeign makes kernel device id, served by another live process.
+func (k *fakeKernel) addForeign(id int, size int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.devs[id] = &fakeExport{k: k, id: id, size: size, lbs: 512, done: make(chan struct{}), foreign: true}
+}
+
 func (k *fakeKernel) Export(cfg ublk.Config, b ublk.Backend) (Export, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -56,7 +79,7 @@ func (k *fakeKernel) Export(cfg ublk.Config, b ublk.Backend) (Export, error) {
 	} else if k.devs[id] != nil {
 		return nil, ublk.ErrExists
 	}
-	e := &fakeExport{k: k, id: id, b: b, done: make(chan struct{})}
+	e := &fakeExport{k: k, id: id, size: cfg.Size, lbs: cfg.LogicalBlockSize, b: b, done: make(chan struct{})}
 	k.devs[id] = e
 	k.exported++
 	return e, nil
@@ -65,13 +88,31 @@ func (k *fakeKernel) Export(cfg ublk.Config, b ublk.Backend) (Export, error) {
 func (k *fakeKernel) Recover(id int, b ublk.Backend) (Export, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.devs[id] == nil {
+	old := k.devs[id]
+	if old == nil {
 		return nil, ublk.ErrNoDevice
 	}
-	e := &fakeExport{k: k, id: id, b: b, done: make(chan struct{})}
+	if old.foreign {
+		return nil, ublk.ErrBusy
+	}
+	e := &fakeExport{k: k, id: id, size: old.size, lbs: old.lbs, b: b, done: make(chan struct{})}
 	k.devs[id] = e
 	k.recovered++
 	return e, nil
+}
+
+func (k *fakeKernel) Lookup(id int) (KernelDevice, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e := k.devs[id]
+	if e == nil {
+		return KernelDevice{}, ublk.ErrNoDevice
+	}
+	kd := KernelDevice{ID: id, State: ublk.StateQuiesced, Size: e.size, LBS: e.lbs}
+	if e.foreign {
+		kd.State, kd.ServerPID, kd.ServerAlive = ublk.StateLive, 4242, true
+	}
+	return kd, nil
 }
 
 func (k *fakeKernel) Exists(id int) bool {
@@ -83,6 +124,9 @@ func (k *fakeKernel) Exists(id int) bool {
 func (k *fakeKernel) Delete(id int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if e := k.devs[id]; e != nil && e.foreign {
+		k.foreignDeleted++
+	}
 	delete(k.devs, id)
 	return nil
 }
@@ -194,27 +238,107 @@ func TestAddErrorsChangeNothing(t *testing.T) {
 	}
 }
 
+// A plain stop leaves the kernel devices for the next daemon, which takes
+// them over by user recovery; with StopDevices they are removed and made
+// afresh. Either way the written data survives (Close flushes).
 func TestRestartBringsDevicesBack(t *testing.T) {
-	dir, k := setup(t)
-	d := open(t, dir, k)
-	d.Add(Request{Name: "a", Size: 1 << 20, ID: 2})
-	k.backend(2).WriteAt(bytes.Repeat([]byte{1}, 4096), 0)
-	if err := d.Close(); err != nil { // clean stop: kernel devices removed
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name                   string
+		stopDevices            bool
+		exported, recovered    int
+		kernelDeviceAfterClose bool
+	}{
+		{"keep devices", false, 1, 1, true},
+		{"stop devices", true, 2, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, k := setup(t)
+			d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+				Engine: engine.Options{CommitInterval: -1}, StopDevices: tc.stopDevices})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Add(Request{Name: "a", Size: 1 << 20, ID: 2}); err != nil {
+				t.Fatal(err)
+			}
+			// written, never flushed: Close must make it durable
+			k.backend(2).WriteAt(bytes.Repeat([]byte{1}, 4096), 0)
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if k.Exists(2) != tc.kernelDeviceAfterClose {
+				t.Fatalf("kernel device present after Close: %v, want %v", k.Exists(2), tc.kernelDeviceAfterClose)
+			}
+			d = open(t, dir, k)
+			defer d.Close()
+			l := d.List()
+			if len(l) != 1 || l[0].ID != 2 || l[0].State != "running" || k.exported != tc.exported || k.recovered != tc.recovered {
+				t.Fatalf("after restart: %+v exported %d recovered %d", l, k.exported, k.recovered)
+			}
+			got := make([]byte, 4096)
+			k.backend(2).ReadAt(got, 0)
+			if got[0] != 1 {
+				t.Fatal("data lost across a clean restart")
+			}
+		})
 	}
-	if k.Exists(2) {
-		t.Fatal("clean stop left the kernel device")
-	}
-	d = open(t, dir, k)
-	defer d.Close()
-	l := d.List()
-	if len(l) != 1 || l[0].ID != 2 || l[0].State != "running" || k.exported != 2 || k.recovered != 0 {
-		t.Fatalf("after restart: %+v exported %d recovered %d", l, k.exported, k.recovered)
-	}
-	got := make([]byte, 4096)
-	k.backend(2).ReadAt(got, 0)
-	if got[0] != 1 {
-		t.Fatal("data lost across a clean restart")
+}
+
+// Kernel devices with a remembered number that are not ours are left
+// alone: not recovered, not deleted; our device is listed as stopped.
+func TestForeignKernelDeviceLeftAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		foreign func(k *fakeKernel)
+	}{
+		{"served by a live process", func(k *fakeKernel) { k.addForeign(2, 1<<20) }},
+		{"other size", func(k *fakeKernel) {
+			k.addForeign(2, 2<<20)
+			k.devs[2].foreign = false // its server is dead, but it is not our device
+			k.devs[2].b = nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, k := setup(t)
+			d := open(t, dir, k)
+			d.Add(Request{Name: "a", Size: 1 << 20, ID: 2})
+			d.Add(Request{Name: "b", Size: 1 << 20, ID: 3})
+			// a clean stop with the devices removed, then another server takes id 2
+			d.o.StopDevices = true
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tc.foreign(k)
+			theirs := k.devs[2]
+			d = open(t, dir, k)
+			l := d.List()
+			if len(l) != 2 || l[0].ID != 2 || l[0].State != "stopped" || l[1].State != "running" {
+				t.Fatalf("after restart: %+v", l)
+			}
+			if k.devs[2] != theirs || k.foreignDeleted != 0 || k.recovered != 0 {
+				t.Fatalf("the foreign device was touched: recovered %d deleted %d", k.recovered, k.foreignDeleted)
+			}
+			if _, err := d.Recover(2); !errors.Is(err, ErrForeign) {
+				t.Fatalf("recover onto a foreign device: %v", err)
+			}
+			if _, err := d.Del(Request{Name: "a", ID: -1}); err != nil {
+				t.Fatal(err)
+			}
+			if k.devs[2] != theirs {
+				t.Fatal("del of our stopped device deleted the foreign kernel device")
+			}
+			d.Close()
+			if !theirs.foreign {
+				return // a dead server's device: one of ours gone from the store may be cleared
+			}
+			// a device gone from the store: a live server's device with its number stays
+			os.WriteFile(filepath.Join(dir, stateName), []byte(`{"version":1,"devices":[{"name":"gone","id":2,"queues":1,"depth":128,"logical_block_size":512}]}`), 0o600)
+			d = open(t, dir, k)
+			defer d.Close()
+			if k.devs[2] != theirs {
+				t.Fatal("forgetting a device gone from the store deleted the foreign kernel device")
+			}
+		})
 	}
 }
 
@@ -392,5 +516,44 @@ func TestQueueProcs(t *testing.T) {
 		if got := runtime.GOMAXPROCS(0); got != step.want {
 			t.Fatalf("GOMAXPROCS %d, want %d", got, step.want)
 		}
+	}
+}
+
+// A served device whose map is damaged is offline after a restart: the
+// daemon keeps it listed and remembered and leaves its kernel device alone
+// (a guest waits instead of losing its disk); the other devices serve.
+func TestDamagedMapDeviceStaysRemembered(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	for i, name := range []string{"a", "b"} {
+		if _, err := d.Add(Request{Name: name, Size: 1 << 20, ID: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil { // keeps the kernel devices
+		t.Fatal(err)
+	}
+	// Damage a's map header.
+	path := filepath.Join(dir, "devices", "a.map")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("XX"), 40)
+	f.Close()
+	d = open(t, dir, k)
+	l := d.List()
+	if len(l) != 2 || l[0].Name != "a" || l[0].State != "offline" || l[1].State != "running" {
+		t.Fatalf("after restart: %+v", l)
+	}
+	if !k.Exists(0) {
+		t.Fatal("the damaged device's kernel device was deleted")
+	}
+	d.Close()
+	// Still remembered by the next daemon.
+	d = open(t, dir, k)
+	defer d.Close()
+	if l := d.List(); len(l) != 2 || l[0].State != "offline" {
+		t.Fatalf("second restart: %+v", l)
 	}
 }

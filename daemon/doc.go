@@ -3,7 +3,12 @@
 // (the kernel's ublk driver via package ublk, or a fake in tests). It keeps
 // the list of served devices in the store ("served.json") so the next
 // daemon brings every one of them back: by user recovery where the kernel
-// device survived a crash, by re-creating it after a clean stop. Clients
+// device survived (a plain stop leaves the devices, quiesced, for the next
+// daemon; so does a crash), by re-creating it where it is gone. Kernel
+// devices are taken over or deleted only when they are the daemon's own
+// (claim: no other live server, the store device's size). The backend
+// handed to the kernel for each device (guestBackend) turns store errors
+// into errnos a guest understands and logs them, rate-limited. Clients
 // (the blockhash command) talk to it over a unix socket that only root can
 // use, one JSON request and one JSON response per connection.
 //

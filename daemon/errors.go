@@ -1,6 +1,10 @@
 package daemon
 
-import "errors"
+import (
+	"errors"
+
+	"blockhash/corrupt"
+)
 
 var (
 	// ErrNotRunning means no daemon listens on the socket.
@@ -13,6 +17,11 @@ var (
 	ErrServed = errors.New("daemon: device already served")
 	// ErrInvalid means a malformed request.
 	ErrInvalid = errors.New("daemon: invalid request")
-	// ErrCorrupt means the daemon's state file is damaged.
-	ErrCorrupt = errors.New("daemon: corrupt state file")
+	// ErrForeign means a kernel device has the number of one of ours but
+	// is not ours to take over or delete (another process serves it, or
+	// its size differs).
+	ErrForeign = errors.New("daemon: kernel device belongs to another server")
+	// ErrCorrupt means the daemon's state file is damaged (the project's
+	// one corruption kind).
+	ErrCorrupt = corrupt.ErrCorrupt
 )

@@ -3,6 +3,11 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -15,6 +20,11 @@ type Export interface {
 	BlockPath() string
 	// Stop drains in-flight I/O and removes the kernel device.
 	Stop() error
+	// Abandon stops serving from this process but leaves the kernel
+	// device in place for the next server (user recovery): every backend
+	// call in flight returns first; requests whose completion was not
+	// committed to the kernel are requeued by it to the next server.
+	Abandon() error
 	// Done is closed when the device stops serving, for whatever reason.
 	Done() <-chan struct{}
 }
@@ -25,11 +35,25 @@ type Exporter interface {
 	Export(cfg ublk.Config, b ublk.Backend) (Export, error)
 	// Recover takes over device id left by a server that died.
 	Recover(id int, b ublk.Backend) (Export, error)
-	// Exists reports whether kernel device id exists.
-	Exists(id int) bool
+	// Lookup describes kernel device id; ublk.ErrNoDevice if there is none.
+	Lookup(id int) (KernelDevice, error)
 	// Delete removes kernel device id (no server attached).
 	Delete(id int) error
 	Close() error
+}
+
+// KernelDevice is what the kernel reports of one ublk device, whoever
+// serves it.
+type KernelDevice struct {
+	ID    int
+	State int // ublk.StateDead, ublk.StateLive or ublk.StateQuiesced
+	// ServerPID is the process that started (or last recovered) the
+	// device; ServerAlive tells whether that process still runs and is
+	// not this one.
+	ServerPID   int
+	ServerAlive bool
+	Size        int64
+	LBS         int
 }
 
 // KernelExporter serves devices through /dev/ublk-control.
@@ -73,10 +97,52 @@ func (k *KernelExporter) Recover(id int, b ublk.Backend) (Export, error) {
 	return d, nil
 }
 
-// Exists implements Exporter.
-func (k *KernelExporter) Exists(id int) bool {
-	_, err := k.ctrl.DeviceInfo(id)
-	return err == nil || !errors.Is(err, ublk.ErrNoDevice)
+// serverExitWait is how long Lookup waits for a device's previous server
+// to finish exiting (a daemon restarted by systemd may still be on its
+// way out when the new one looks) before calling it alive.
+const serverExitWait = 3 * time.Second
+
+// Lookup implements Exporter.
+func (k *KernelExporter) Lookup(id int) (KernelDevice, error) {
+	info, err := k.ctrl.DeviceInfo(id)
+	if err != nil {
+		return KernelDevice{}, err
+	}
+	kd := KernelDevice{ID: id, State: int(info.State), ServerPID: int(info.UblksrvPID)}
+	if kd.Size, kd.LBS, err = k.ctrl.DeviceSize(id); err != nil {
+		return KernelDevice{}, err
+	}
+	if kd.ServerPID > 0 && kd.ServerPID != os.Getpid() {
+		deadline := time.Now().Add(serverExitWait)
+		for kd.ServerAlive = processAlive(kd.ServerPID); kd.ServerAlive && time.Now().Before(deadline); kd.ServerAlive = processAlive(kd.ServerPID) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return kd, nil
+}
+
+// processAlive tells whether process pid runs. A zombie (dead, not yet
+// reaped by its parent) does not count.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+		// no /proc: ask the process itself
+		p, _ := os.FindProcess(pid)
+		err := p.Signal(syscall.Signal(0))
+		return err == nil || errors.Is(err, syscall.EPERM)
+	}
+	// "pid (comm) S ...": the state follows the last ')'
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		switch s[i+2] {
+		case 'Z', 'X', 'x':
+			return false
+		}
+	}
+	return true
 }
 
 // Delete implements Exporter.

@@ -7,7 +7,7 @@ import "blockhash/engine"
 
 // Request is one command to the daemon.
 type Request struct {
-	Op       string `json:"op"` // add, del, list, recover, stats, ping
+	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub
 	Name     string `json:"name,omitempty"`
 	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
 	ID       int    `json:"id"`             // -1: any (add) or none (del)
@@ -16,13 +16,15 @@ type Request struct {
 	LBS      int    `json:"logical_block_size,omitempty"`
 	All      bool   `json:"all,omitempty"`
 	KeepData bool   `json:"keep_data,omitempty"`
+	Rate     int64  `json:"rate,omitempty"` // scrub: bytes per second
 }
 
 // Response is the daemon's answer.
 type Response struct {
-	Error   string        `json:"error,omitempty"`
-	Devices []DeviceInfo  `json:"devices,omitempty"`
-	Stats   *engine.Stats `json:"stats,omitempty"`
+	Error   string              `json:"error,omitempty"`
+	Devices []DeviceInfo        `json:"devices,omitempty"`
+	Stats   *engine.Stats       `json:"stats,omitempty"`
+	Scrub   *engine.ScrubReport `json:"scrub,omitempty"`
 }
 
 // DeviceInfo describes a served device.

@@ -58,6 +58,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
+		d.stopScrub() // scrub.go: a running scrub ends early, so shutdown does not wait for it
 		s.close()
 	}()
 	sem := make(chan struct{}, maxConns)
@@ -117,6 +118,8 @@ func (d *Daemon) do(r Request) Response {
 		}
 	case "list":
 		resp.Devices = d.List()
+	case "scrub":
+		resp.Scrub, err = d.Scrub(r)
 	case "stats":
 		st, e := d.Stats()
 		resp.Stats, err = &st, e

@@ -3,7 +3,9 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -133,6 +135,25 @@ func readCrashLog(t *testing.T, path string) []crashOp {
 	return ops
 }
 
+// waitForFile waits until path exists; false if exited closes or the
+// timeout passes first.
+func waitForFile(path string, exited <-chan struct{}, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+		select {
+		case <-exited:
+			_, err := os.Stat(path)
+			return err == nil
+		case <-deadline:
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
@@ -161,16 +182,30 @@ func TestCrashRecovery(t *testing.T) {
 		cmd.Env = append(os.Environ(), crashEnvDir+"="+dir, crashEnvSeed+"="+strconv.Itoa(it+1))
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		logPath := filepath.Join(dir, "ops.log")
+		if err := os.Remove(logPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(50+r.IntN(400)) * time.Millisecond)
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		// The kill timer starts once the child has opened the store and
+		// created its log: a slow start (-race, a loaded machine) must not
+		// make the kill land before the child runs.
+		if !waitForFile(logPath, exited, time.Minute) {
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			t.Fatalf("iteration %d: the child did not start writing:\n%s", it, stderr.String())
+		}
+		time.Sleep(time.Duration(r.IntN(400)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
+		<-exited
 		if strings.Contains(stderr.String(), "FAIL") {
 			t.Fatalf("iteration %d: child failed:\n%s", it, stderr.String())
 		}
-		ops := readCrashLog(t, filepath.Join(dir, "ops.log"))
+		ops := readCrashLog(t, logPath)
 		lastFlush := -1
 		for i, op := range ops {
 			if op.kind == 'F' {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -13,6 +14,8 @@ import (
 
 	"blockhash/blockstore"
 	"blockhash/index"
+
+	"github.com/rs/zerolog"
 )
 
 // A device's map file ("devices/NAME.map") maps each logical 4 KiB block to
@@ -46,6 +49,24 @@ type mapEntry struct {
 }
 
 func (e mapEntry) isZero() bool { return e == mapEntry{} }
+
+// quarantined is the entry of a block whose map entry was damaged (it
+// failed its checksum, or the map was cut short): the block's content is
+// lost. It reads as an I/O error (ErrCorrupt) until the block is written
+// again, holds no reference, and fsck lists it by device and block. An
+// entry that fails its checksum is this value in memory, and fsck --repair
+// writes it in place of the damage: on disk it is an ordinary, checksummed
+// entry with a key and slot no real block has.
+var quarantined = mapEntry{Key: index.Key{Sum: [index.SumSize]byte{
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+}, CRC: 0xffffffff}, Slot: ^uint64(0)}
+
+// isLost reports whether the entry is quarantined: its block's data is lost.
+func (e mapEntry) isLost() bool { return e == quarantined }
+
+// holds reports whether the entry names a stored block (holds a reference).
+func (e mapEntry) holds() bool { return !e.isZero() && !e.isLost() }
 
 func (e mapEntry) encode(b []byte) {
 	if e.isZero() {
@@ -133,6 +154,8 @@ type Map struct {
 
 	// mapped counts non-zero entries (maintained by the engine's writers).
 	mapped atomic.Int64
+	// lost counts the quarantined entries the last scan found.
+	lost atomic.Int64
 	// deleted is set once the device is deleted: I/O then fails.
 	deleted atomic.Bool
 
@@ -171,14 +194,23 @@ func createMap(path string, h mapHeader) (*Map, error) {
 	return &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}, nil
 }
 
-// openMap opens a map file, checks it whole and counts its entries; each
-// non-zero entry is passed to visit (which may be nil).
-func openMap(path string, visit func(lba uint64, e mapEntry)) (*Map, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// openMap opens a map file and checks its header and size; scan reads its
+// entries. A map shorter than its header says (cut short by a damaged file
+// system or a careless copy) is extended at once with quarantined entries:
+// the blocks whose entries are gone read as errors, never as zeros.
+func openMap(path string, log zerolog.Logger, readOnly bool) (*Map, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	m, err := scanMap(f, path, visit)
+	m, err := readMapHeader(f, path)
+	if err == nil && !readOnly {
+		err = m.fillShort(log)
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -186,7 +218,7 @@ func openMap(path string, visit func(lba uint64, e mapEntry)) (*Map, error) {
 	return m, nil
 }
 
-func scanMap(f *os.File, path string, visit func(lba uint64, e mapEntry)) (*Map, error) {
+func readMapHeader(f *os.File, path string) (*Map, error) {
 	hb := make([]byte, mapHeaderSize)
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, mapHeaderSize), hb); err != nil {
 		return nil, fmt.Errorf("%s: %w: map header truncated", path, ErrCorrupt)
@@ -195,33 +227,86 @@ func scanMap(f *os.File, path string, visit func(lba uint64, e mapEntry)) (*Map,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	blocks := uint64(h.Size / blockstore.BlockSize)
-	st, err := f.Stat()
+	return &Map{hdr: h, path: path, f: f, blocks: uint64(h.Size / blockstore.BlockSize), cur: map[uint64]mapEntry{}}, nil
+}
+
+// fillShort extends a truncated map to its size with quarantined entries.
+func (m *Map) fillShort(log zerolog.Logger) error {
+	st, err := m.f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+		return fmt.Errorf("engine: %w", err)
 	}
-	if st.Size() != mapFileSize(blocks) {
-		return nil, fmt.Errorf("%s: %w: map is %d bytes, want %d (truncated?)", path, ErrCorrupt, st.Size(), mapFileSize(blocks))
+	want := mapFileSize(m.blocks)
+	if st.Size() >= want {
+		return nil
 	}
-	m := &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}
-	// Only the map's data regions are read: an empty 4 TiB device has a
-	// 51 GB map that is all hole.
+	// Whole entries that survived are kept; the first partial one and
+	// everything after it are lost.
+	have := max(0, st.Size()-mapHeaderSize)
+	first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
+	log.Error().Str("map", m.path).Int64("bytes", st.Size()).Int64("want", want).
+		Uint64("first_block", first).Uint64("blocks", m.blocks-first).
+		Msg("map file is cut short: its missing blocks are quarantined (they read as I/O errors until written; fsck lists them)")
+	ents := make(map[uint64]mapEntry, min(m.blocks-first, 1<<16))
+	for lba := first; lba < m.blocks; lba++ {
+		ents[lba] = quarantined
+		if len(ents) == 1<<16 || lba == m.blocks-1 {
+			if err := m.writeEntries(ents); err != nil {
+				return err
+			}
+			clear(ents)
+		}
+	}
+	return nil
+}
+
+// scan reads the whole map file: it sets the counts of mapped and
+// quarantined entries and passes each non-zero one to visit (may be nil).
+func (m *Map) scan(visit func(lba uint64, e mapEntry)) error {
+	var mapped, lost int64
+	err := m.scanFile(func(lba uint64, e mapEntry) {
+		mapped++
+		if e.isLost() {
+			lost++
+		}
+		if visit != nil {
+			visit(lba, e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	m.mapped.Store(mapped)
+	m.lost.Store(lost)
+	return nil
+}
+
+// scanFile passes each non-zero entry of the file (not the overlays) to
+// visit. An entry that fails its checksum is quarantined. Only the file's
+// data regions are read: an empty 4 TiB device has a 51 GB map that is
+// all hole.
+func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
+	st, err := m.f.Stat()
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	const chunkPages = 256
 	buf := make([]byte, chunkPages*mapPageSize)
-	var mapped int64
-	end := st.Size()
+	var readTo int64 // pages before it were read (those that hold data)
+	end := min(st.Size(), mapFileSize(m.blocks))
 	for pos := int64(mapHeaderSize); pos < end; {
-		data, hole, err := blockstore.DataRegion(f, pos, end)
+		data, hole, err := blockstore.DataRegion(m.f, pos, end)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// whole pages covering [data, hole)
 		first := max(0, (data-mapHeaderSize)/mapPageSize)
 		stop := (min(hole, end) - mapHeaderSize + mapPageSize - 1) / mapPageSize
 		for page := first; page < stop; page += chunkPages {
 			n := min(chunkPages, stop-page)
-			if _, err := f.ReadAt(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
-				return nil, fmt.Errorf("engine: read map %s: %w", path, err)
+			readTo = page + n
+			if err := m.readPages(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
+				return err
 			}
 			for p := range n {
 				pg := buf[p*mapPageSize : (p+1)*mapPageSize]
@@ -230,26 +315,61 @@ func scanMap(f *os.File, path string, visit func(lba uint64, e mapEntry)) (*Map,
 				}
 				for i := range mapPerPage {
 					lba := uint64(page+p)*mapPerPage + uint64(i)
+					if lba >= m.blocks {
+						break // the last page's tail holds no block
+					}
 					e, ok := decodeMapEntry(pg[i*mapEntrySize:])
-					if !ok || (lba >= blocks && !e.isZero()) {
-						return nil, fmt.Errorf("%s: %w: map entry for block %d fails its checksum", path, ErrCorrupt, lba)
+					if !ok {
+						e = quarantined
 					}
 					if !e.isZero() {
-						mapped++
-						if visit != nil {
-							visit(lba, e)
-						}
+						visit(lba, e)
 					}
 				}
 			}
 		}
 		pos = mapHeaderSize + stop*mapPageSize
 	}
-	m.mapped.Store(mapped)
-	return m, nil
+	// A map cut short (opened read-only, so not yet filled): every entry
+	// past its end is lost. Pages the loop read had those entries filled in
+	// as quarantined by readPages; the rest are visited here.
+	if st.Size() < mapFileSize(m.blocks) {
+		have := st.Size() - mapHeaderSize
+		first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
+		for lba := first; lba < m.blocks; lba++ {
+			if int64(lba/mapPerPage) < readTo {
+				continue
+			}
+			visit(lba, quarantined)
+		}
+	}
+	return nil
 }
 
-// get returns the entry of lba: overlay first, then the file.
+// readPages reads whole pages at off; whatever lies past the end of a map
+// cut short reads as quarantined entries.
+func (m *Map) readPages(buf []byte, off int64) error {
+	n, err := m.f.ReadAt(buf, off)
+	if errors.Is(err, io.EOF) {
+		for pg := n / mapPageSize * mapPageSize; pg < len(buf); pg += mapPageSize {
+			for k := max(0, n-pg) / mapEntrySize; k < mapPerPage; k++ {
+				if pg+k*mapEntrySize < n {
+					continue
+				}
+				quarantined.encode(buf[pg+k*mapEntrySize:])
+			}
+			clear(buf[pg+mapPerPage*mapEntrySize : pg+mapPageSize])
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	}
+	return nil
+}
+
+// get returns the entry of lba: overlay first, then the file. An entry
+// that fails its checksum comes back quarantined.
 func (m *Map) get(lba uint64) (mapEntry, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -260,18 +380,21 @@ func (m *Map) get(lba uint64) (mapEntry, error) {
 		return e, nil
 	}
 	var b [mapEntrySize]byte
-	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); err != nil {
+	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); errors.Is(err, io.EOF) {
+		return quarantined, nil // past the end of a map cut short
+	} else if err != nil {
 		return mapEntry{}, fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
 	}
 	e, ok := decodeMapEntry(b[:])
 	if !ok {
-		return mapEntry{}, fmt.Errorf("%w: map %s block %d fails its checksum", ErrCorrupt, m.hdr.Name, lba)
+		return quarantined, nil
 	}
 	return e, nil
 }
 
 // getRange fills out with the entries of blocks first.. (overlay first,
-// then the file, read in one call).
+// then the file, read in one call). Entries that fail their checksum come
+// back quarantined.
 func (m *Map) getRange(first uint64, out []mapEntry) error {
 	if len(out) == 1 {
 		e, err := m.get(first)
@@ -283,8 +406,8 @@ func (m *Map) getRange(first uint64, out []mapEntry) error {
 	buf := make([]byte, (pg1-pg0+1)*mapPageSize)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if _, err := m.f.ReadAt(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
-		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	if err := m.readPages(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
+		return err
 	}
 	for i := range out {
 		lba := first + uint64(i)
@@ -299,7 +422,7 @@ func (m *Map) getRange(first uint64, out []mapEntry) error {
 		off := (lba/mapPerPage-pg0)*mapPageSize + (lba%mapPerPage)*mapEntrySize
 		e, ok := decodeMapEntry(buf[off:])
 		if !ok {
-			return fmt.Errorf("%w: map %s block %d fails its checksum", ErrCorrupt, m.hdr.Name, lba)
+			e = quarantined
 		}
 		out[i] = e
 	}
@@ -349,7 +472,13 @@ func (m *Map) writeEntries(entries map[uint64]mapEntry) error {
 	for i := 0; i < len(lbas); {
 		pg := lbas[i] / mapPerPage
 		off := mapHeaderSize + int64(pg)*mapPageSize
-		if _, err := m.f.ReadAt(page, off); err != nil {
+		n, err := m.f.ReadAt(page, off)
+		if errors.Is(err, io.EOF) {
+			// Past the end of a map cut short: those entries are lost.
+			for k := n / mapEntrySize; k < mapPerPage; k++ {
+				quarantined.encode(page[k*mapEntrySize:])
+			}
+		} else if err != nil {
 			return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
 		}
 		for ; i < len(lbas) && lbas[i]/mapPerPage == pg; i++ {
@@ -381,7 +510,7 @@ func (m *Map) each(fn func(lba uint64, e mapEntry) error) error {
 	}
 	m.mu.RUnlock()
 	var fnErr error
-	_, err := scanMap(m.f, m.path, func(lba uint64, e mapEntry) {
+	err := m.scanFile(func(lba uint64, e mapEntry) {
 		if _, ok := over[lba]; !ok && fnErr == nil {
 			fnErr = fn(lba, e)
 		}

@@ -42,6 +42,25 @@
 // # Memory
 //
 // Per stored slot: 4 bytes of reference count. Per unique block: the
-// index's level one (5 to 8 bytes). Uncommitted changes are bounded by
+// index's level one (5 to 8 bytes). Fsck adds 12 bytes and a bit per slot
+// while it runs (fsck.go), plus the damaged slots only.
+//
+// # Damage
+//
+// Damage is contained and listed by device and block: a damaged map entry
+// is quarantined (devmap.go), a damaged stored block is marked (damage.go),
+// a damaged map header takes only its device offline. Scrub (scrub.go)
+// verifies stored blocks online at a bounded rate. Options.Repair opens a
+// store past damage that fsck --repair rebuilds (repair.go). Uncommitted changes are bounded by
 // Options.CommitChanges (writers wait at four times it).
+//
+// # Full file systems and lost superblocks
+//
+// Options.ReadOnly opens a store without writing a byte (LevelDB
+// read-only), so it can be read and checked on a full file system; a
+// commit still in the journal is refused there, not replayed in memory.
+// The store keeps a preallocated reserve file (reserve.go) that commands
+// freeing space (Options.FreeingSpace) release on a full file system.
+// RecoverSuperblock rebuilds a lost or damaged superblock from the extent
+// files and the stored blocks (recover.go).
 package engine

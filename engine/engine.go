@@ -44,8 +44,26 @@ type Options struct {
 	CommitInterval time.Duration
 	Index          index.Options
 	Logger         zerolog.Logger
-	// Repair lets Open proceed past corrupt slot records, for Fsck.
+	// Repair lets Open proceed past damage that fsck --repair rebuilds:
+	// corrupt slot records, missing or short extent files, a damaged index
+	// (moved aside), a journal that is not a file (repair.go).
 	Repair bool
+	// ReadOnly opens the store without writing anything (LevelDB read-only,
+	// no journal replay, no reserve file), so it can be read on a full
+	// file system; every change fails with ErrReadOnly. A store with an
+	// interrupted commit in its journal is refused (see openReadOnly).
+	ReadOnly bool
+	// ReserveBytes is the size of the store's reserve file (see
+	// reserve.go; default DefaultReserveBytes, negative: none).
+	ReserveBytes int64
+	// FreeingSpace is set by commands that free space (delete, fsck
+	// --repair): on a file system with less than the reserve free, the
+	// reserve is released before the store is opened, so they can run on
+	// a full file system, and recreated at Close when there is room.
+	FreeingSpace bool
+	// Check lets Open proceed past corrupt slot records without changing
+	// anything, for a Fsck that only reports.
+	Check bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -53,8 +71,10 @@ type Engine struct {
 	dir  string
 	sb   Superblock
 	opts Options
-	log  zerolog.Logger
-	lock io.Closer
+	// verify compares a block byte for byte before sharing it.
+	verify bool
+	log    zerolog.Logger
+	lock   io.Closer
 
 	ix *index.Index
 	bs blockstore.Store
@@ -83,17 +103,22 @@ type Engine struct {
 	pendMu  sync.Mutex
 	pending map[uint64]*pendingSlot
 
-	// dirtyMu guards dirty, unindexed and deleting.
+	// dirtyMu guards dirty, unindexed, damaged and deleting.
 	dirtyMu   sync.Mutex
 	dirty     map[uint64]slotTag // slots changed since the last seal
 	unindexed map[uint64]bool    // live slots not in the index (verify collisions)
+	damaged   map[uint64]bool    // live slots whose data fails its digest (damage.go)
 	deleting  []*Map             // devices deleted since the last seal
+	damagedN  atomic.Int64       // len(damaged), read without the lock
 
-	// devMu guards byName, byID and nextID.
+	// devMu guards byName, byID, nextID and broken.
 	devMu  sync.RWMutex
 	byName map[string]*Map
 	byID   map[uint32]*Map
 	nextID uint32
+	broken []BrokenDevice // maps that could not be opened
+	// rebuilt lists the maps repair mode rebuilt at open (Fsck reports them).
+	rebuilt []string
 
 	// hashTokens bounds the goroutines hashing at once to the cores.
 	hashTokens chan struct{}
@@ -103,10 +128,19 @@ type Engine struct {
 	seq     uint64       // last commit's sequence (under commitMu)
 	failed  atomic.Pointer[error]
 
+	// crashHook, set by tests only, stops a commit at a named stage
+	// ("journaled": after the commit point, before anything is applied)
+	// when it returns true, as a crash there would.
+	crashHook func(stage string) bool
+
 	kick   chan struct{}
 	stop   chan struct{}
 	bgDone chan struct{}
 	closed atomic.Bool
+
+	// reserveReleased is set when Open released the reserve (FreeingSpace
+	// on a full file system); closeFiles recreates it.
+	reserveReleased bool
 }
 
 type slotTag struct {
@@ -167,11 +201,17 @@ func Create(dir string, o Options) error {
 	if o.ExtentSize == 0 {
 		o.ExtentSize = blockstore.DefaultExtentSize
 	}
+	if o.Hash == SHA1 {
+		o.Verify = true // see sha1Verifies
+	}
 	if o.ExtentSize < 16*BlockSize || o.ExtentSize%BlockSize != 0 {
 		return fmt.Errorf("%w: extent size %d (a multiple of 4 KiB, at least 64 KiB)", ErrInvalid, o.ExtentSize)
 	}
 	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
 		return fmt.Errorf("%w: a store already exists in %s", ErrExists, dir)
+	}
+	if f := strayStoreFile(dir); f != "" {
+		return fmt.Errorf("%w: %s holds a store (%s) but no superblock: rebuild it with blockhash init --recover-superblock, then run blockhash fsck", ErrCorrupt, dir, f)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("engine: create store: %w", err)
@@ -186,9 +226,25 @@ func Create(dir string, o Options) error {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
+	if ok, err := ensureReserve(dir, o.reserveBytes()); err != nil {
+		return fmt.Errorf("engine: store reserve: %w", err)
+	} else if !ok {
+		return fmt.Errorf("%w: %s has no room for the store's reserve of %d bytes and as much again", blockstore.ErrFull, dir, o.reserveBytes())
+	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
 	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
+}
+
+// sha1Verifies turns verify on for a SHA-1 store, whatever its superblock
+// says: SHA-1 collisions are public and a CRC-32C can be forced with four
+// chosen bytes, so without a byte comparison two different blocks could
+// share one slot. Stores made before this rule keep their flag on disk;
+// the engine behaves as if it were set.
+func sha1Verifies(sb *Superblock) {
+	if sb.Hash == SHA1 {
+		sb.Verify = true
+	}
 }
 
 // Open opens the store in dir, replaying an interrupted commit if any.
@@ -197,6 +253,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	sha1Verifies(&sb)
 	if o.CommitChanges <= 0 {
 		o.CommitChanges = 65536
 	}
@@ -210,11 +267,14 @@ func Open(dir string, o Options) (*Engine, error) {
 		}
 		return nil, err
 	}
-	e := &Engine{dir: dir, sb: sb, opts: o, log: o.Logger, lock: lock,
-		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
+	e := &Engine{dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
+		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, damaged: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	if !o.ReadOnly {
+		e.openReserve()
+	}
 	if err := e.open(); err != nil {
 		e.closeFiles()
 		return nil, err
@@ -224,23 +284,36 @@ func Open(dir string, o Options) (*Engine, error) {
 }
 
 func (e *Engine) open() error {
+	if e.opts.Repair {
+		if err := e.repairExtents(); err != nil {
+			return err
+		}
+	}
 	bs, err := blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
 	if err != nil {
 		return err
 	}
 	e.bs = bs
-	ix, err := index.Open(filepath.Join(e.dir, "index"), e.opts.Index)
+	if e.opts.ReadOnly {
+		return e.openReadOnly()
+	}
+	ix, err := e.openIndex() // repair.go
 	if err != nil {
 		return err
 	}
 	e.ix = ix
-	jn, err := openJournal(filepath.Join(e.dir, journalName))
+	jn, err := e.openJournalRepair()
 	if err != nil {
 		return err
 	}
 	e.jn = jn
+	// Maps are opened (header and size) before the replay and scanned
+	// after it: a map page torn by the crash is repaired by the replay.
 	if err := e.openMaps(); err != nil {
 		return err
+	}
+	if e.opts.Repair {
+		e.rebuildMapsAtOpen() // repair.go: before the replay, which may name them
 	}
 	rec, err := e.jn.read()
 	if err != nil {
@@ -255,21 +328,80 @@ func (e *Engine) open() error {
 			return err
 		}
 		e.seq = rec.Seq
-		for _, m := range e.byID {
-			m.close()
-		}
-		e.byID, e.byName = map[uint32]*Map{}, map[string]*Map{}
-		if err := e.openMaps(); err != nil {
+		// The replay wrote index entries to LevelDB only: level one must
+		// learn them, or blocks written again are stored twice.
+		if err := e.ix.ReloadFilter(); err != nil {
 			return err
 		}
+	}
+	if err := e.scanMaps(); err != nil {
+		return err
 	}
 	return e.loadSlots()
 }
 
+// scanMaps reads every open map whole: counts, and quarantined entries.
+func (e *Engine) scanMaps() error {
+	for _, m := range e.byID {
+		if err := m.scan(nil); err != nil {
+			return err
+		}
+		if n := m.lost.Load(); n > 0 {
+			e.log.Error().Str("device", m.hdr.Name).Int64("blocks", n).
+				Msg("device has quarantined blocks (damaged map entries): they read as I/O errors until written; run blockhash fsck")
+		}
+	}
+	return nil
+}
+
+// openReadOnly opens the index and the maps without writing anything.
+// A pending journal record (a commit interrupted by a crash) is refused
+// rather than replayed in memory: a read-only view must show exactly the
+// committed state, and a second, in-memory replay would have to agree with
+// the real one in every detail (maps, slot records, index, deleted
+// devices, extents added) or show a state that never existed. Any
+// read-write open replays it (fsck --repair can, on a full file system).
+func (e *Engine) openReadOnly() error {
+	f, err := os.Open(filepath.Join(e.dir, journalName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("engine: journal: %w", err)
+	default:
+		e.jn = &journal{f: f, log: e.log, readOnly: true}
+		rec, err := e.jn.read()
+		if err != nil {
+			return err
+		}
+		if rec != nil {
+			return fmt.Errorf("%w: store %s has an interrupted commit to replay (run blockhash fsck --repair, or any command that writes)", ErrReadOnly, e.dir)
+		}
+	}
+	iopts := e.opts.Index
+	iopts.ReadOnly = true
+	ix, err := index.Open(filepath.Join(e.dir, "index"), iopts)
+	if err != nil {
+		return err
+	}
+	e.ix = ix
+	if err := e.openMaps(); err != nil {
+		return err
+	}
+	if err := e.scanMaps(); err != nil {
+		return err
+	}
+	return e.loadSlots()
+}
+
+// openMaps opens every device's map (header and size only). A map that
+// cannot be opened (damaged header, two maps with one id) is left out and
+// reported, so one damaged device does not take the others offline.
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("engine: %w", err)
+	if !e.opts.ReadOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -278,28 +410,49 @@ func (e *Engine) openMaps() error {
 	for _, de := range ents {
 		name := de.Name()
 		if strings.HasSuffix(name, ".tmp") {
-			os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			if !e.opts.ReadOnly {
+				os.Remove(filepath.Join(dir, name)) // a create that did not finish
+			}
 			continue
 		}
 		if !strings.HasSuffix(name, ".map") {
 			continue
 		}
-		m, err := openMap(filepath.Join(dir, name), nil)
+		path := filepath.Join(dir, name)
+		m, err := openMap(path, e.log, e.opts.ReadOnly)
+		if err == nil && m.hdr.Name+".map" != name {
+			m.close()
+			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
+		}
+		if err == nil {
+			if other, dup := e.byID[m.hdr.ID]; dup {
+				m.close()
+				err = fmt.Errorf("%s: %w: device id %d is also %s's", path, ErrCorrupt, m.hdr.ID, other.hdr.Name)
+			}
+		}
 		if err != nil {
-			return err
-		}
-		if m.hdr.Name+".map" != name {
-			m.close()
-			return fmt.Errorf("%w: map %s names device %q", ErrCorrupt, name, m.hdr.Name)
-		}
-		if _, dup := e.byID[m.hdr.ID]; dup {
-			m.close()
-			return fmt.Errorf("%w: two maps with device id %d", ErrCorrupt, m.hdr.ID)
+			e.log.Error().Err(err).Msg("device map cannot be opened: the device is offline (run blockhash fsck --repair)")
+			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".map"), Path: path, Err: err})
+			continue
 		}
 		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
 		e.nextID = max(e.nextID, m.hdr.ID+1)
 	}
 	return nil
+}
+
+// BrokenDevice is a device whose map could not be opened.
+type BrokenDevice struct {
+	Name string
+	Path string
+	Err  error
+}
+
+// Broken lists the devices left out at open because their maps are damaged.
+func (e *Engine) Broken() []BrokenDevice {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	return slices.Clone(e.broken)
 }
 
 // loadSlots reads every slot record: reference counts, free slots, the high
@@ -312,12 +465,17 @@ func (e *Engine) loadSlots() error {
 	const chunk = 4096
 	recs := make([]blockstore.Meta, chunk)
 	var unique int64
+	defer func() {
+		if n := e.damagedN.Load(); n > 0 {
+			e.log.Error().Int64("slots", n).Msg("store holds damaged blocks: reads of them fail until the same content is written again (blockhash fsck lists the devices and blocks)")
+		}
+	}()
 	for first := uint64(0); first < total; first += chunk {
 		n := min(chunk, total-first)
 		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
 		var ce *blockstore.CorruptError
 		if errors.As(err, &ce) {
-			if !e.opts.Repair {
+			if !e.opts.Repair && !e.opts.Check {
 				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
 			}
 			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")
@@ -336,6 +494,10 @@ func (e *Engine) loadSlots() error {
 				unique++
 				if r.Flags&blockstore.FlagIndexed == 0 {
 					e.unindexed[slot] = true
+				}
+				if r.Flags&blockstore.FlagDamaged != 0 {
+					e.damaged[slot] = true
+					e.damagedN.Add(1)
 				}
 			}
 		}
@@ -379,6 +541,10 @@ func (e *Engine) closeFiles() error {
 	if e.bs != nil {
 		errs = append(errs, e.bs.Close())
 	}
+	if e.reserveReleased {
+		e.reserveReleased = false
+		e.restoreReserve()
+	}
 	if e.lock != nil {
 		errs = append(errs, e.lock.Close())
 	}
@@ -410,6 +576,9 @@ func (e *Engine) background() {
 }
 
 func (e *Engine) failedErr() error {
+	if e.opts.ReadOnly {
+		return fmt.Errorf("%w: %s", ErrReadOnly, e.dir)
+	}
 	if p := e.failed.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, *p)
 	}
@@ -469,6 +638,11 @@ func (e *Engine) Device(name string) (*Device, error) {
 	defer e.devMu.RUnlock()
 	m, ok := e.byName[name]
 	if !ok {
+		for _, b := range e.broken {
+			if b.Name == name {
+				return nil, fmt.Errorf("device %s is offline: %w", name, b.Err)
+			}
+		}
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	return &Device{e: e, m: m}, nil
@@ -505,7 +679,12 @@ func (e *Engine) DeleteDevice(name string) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
 	e.epoch.RLock()
-	err := m.each(func(_ uint64, ent mapEntry) error { return e.release(ent) })
+	err := m.each(func(_ uint64, ent mapEntry) error {
+		if !ent.holds() {
+			return nil
+		}
+		return e.release(ent)
+	})
 	if err == nil {
 		e.dirtyMu.Lock()
 		e.deleting = append(e.deleting, m)
@@ -582,6 +761,9 @@ func (e *Engine) release(ent mapEntry) error {
 	if n == 0 {
 		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
 	}
+	if n == blockstore.MaxRefs {
+		return nil // saturated: kept for good (see incRef)
+	}
 	atomic.StoreUint32(p, n-1)
 	e.markDirtyMany([]dirtyMark{{slot: ent.Slot, key: ent.Key}})
 	if n == 1 {
@@ -589,6 +771,7 @@ func (e *Engine) release(ent mapEntry) error {
 		e.dirtyMu.Lock()
 		indexed := !e.unindexed[ent.Slot]
 		delete(e.unindexed, ent.Slot)
+		e.forgetDamagedLocked(ent.Slot)
 		e.dirtyMu.Unlock()
 		if indexed {
 			e.ix.Remove(ent.Key, ent.Slot)
@@ -608,6 +791,7 @@ type DeviceStats struct {
 	Blocks       uint64    `json:"blocks"`
 	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
 	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
+	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
 	Created      time.Time `json:"created"`
 }
 
@@ -626,6 +810,8 @@ type Stats struct {
 	Hash            string        `json:"hash"`
 	IndexEntries    int           `json:"index_entries"`
 	IndexRAMBytes   int           `json:"index_ram_bytes"`
+	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
+	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
 }
 
 // Stats computes current figures.
@@ -644,7 +830,11 @@ func (e *Engine) Stats() (Stats, error) {
 		b, _ := blockstore.AllocatedBytes(m.path)
 		mapBytes += b
 	}
+	for _, b := range e.broken {
+		s.OfflineDevices = append(s.OfflineDevices, b.Name)
+	}
 	e.devMu.RUnlock()
+	s.DamagedBlocks = uint64(max(0, e.damagedN.Load()))
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
 	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
 	if s.DataBlocks > s.UniqueBlocks {
@@ -698,5 +888,5 @@ func dirBytes(dir string) (int64, error) {
 func (m *Map) stats() DeviceStats {
 	mapped := uint64(max(0, m.mapped.Load()))
 	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
-		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, Created: m.hdr.Created}
+		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

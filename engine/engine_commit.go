@@ -7,10 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"blockhash/blockstore"
 	"blockhash/index"
 )
+
+// errSimulatedCrash stops a commit where a test's crashHook asked.
+var errSimulatedCrash = errors.New("engine: simulated crash")
 
 type sealedMap struct {
 	m       *Map
@@ -74,7 +78,11 @@ func (e *Engine) commit() error {
 	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
 		return nil
 	}
-	if err := e.persist(rec, puts, sealed); err != nil {
+	err := e.persist(rec, puts, sealed)
+	if err != nil && errors.Is(err, syscall.ENOSPC) && e.useReserve() {
+		err = e.persist(rec, puts, sealed) // every step is idempotent
+	}
+	if err != nil {
 		e.fail(err)
 		return fmt.Errorf("%w: %w", ErrFailed, err)
 	}
@@ -97,6 +105,9 @@ func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error
 	}
 	if err := e.jn.write(rec); err != nil {
 		return err
+	}
+	if e.crashHook != nil && e.crashHook("journaled") {
+		return errSimulatedCrash
 	}
 	if err := e.applyRecordOps(rec, puts); err != nil {
 		return err
@@ -145,7 +156,11 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 	for id, entries := range byDev {
 		m := maps[id]
 		if m == nil {
-			return fmt.Errorf("%w: journal names device id %d, which has no map", ErrCorrupt, id)
+			if e.opts.Repair { // repair.go: its map was lost; fsck lists it
+				e.log.Error().Uint32("device_id", id).Int("entries", len(entries)).Msg("repair: journal names a device whose map is lost: its changes are dropped")
+				continue
+			}
+			return fmt.Errorf("%w: journal names device id %d, which has no map (%s); run blockhash fsck --repair", ErrCorrupt, id, e.brokenNames())
 		}
 		if err := m.writeEntries(entries); err != nil {
 			return err

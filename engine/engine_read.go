@@ -35,8 +35,11 @@ func (e *Engine) read(m *Map, p []byte, off int64) error {
 			i++
 			continue
 		}
+		if ents[i].isLost() {
+			return fmt.Errorf("%w: device %s block %d is quarantined: its map entry was damaged and its data is lost (write it again; blockhash fsck lists such blocks)", ErrCorrupt, m.hdr.Name, b)
+		}
 		j := i + 1
-		for j < len(ents) && !ents[j].isZero() && ents[j].Slot == ents[j-1].Slot+1 {
+		for j < len(ents) && ents[j].holds() && ents[j].Slot == ents[j-1].Slot+1 {
 			j++
 		}
 		if err := e.readRun(m, p, off, b, ents[i:j]); err != nil {
@@ -63,6 +66,7 @@ func (e *Engine) readRun(m *Map, p []byte, off, start int64, ents []mapEntry) er
 	}
 	for i, ent := range ents {
 		if crc32.Checksum(buf[i*BlockSize:(i+1)*BlockSize], castagnoli) != ent.Key.CRC {
+			e.markDamaged(ent.Slot, ent.Key)
 			return fmt.Errorf("%w: device %s block %d (slot %d) fails its checksum", ErrCorrupt, m.hdr.Name, start+int64(i), ent.Slot)
 		}
 	}
@@ -74,10 +78,14 @@ func (e *Engine) readRun(m *Map, p []byte, off, start int64, ents []mapEntry) er
 
 // readSlot reads the block ent names into buf (4 KiB), checking its CRC.
 func (e *Engine) readSlot(buf []byte, ent mapEntry) error {
+	if ent.isLost() {
+		return fmt.Errorf("%w: block is quarantined (damaged map entry)", ErrCorrupt)
+	}
 	if err := e.bs.ReadAt(buf, blockstore.Slot(ent.Slot)); err != nil {
 		return err
 	}
 	if crc32.Checksum(buf, castagnoli) != ent.Key.CRC {
+		e.markDamaged(ent.Slot, ent.Key)
 		return fmt.Errorf("%w: slot %d fails its checksum", ErrCorrupt, ent.Slot)
 	}
 	return nil

@@ -30,6 +30,11 @@ func (e *Engine) checkRange(m *Map, off, n int64) error {
 type pendingSlot struct {
 	done chan struct{}
 	err  error // set before done is closed
+	// data is a copy of the block being written, kept in verify mode so
+	// that a request sharing the slot compares contents without waiting
+	// for the write (waiting there, with block locks held, deadlocks two
+	// requests that share each other's new blocks in crossing order).
+	data []byte
 }
 
 // writeReq collects what one request did, to finish it in a few steps.
@@ -39,6 +44,7 @@ type writeReq struct {
 	waits    []*pendingSlot // other requests' slots this one shares
 	dirty    []dirtyMark
 	acquired []mapEntry // references taken, to undo on failure
+	heals    []heal     // damaged slots this request rewrites (damage.go)
 }
 
 type freshBlock struct {
@@ -121,6 +127,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		news   []mapEntry
 		datas  [][]byte
 		prev   []mapEntry
+		heals  []heal
 		wholeI int
 	)
 	for b := first; b <= last; b++ {
@@ -149,6 +156,9 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 			k = e.sb.Hash.blockKey(data)
 		}
 		if old.Key == k {
+			if old.holds() && e.isDamaged(old.Slot) {
+				heals = append(heals, heal{slot: old.Slot, key: k, data: data})
+			}
 			continue // same content (or zero over zero)
 		}
 		lbas = append(lbas, uint64(b))
@@ -156,11 +166,11 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		datas = append(datas, data)
 		prev = append(prev, old)
 	}
+	r := &writeReq{heals: heals}
 	if len(lbas) == 0 {
-		return nil
+		return e.finishHeals(r)
 	}
 
-	r := &writeReq{}
 	var err error
 	for j := range news {
 		if news[j].Key.IsZero() {
@@ -181,6 +191,9 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		err = werr
 	}
 	e.finishPending(r.fresh, err)
+	if err == nil {
+		err = e.finishHeals(r)
+	}
 	if err != nil {
 		e.markDirtyMany(r.dirty)
 		for _, a := range r.acquired {
@@ -206,11 +219,14 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		case !prev[j].isZero() && news[j].isZero():
 			delta--
 		}
+		if prev[j].isLost() {
+			m.lost.Add(-1)
+		}
 	}
 	m.mapped.Add(delta)
 	e.markDirtyMany(r.dirty)
 	for _, old := range prev {
-		if old.isZero() {
+		if !old.holds() {
 			continue
 		}
 		if err := e.release(old); err != nil {
@@ -245,56 +261,48 @@ func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
 // reference: an existing one if the block is stored, a new one if not. A new
 // slot's data is written later by the request (writeFresh). remaining is
 // how many blocks the request may still store, to reserve consecutive slots.
+// It never waits for another request while holding k's lock; in verify
+// mode it compares with another request's pending block in memory.
 func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (uint64, error) {
 	kl := e.keyLock(k)
-	for {
-		kl.Lock()
-		hit, err := e.ix.Lookup(k)
+	kl.Lock()
+	defer kl.Unlock()
+	hit, err := e.ix.Lookup(k)
+	if err != nil {
+		return 0, err
+	}
+	if !hit.Found {
+		return e.store(k, data, true, r, remaining)
+	}
+	var ps *pendingSlot
+	if hit.Overlay && !r.owns(hit.Slot) {
+		ps = e.pendingOf(hit.Slot)
+	}
+	if e.verify {
+		same, damaged, err := e.sameContent(hit.Slot, k, data, r, ps)
 		if err != nil {
-			kl.Unlock()
 			return 0, err
 		}
-		var ps *pendingSlot
-		if hit.Found && hit.Overlay && !r.owns(hit.Slot) {
-			ps = e.pendingOf(hit.Slot)
+		switch {
+		case damaged:
+			e.markDamaged(hit.Slot, k)
+			r.heals = append(r.heals, heal{slot: hit.Slot, key: k, data: data})
+		case !same:
+			e.log.Warn().Stringer("key", k).Uint64("slot", hit.Slot).Msg("hash collision: storing the block unshared")
+			return e.store(k, data, false, r, remaining)
 		}
-		if hit.Found && e.sb.Verify {
-			if ps != nil { // compare once its data is there
-				kl.Unlock()
-				<-ps.done
-				if ps.err != nil {
-					return 0, ps.err
-				}
-				continue
-			}
-			same, err := e.sameContent(hit.Slot, data, r)
-			if err != nil {
-				kl.Unlock()
-				return 0, err
-			}
-			if !same {
-				e.log.Warn().Stringer("key", k).Uint64("slot", hit.Slot).Msg("hash collision: storing the block unshared")
-				slot, err := e.store(k, data, false, r, remaining)
-				kl.Unlock()
-				return slot, err
-			}
-		}
-		if hit.Found {
-			atomic.AddUint32(e.refs.ptr(hit.Slot), 1)
-			r.dirty = append(r.dirty, dirtyMark{slot: hit.Slot, key: k})
-			kl.Unlock()
-			if ps != nil {
-				r.waits = append(r.waits, ps)
-			}
-			if hit.Disk {
-				e.prefetch(hit.Slot)
-			}
-			return hit.Slot, nil
-		}
-		slot, err := e.store(k, data, true, r, remaining)
-		kl.Unlock()
-		return slot, err
+	} else if e.isDamaged(hit.Slot) {
+		r.heals = append(r.heals, heal{slot: hit.Slot, key: k, data: data})
 	}
+	e.incRef(hit.Slot)
+	r.dirty = append(r.dirty, dirtyMark{slot: hit.Slot, key: k})
+	if ps != nil {
+		r.waits = append(r.waits, ps)
+	}
+	if hit.Disk {
+		e.prefetch(hit.Slot)
+	}
+	return hit.Slot, nil
 }
 
 // store allocates a slot for a new block; its data is written by the
@@ -310,6 +318,9 @@ func (e *Engine) store(k index.Key, data []byte, indexed bool, r *writeReq, rema
 	slot := r.reserved[0]
 	r.reserved = r.reserved[1:]
 	ps := &pendingSlot{done: make(chan struct{})}
+	if e.verify {
+		ps.data = slices.Clone(data)
+	}
 	e.pendMu.Lock()
 	e.pending[slot] = ps
 	e.pendMu.Unlock()
@@ -317,11 +328,13 @@ func (e *Engine) store(k index.Key, data []byte, indexed bool, r *writeReq, rema
 	e.unique.Add(1)
 	if indexed {
 		e.ix.Insert(k, slot)
-	} else {
-		e.dirtyMu.Lock()
-		e.unindexed[slot] = true
-		e.dirtyMu.Unlock()
 	}
+	e.dirtyMu.Lock()
+	if !indexed {
+		e.unindexed[slot] = true
+	}
+	e.forgetDamagedLocked(slot) // a reused slot starts clean
+	e.dirtyMu.Unlock()
 	r.fresh = append(r.fresh, freshBlock{slot: slot, data: data})
 	r.dirty = append(r.dirty, dirtyMark{slot: slot, key: k, fresh: true})
 	return slot, nil
@@ -380,27 +393,45 @@ func (e *Engine) markDirtyMany(marks []dirtyMark) {
 	e.dirtyMu.Lock()
 	for _, d := range marks {
 		t := e.dirty[d.slot]
-		flags := blockstore.FlagIndexed
-		if e.unindexed[d.slot] {
-			flags = 0
-		}
-		e.dirty[d.slot] = slotTag{key: d.key, flags: flags, fresh: t.fresh || d.fresh}
+		e.dirty[d.slot] = slotTag{key: d.key, flags: e.slotFlagsLocked(d.slot), fresh: t.fresh || d.fresh}
 	}
 	e.dirtyMu.Unlock()
 }
 
-func (e *Engine) sameContent(slot uint64, data []byte, r *writeReq) (bool, error) {
+// sameContent compares data with the block in slot: this request's own
+// new block, another request's pending one (ps), or the stored copy. A
+// stored copy that differs and does not match its own key either is
+// damaged, not a collision.
+func (e *Engine) sameContent(slot uint64, k index.Key, data []byte, r *writeReq, ps *pendingSlot) (same, damaged bool, err error) {
 	for _, f := range r.fresh {
 		if f.slot == slot {
-			return bytes.Equal(f.data, data), nil
+			return bytes.Equal(f.data, data), false, nil
 		}
+	}
+	if ps != nil {
+		return bytes.Equal(ps.data, data), false, nil
 	}
 	buf := getBlock()
 	defer putBlock(buf)
 	if err := e.bs.ReadAt(buf, blockstore.Slot(slot)); err != nil {
-		return false, err
+		return false, false, err
 	}
-	return bytes.Equal(buf, data), nil
+	if bytes.Equal(buf, data) {
+		return true, false, nil
+	}
+	return false, e.sb.Hash.blockKey(buf) != k, nil
+}
+
+// finishHeals writes the request's heals (damage.go).
+func (e *Engine) finishHeals(r *writeReq) error {
+	if len(r.heals) == 0 {
+		return nil
+	}
+	if err := e.writeHeals(r.heals); err != nil {
+		e.fail(err)
+		return err
+	}
+	return nil
 }
 
 // prefetchWindow is how many slot records around a hit are read into the

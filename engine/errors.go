@@ -1,10 +1,15 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+
+	"blockhash/corrupt"
+)
 
 var (
-	// ErrCorrupt means an on-disk structure failed its checksum or is malformed.
-	ErrCorrupt = errors.New("engine: corrupt")
+	// ErrCorrupt means an on-disk structure failed its checksum or is malformed
+	// (the project's one corruption kind, corrupt.ErrCorrupt).
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrNotFound means no device has that name.
 	ErrNotFound = errors.New("engine: no such device")
 	// ErrExists means a device with that name exists already.
@@ -21,6 +26,8 @@ var (
 	// engine refuses further changes until it is reopened, which recovers
 	// the last committed state.
 	ErrFailed = errors.New("engine: store failed, reopen to recover")
+	// ErrReadOnly means a change was asked of a store opened read-only.
+	ErrReadOnly = errors.New("engine: store opened read-only")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("engine: closed")
 )

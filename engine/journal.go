@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"blockhash/blockstore"
 	"blockhash/index"
+
+	"github.com/rs/zerolog"
 )
 
 // The journal ("journal" in the store directory) holds at most one record:
@@ -164,25 +168,43 @@ func decodeRecord(b []byte) (*record, error) {
 
 // journal is the open journal file.
 type journal struct {
-	f *os.File
+	f        *os.File
+	log      zerolog.Logger
+	readOnly bool // a read-only open: a torn record is ignored, not emptied
 }
 
-func openJournal(path string) (*journal, error) {
+func openJournal(path string, log zerolog.Logger) (*journal, error) {
+	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
-	return &journal{f: f}, nil
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new journal's name must be durable before a record in it
+		// can be a commit point.
+		if err := blockstore.SyncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return &journal{f: f, log: log}, nil
 }
 
-// read returns the pending record, nil if none or torn.
+// read returns the pending record, nil if none. A torn or damaged record
+// is a commit that did not reach its commit point: it is reported and
+// emptied at once, so that the next commit's shorter record is never read
+// together with its leftover tail.
 func (j *journal) read() (*record, error) {
 	st, err := j.f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
-	if st.Size() > maxJournalBody {
-		return nil, fmt.Errorf("%w: journal of %d bytes", ErrCorrupt, st.Size())
+	if st.Size() > maxJournalBody+journalHeaderSize {
+		if j.readOnly {
+			return nil, nil
+		}
+		j.log.Error().Int64("bytes", st.Size()).Msg("journal is larger than any record: discarding it")
+		return nil, j.reset()
 	}
 	b := make([]byte, st.Size())
 	if _, err := io.ReadFull(io.NewSectionReader(j.f, 0, st.Size()), b); err != nil {
@@ -190,14 +212,27 @@ func (j *journal) read() (*record, error) {
 	}
 	r, err := decodeRecord(b)
 	if errors.Is(err, ErrCorrupt) {
-		return nil, nil // torn: the commit did not happen
+		if j.readOnly {
+			return nil, nil
+		}
+		if len(b) >= 4 && [4]byte(b[:4]) == journalMagic {
+			j.log.Warn().Err(err).Int("bytes", len(b)).Msg("discarding a torn journal record: the commit it began never completed")
+		} else {
+			j.log.Error().Err(err).Int("bytes", len(b)).Msg("journal holds no valid record: discarding it")
+		}
+		return nil, j.reset()
 	}
 	return r, err
 }
 
 // write makes r durable; this is a commit's point of no return.
 func (j *journal) write(r *record) error {
-	if _, err := j.f.WriteAt(r.encode(), 0); err != nil {
+	b := r.encode()
+	if _, err := j.f.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("engine: write journal: %w", err)
+	}
+	// The file holds exactly this record (nothing of an earlier one).
+	if err := j.f.Truncate(int64(len(b))); err != nil {
 		return fmt.Errorf("engine: write journal: %w", err)
 	}
 	return blockstore.Fdatasync(j.f)

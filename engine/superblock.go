@@ -104,6 +104,9 @@ func readSuperblock(dir string) (Superblock, error) {
 		return Superblock{}, fmt.Errorf("engine: %w", err)
 	}
 	s, err := DecodeSuperblock(b)
+	if errors.Is(err, ErrCorrupt) {
+		return s, fmt.Errorf("%s: %w (rebuild it with blockhash init --recover-superblock)", filepath.Join(dir, superblockName), err)
+	}
 	if err != nil {
 		return s, fmt.Errorf("%s: %w", filepath.Join(dir, superblockName), err)
 	}

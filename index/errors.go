@@ -6,11 +6,13 @@ import (
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
+
+	"blockhash/corrupt"
 )
 
 var (
 	// ErrCorrupt means the index's files or one of its entries are damaged.
-	ErrCorrupt = errors.New("index: corrupt")
+	ErrCorrupt = corrupt.ErrCorrupt
 	// ErrClosed means the index was used after Close.
 	ErrClosed = errors.New("index: closed")
 	// ErrLocked means another process has the index open.
@@ -27,6 +29,6 @@ func translate(op string, err error) error {
 	case errors.Is(err, leveldb.ErrClosed):
 		return fmt.Errorf("%w: %s", ErrClosed, op)
 	default:
-		return fmt.Errorf("index: %s: %v", op, err)
+		return fmt.Errorf("index: %s: %w", op, err)
 	}
 }

@@ -20,6 +20,10 @@ type Options struct {
 	CacheEntries     int // neighbour cache size (default 1<<17)
 	BlockCacheBytes  int // LevelDB block cache (default 64 MiB)
 	WriteBufferBytes int // LevelDB memtable (default 32 MiB)
+	// ReadOnly opens LevelDB read-only: nothing is written (its log is
+	// replayed in memory, no table, manifest or LOG file is made), the
+	// index must exist, and Apply and Reset fail.
+	ReadOnly bool
 	// FS holds LevelDB's files (nil: the real file system). A vfs.CrashFS
 	// here lets tests cut LevelDB's power with the rest of the store.
 	FS vfs.FS
@@ -97,7 +101,10 @@ func Open(dir string, o Options) (*Index, error) {
 	if o.FS == nil {
 		o.FS = vfs.OS
 	}
-	stor, err := openStorage(o.FS, dir)
+	if err := checkCurrent(o.FS, dir); err != nil {
+		return nil, err
+	}
+	stor, err := openStorage(o.FS, dir, o.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +113,8 @@ func Open(dir string, o Options) (*Index, error) {
 		WriteBuffer:         o.WriteBufferBytes,
 		CompactionTableSize: 8 << 20,
 		Compression:         opt.NoCompression, // digests do not compress
-		ErrorIfMissing:      false,
+		ErrorIfMissing:      o.ReadOnly,
+		ReadOnly:            o.ReadOnly,
 		Strict:              opt.StrictJournalChecksum | opt.StrictBlockChecksum,
 	})
 	if err != nil {
@@ -147,6 +155,14 @@ func (ix *Index) loadFilter() error {
 		ix.filter.Add(fp)
 	}
 	return nil
+}
+
+// ReloadFilter rebuilds level one from LevelDB. The engine calls it after
+// a journal replay, which applies index entries to LevelDB alone.
+func (ix *Index) ReloadFilter() error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.loadFilter()
 }
 
 func dbKey(k Key) []byte {

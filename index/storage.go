@@ -32,9 +32,10 @@ import (
 // after every Create and Rename as well. goleveldb also points CURRENT at
 // a new manifest without syncing the manifest first; SetMeta syncs it.
 type fileStorage struct {
-	fs   vfs.FS
-	dir  string
-	lock io.Closer
+	fs       vfs.FS
+	dir      string
+	lock     io.Closer
+	readOnly bool // nothing is created, written, renamed or removed
 
 	// mu guards slock, closed and the LOG writer.
 	mu     sync.Mutex
@@ -54,13 +55,19 @@ func (l *storageLock) Unlock() {
 	l.s.mu.Unlock()
 }
 
-// openStorage creates dir if needed and locks it (ErrLocked if held).
-func openStorage(fsys vfs.FS, dir string) (*fileStorage, error) {
-	if st, err := fsys.Stat(dir); err == nil && !st.IsDir {
+// openStorage creates dir if needed (it must exist when readOnly) and
+// locks it (ErrLocked if held).
+func openStorage(fsys vfs.FS, dir string, readOnly bool) (*fileStorage, error) {
+	st, err := fsys.Stat(dir)
+	switch {
+	case err == nil && !st.IsDir:
 		return nil, fmt.Errorf("index: open %s: not a directory", dir)
-	}
-	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+	case err != nil && readOnly:
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	case err != nil:
+		if err := fsys.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("index: open %s: %w", dir, err)
+		}
 	}
 	lock, err := fsys.Lock(filepath.Join(dir, "LOCK"))
 	if errors.Is(err, vfs.ErrLocked) {
@@ -69,8 +76,10 @@ func openStorage(fsys vfs.FS, dir string) (*fileStorage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: lock %s: %w", dir, err)
 	}
-	return &fileStorage{fs: fsys, dir: dir, lock: lock}, nil
+	return &fileStorage{fs: fsys, dir: dir, lock: lock, readOnly: readOnly}, nil
 }
+
+var errReadOnly = errors.New("leveldb/storage: storage is read-only")
 
 func (s *fileStorage) path(name string) string { return filepath.Join(s.dir, name) }
 
@@ -91,7 +100,7 @@ func (s *fileStorage) Lock() (storage.Locker, error) {
 func (s *fileStorage) Log(str string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.readOnly {
 		return
 	}
 	if s.logw == nil {
@@ -156,6 +165,9 @@ func (s *fileStorage) setMeta(fd storage.FileDesc) error {
 func (s *fileStorage) SetMeta(fd storage.FileDesc) error {
 	if !storage.FileDescOk(fd) {
 		return storage.ErrInvalidFile
+	}
+	if s.readOnly {
+		return errReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -227,7 +239,7 @@ func (s *fileStorage) GetMeta() (storage.FileDesc, error) {
 		}
 		return storage.FileDesc{}, os.ErrNotExist
 	}
-	if name != "CURRENT" || len(pending) > 0 {
+	if !s.readOnly && (name != "CURRENT" || len(pending) > 0) {
 		if err := s.setMeta(best); err == nil {
 			for _, n := range pending {
 				s.fs.Remove(s.path(n))
@@ -279,6 +291,9 @@ func (s *fileStorage) Create(fd storage.FileDesc) (storage.Writer, error) {
 	if !storage.FileDescOk(fd) {
 		return nil, storage.ErrInvalidFile
 	}
+	if s.readOnly {
+		return nil, errReadOnly
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -298,6 +313,9 @@ func (s *fileStorage) Create(fd storage.FileDesc) (storage.Writer, error) {
 func (s *fileStorage) Remove(fd storage.FileDesc) error {
 	if !storage.FileDescOk(fd) {
 		return storage.ErrInvalidFile
+	}
+	if s.readOnly {
+		return errReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -319,6 +337,9 @@ func (s *fileStorage) Rename(oldfd, newfd storage.FileDesc) error {
 	}
 	if oldfd == newfd {
 		return nil
+	}
+	if s.readOnly {
+		return errReadOnly
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -85,7 +85,8 @@ say "blockhash stats demo"
 bh stats demo
 
 if [[ $in_vm == 1 ]]; then
-	say "stopping the daemon (SIGTERM)"
+	say "removing the device (data kept), stopping the daemon (SIGTERM)"
+	bh del --all --keep-data
 	kill -TERM "$pid"
 	wait "$pid"
 	echo "daemon exited with $?"
@@ -99,5 +100,5 @@ $dev is a deduplicated disk served from $store.
   benchmark it:        FIO_DEV=$dev fio tests/fio/quick.fio
   watch the savings:   $bh --store $store --socket $sock stats
   remove the device:   $bh --store $store --socket $sock del demo
-  stop the daemon:     kill $(cat "$dir/serve.pid" 2>/dev/null || echo PID)   (flushes; the next 'make run' serves demo again)
+  stop the daemon:     kill $(cat "$dir/serve.pid" 2>/dev/null || echo PID)   (flushes; $dev stays, its I/O waiting, and the next 'make run' takes it over)
 EOF

@@ -115,6 +115,7 @@ type CrashFS struct {
 	dead    bool
 	fault   Fault
 	before  func(Op)
+	free    int64 // what FreeBytes reports
 }
 
 type inode struct {
@@ -138,7 +139,26 @@ func NewCrashFS(seed uint64) *CrashFS {
 		names:   map[string]*inode{},
 		durable: map[string]*inode{},
 		locks:   map[string]bool{},
+		free:    1 << 40,
 	}
+}
+
+// SetFreeBytes sets what FreeBytes reports (1 TiB by default; the space
+// writes really get is set by a NoSpaceAfter fault).
+func (c *CrashFS) SetFreeBytes(n int64) {
+	c.mu.Lock()
+	c.free = n
+	c.mu.Unlock()
+}
+
+// FreeBytes implements FS.
+func (c *CrashFS) FreeBytes(dir string) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.deadErr("statfs", dir); err != nil {
+		return 0, err
+	}
+	return c.free, nil
 }
 
 // SetMode sets what survives of unsynced changes at a crash.

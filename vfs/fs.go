@@ -80,6 +80,9 @@ type FS interface {
 	// the life of the returned Closer. A lock held elsewhere is ErrLocked.
 	Lock(name string) (io.Closer, error)
 	Stat(name string) (FileInfo, error)
+	// FreeBytes is the space left for unprivileged use on the file
+	// system holding dir (statfs).
+	FreeBytes(dir string) (int64, error)
 }
 
 // IsNoSpace reports whether err means the file system is full (ENOSPC or

@@ -131,6 +131,14 @@ func (osFS) Stat(name string) (FileInfo, error) {
 	return FileInfo{Name: info.Name(), Size: info.Size(), Allocated: allocated(info), IsDir: info.IsDir()}, nil
 }
 
+func (osFS) FreeBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := retryEINTR(func() error { return unix.Statfs(dir, &st) }); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
+
 func allocated(info fs.FileInfo) int64 {
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		return st.Blocks * 512

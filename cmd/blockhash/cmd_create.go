@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+
+	"blockhash/engine"
 )
 
 func init() {
@@ -38,7 +41,7 @@ func runDelete(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(freeing)
 	if err != nil {
 		return err
 	}
@@ -48,4 +51,18 @@ func runDelete(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "deleted %s\n", pos[0])
 	return nil
+}
+
+// deleteDevice opens the store as a command that frees space and deletes
+// the device name if it exists.
+func (e *env) deleteDevice(name string) error {
+	eng, err := e.openStore(freeing)
+	if err != nil {
+		return err
+	}
+	err = eng.DeleteDevice(name)
+	if errors.Is(err, engine.ErrNotFound) {
+		err = nil
+	}
+	return errors.Join(err, eng.Close())
 }

@@ -15,7 +15,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH]", summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN", run: runServe})
+	register(&command{name: "serve", usage: "[--stop-devices-on-exit]",
+		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)", run: runServe})
 	register(&command{name: "add", usage: "NAME [--size SIZE] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
 		summary: "serve a device (created if missing) and print its /dev/ublkbN", run: runAdd})
 	register(&command{name: "del", usage: "NAME | -n ID | --all [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)", run: runDel})
@@ -27,6 +28,7 @@ func (e *env) client() daemon.Client { return daemon.Client{Socket: e.socket} }
 
 func runServe(e *env, args []string) error {
 	fs := newFlags("serve")
+	stopDevs := fs.Bool("stop-devices-on-exit", false, "remove the kernel devices when stopping (default: leave them, their I/O waiting, for the next serve to take over)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -35,7 +37,8 @@ func runServe(e *env, args []string) error {
 		log = log.Level(zerolog.InfoLevel) // lifecycle events; never per I/O
 	}
 	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log,
-		QueueProcs: os.Getenv("GOMAXPROCS") == ""}) // see setIOProcs
+		QueueProcs:  os.Getenv("GOMAXPROCS") == "", // see setIOProcs
+		StopDevices: *stopDevs})
 	if err != nil {
 		return err
 	}
@@ -47,7 +50,11 @@ func runServe(e *env, args []string) error {
 	defer stop()
 	log.Info().Str("store", e.store).Str("socket", e.socket).Int("devices", len(d.List())).Msg("blockhash daemon ready")
 	serveErr := d.Serve(ctx)
-	log.Info().Msg("stopping: draining devices, flushing the store")
+	if *stopDevs {
+		log.Info().Msg("stopping: draining and removing the devices, flushing the store")
+	} else {
+		log.Info().Msg("stopping: draining the devices, flushing the store; the devices stay for the next serve")
+	}
 	if err := d.Close(); err != nil {
 		return err
 	}

@@ -29,33 +29,25 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	name, image := pos[0], pos[1]
-	f, err := os.Open(image)
+	if err := engine.ValidName(name); err != nil {
+		return err
+	}
+	f, size, err := openImage(image)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := st.Size()
-	if !st.Mode().IsRegular() {
-		if size, err = f.Seek(0, io.SeekEnd); err != nil {
-			return fmt.Errorf("cannot size %s: %w", image, err)
-		}
-	}
 	eng, err := e.openStore(engine.Options{})
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
 	d, err := eng.Device(name)
+	created := false
 	if errors.Is(err, engine.ErrNotFound) {
 		devSize := (size + engine.BlockSize - 1) / engine.BlockSize * engine.BlockSize
-		if devSize == 0 {
-			return fmt.Errorf("image %s is empty", image)
-		}
 		d, err = eng.CreateDevice(name, devSize)
+		created = err == nil
 	}
 	if err != nil {
 		return err
@@ -63,8 +55,23 @@ func runImport(e *env, args []string) error {
 	if size > d.Size() {
 		return fmt.Errorf("image %s (%s) is larger than device %s (%s)", image, human(size), name, human(d.Size()))
 	}
-	if size%engine.SectorSize != 0 {
-		return fmt.Errorf("image %s is %d bytes, not a multiple of 512", image, size)
+	// A device this import created goes again if the import fails: no
+	// half-filled device is left behind.
+	fail := func(err error) error {
+		if !created {
+			return err
+		}
+		if derr := eng.DeleteDevice(name); derr != nil {
+			// The store failed, most likely on a full file system: open
+			// it again as a command that frees space (the reopen
+			// replays what was committed) and delete the device if it is
+			// still there.
+			eng.Close()
+			if derr = e.deleteDevice(name); derr != nil {
+				return fmt.Errorf("%w (and deleting the new device %s failed: %v)", err, name, derr)
+			}
+		}
+		return fmt.Errorf("%w (the new device %s was deleted again)", err, name)
 	}
 	start := time.Now()
 	bar := newProgress(e.stderr, "import", size)
@@ -79,11 +86,11 @@ func runImport(e *env, args []string) error {
 		return nil
 	})
 	bar.finish()
-	if err != nil {
-		return err
+	if err == nil {
+		err = d.Flush()
 	}
-	if err := d.Flush(); err != nil {
-		return err
+	if err != nil {
+		return fail(err)
 	}
 	ds := d.Stats()
 	el := time.Since(start)
@@ -92,12 +99,50 @@ func runImport(e *env, args []string) error {
 	return nil
 }
 
+// openImage opens an image to import and checks it before anything is
+// created: a regular file or a block device, its size a positive multiple
+// of 512 bytes (a last partial 4 KiB block is padded with zeros).
+func openImage(image string) (*os.File, int64, error) {
+	f, err := os.Open(image)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	size := st.Size()
+	switch mode := st.Mode(); {
+	case mode.IsRegular():
+	case mode&os.ModeDevice != 0 && mode&os.ModeCharDevice == 0:
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("cannot size %s: %w", image, err)
+		}
+	default:
+		f.Close()
+		return nil, 0, fmt.Errorf("image %s is not a regular file or block device", image)
+	}
+	switch {
+	case size == 0:
+		err = fmt.Errorf("image %s is empty", image)
+	case size < 0 || size%engine.SectorSize != 0:
+		err = fmt.Errorf("image %s is %d bytes, not a multiple of 512", image, size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, size, nil
+}
+
 func runExport(e *env, args []string) error {
 	pos, err := parseArgs(newFlags("export"), args, 2)
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return err
 	}

@@ -7,17 +7,18 @@ import (
 )
 
 func init() {
-	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE]",
-		summary: "create an empty store", run: runInit})
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--recover-superblock]",
+		summary: "create an empty store (sha1 implies --verify), or rebuild a lost superblock", run: runInit})
 }
 
 func runInit(e *env, args []string) error {
 	fs := newFlags("init")
-	hash := fs.String("hash", "sha256", "strong hash: sha256 or sha1")
+	hash := fs.String("hash", "sha256", "strong hash: sha256 or sha1 (sha1 implies --verify)")
 	verify := fs.Bool("verify", false, "byte-compare a block before sharing it")
 	var extent sizeFlag
 	extent.v = 1 << 30
 	fs.Var(&extent, "extent-size", "size of each preallocated extent file")
+	recoverSB := fs.Bool("recover-superblock", false, "rebuild the lost superblock of the store in this directory")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -25,9 +26,22 @@ func runInit(e *env, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if err := engine.Create(e.store, engine.Options{Hash: h, Verify: *verify, ExtentSize: extent.v}); err != nil {
+	// SHA-1 collisions can be built: a sha1 store always byte-compares.
+	v := *verify || h == engine.SHA1
+	if *recoverSB {
+		// The extent size and the hash come from the store's files; the
+		// flags count only for a store that holds no block yet.
+		sb, err := engine.RecoverSuperblock(e.store, engine.Options{Hash: h, Verify: v, ExtentSize: extent.v})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "rebuilt the superblock of %s (hash %s, verify %v, extents of %s); run blockhash fsck\n",
+			e.store, sb.Hash, sb.Verify, human(sb.ExtentSize))
+		return nil
+	}
+	if err := engine.Create(e.store, engine.Options{Hash: h, Verify: v, ExtentSize: extent.v}); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "initialised store %s (hash %s, verify %v, extents of %s)\n", e.store, h, *verify, human(extent.v))
+	fmt.Fprintf(e.stdout, "initialised store %s (hash %s, verify %v, extents of %s)\n", e.store, h, v, human(extent.v))
 	return nil
 }

@@ -19,7 +19,7 @@ func runList(e *env, args []string) error {
 	if ok, err := daemonList(e, *asJSON); ok {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return err
 	}

@@ -70,17 +70,29 @@ func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
 	fmt.Fprintf(e.stdout, "  stored size      %s (%s of extents allocated)\n", human(s.StoredBytes), human(s.AllocatedBytes))
 	fmt.Fprintf(e.stdout, "  metadata         %s\n", human(s.MetadataBytes))
 	fmt.Fprintf(e.stdout, "  saved            %.1f%%\n", s.SavedPercent)
+	var lost uint64
+	for _, d := range s.Devices {
+		lost += d.LostBlocks
+	}
+	if s.DamagedBlocks > 0 || lost > 0 || len(s.OfflineDevices) > 0 {
+		fmt.Fprintf(e.stdout, "  DAMAGE           %d damaged stored blocks, %d quarantined device blocks, offline devices: %v (run blockhash fsck)\n",
+			s.DamagedBlocks, lost, s.OfflineDevices)
+	}
 }
 
 func runFsck(e *env, args []string) error {
 	fs := newFlags("fsck")
-	repair := fs.Bool("repair", false, "fix reference counts and rebuild the index")
+	repair := fs.Bool("repair", false, "rebuild slot records, reference counts and the index; mark damaged blocks; quarantine damaged map entries; rebuild damaged map headers")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	o := noBackground
-	o.Repair = *repair
+	o := readOnly
+	o.Check = true
+	if *repair {
+		o = freeing
+		o.Repair = true
+	}
 	eng, err := e.openStore(o)
 	if err != nil {
 		return err
@@ -101,16 +113,49 @@ func runFsck(e *env, args []string) error {
 		for _, p := range rep.Problems {
 			fmt.Fprintln(e.stdout, "  "+p)
 		}
+		printDamaged(e, rep.Damaged, rep.DamagedBlocks, rep.DamagedTruncated)
+	}
+	return fsckVerdict(e, rep, *asJSON)
+}
+
+// printDamaged lists damaged device blocks like `zpool status -v`.
+func printDamaged(e *env, ranges []engine.DamagedRange, blocks uint64, truncated bool) {
+	if len(ranges) == 0 {
+		return
+	}
+	fmt.Fprintf(e.stdout, "damaged or lost data (%d device blocks):\n", blocks)
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  DEVICE\tFIRST BLOCK\tBLOCKS\tBYTE OFFSET\tWHY")
+	for _, r := range ranges {
+		n := fmt.Sprint(r.Blocks)
+		if r.Blocks == 0 {
+			n = "all"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%s\n", r.Device, r.FirstLBA, n, r.FirstLBA*engine.BlockSize, r.Why)
+	}
+	tw.Flush()
+	if truncated {
+		fmt.Fprintln(e.stdout, "  (more ranges left out)")
+	}
+}
+
+func fsckVerdict(e *env, rep engine.FsckReport, asJSON bool) error {
+	say := func(s string) {
+		if !asJSON {
+			fmt.Fprintln(e.stdout, s)
+		}
 	}
 	switch {
 	case rep.OK():
-		fmt.Fprintln(e.stdout, "store is consistent")
+		say("store is consistent")
 		return nil
-	case rep.Repaired && rep.BadData == 0:
-		fmt.Fprintln(e.stdout, "problems repaired")
+	case rep.Repaired && !rep.DataLost():
+		say("problems repaired")
 		return nil
 	case rep.Repaired:
-		return fmt.Errorf("repaired metadata, but %d stored blocks are damaged", rep.BadData)
+		return fmt.Errorf("repaired metadata, but %d device blocks are lost or damaged (listed above): write them again or restore them", rep.DamagedBlocks)
+	case rep.Consistent():
+		return fmt.Errorf("store is consistent, but %d device blocks are lost or damaged (listed above): write them again or restore them", rep.DamagedBlocks)
 	default:
 		return fmt.Errorf("found problems (run blockhash fsck --repair)")
 	}
@@ -126,7 +171,7 @@ func (e *env) storeStats() (engine.Stats, error) {
 		}
 		return *resp.Stats, nil
 	}
-	eng, err := e.openStore(noBackground)
+	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return engine.Stats{}, err
 	}

@@ -182,3 +182,11 @@ func (e *env) openStore(o engine.Options) (*engine.Engine, error) {
 
 // noBackground is for short-lived commands: they commit when they close.
 var noBackground = engine.Options{CommitInterval: -1}
+
+// freeing is for commands that free space (delete, fsck --repair): on a
+// full file system they release the store's reserve to run.
+var freeing = engine.Options{CommitInterval: -1, FreeingSpace: true}
+
+// readOnly is for commands that only read the store (stats, list, export,
+// fsck): they write nothing, so they work on a full file system.
+var readOnly = engine.Options{CommitInterval: -1, ReadOnly: true}

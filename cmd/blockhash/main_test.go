@@ -132,6 +132,10 @@ func TestBadInput(t *testing.T) {
 	mustCLI(t, store, "init", "--extent-size", "4M")
 	mustCLI(t, store, "create", "small", "--size", "64K")
 	big := image(t, dir, "big.img", 32)
+	odd := filepath.Join(dir, "odd.img")
+	empty := filepath.Join(dir, "empty.img")
+	os.WriteFile(odd, make([]byte, 1000), 0o600)
+	os.WriteFile(empty, nil, 0o600)
 	tests := []struct {
 		name string
 		args []string
@@ -148,6 +152,10 @@ func TestBadInput(t *testing.T) {
 		{"bad hash", []string{"init", "--hash", "md5"}, "unknown hash"},
 		{"init over a store", []string{"init"}, "already exists"},
 		{"missing image", []string{"import", "small", filepath.Join(dir, "none.img")}, "no such file"},
+		{"image not a sector multiple", []string{"import", "new", odd}, "not a multiple of 512"},
+		{"image is a directory", []string{"import", "new", dir}, "not a regular file or block device"},
+		{"image is empty", []string{"import", "new", empty}, "is empty"},
+		{"image is a character device", []string{"import", "new", "/dev/null"}, "not a regular file or block device"},
 		{"delete unknown", []string{"delete", "nope"}, "no such device"},
 		{"add without a daemon", []string{"add", "x", "--size", "1M"}, "daemon is not running"},
 		{"del without a daemon", []string{"del", "x"}, "daemon is not running"},
@@ -222,19 +230,23 @@ func TestSampleImagesDeduplicate(t *testing.T) {
 	}
 }
 
+// Damage to one store file gives a clear error. Damage to a device's map
+// takes only that device (or only its damaged blocks) offline: stats still
+// works and reports it, and reading the device fails with a clear error.
 func TestCorruptStoreFiles(t *testing.T) {
 	tests := []struct {
 		name    string
 		corrupt func(store string) error
+		cmd     []string // the command that must fail (stats when empty)
 		want    string
 	}{
-		{"superblock bit flip", func(s string) error { return flip(filepath.Join(s, "superblock"), 20) }, "checksum"},
-		{"superblock truncated", func(s string) error { return os.Truncate(filepath.Join(s, "superblock"), 10) }, "superblock"},
-		{"map header bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 40) }, "checksum"},
-		{"map truncated", func(s string) error { return os.Truncate(filepath.Join(s, "devices", "d.map"), 5000) }, "truncated"},
-		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 4096+48+3) }, "checksum"},
-		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, "corrupt"},
-		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, "extent"},
+		{"superblock bit flip", func(s string) error { return flip(filepath.Join(s, "superblock"), 20) }, nil, "checksum"},
+		{"superblock truncated", func(s string) error { return os.Truncate(filepath.Join(s, "superblock"), 10) }, nil, "superblock"},
+		{"map header bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 40) }, []string{"export", "d"}, "checksum"},
+		{"map truncated", func(s string) error { return os.Truncate(filepath.Join(s, "devices", "d.map"), 5000) }, []string{"export", "d"}, "quarantined"},
+		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "devices", "d.map"), 4096+48+3) }, []string{"export", "d"}, "quarantined"},
+		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, nil, "corrupt"},
+		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, nil, "extent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,12 +254,20 @@ func TestCorruptStoreFiles(t *testing.T) {
 			store := filepath.Join(dir, "store")
 			mustCLI(t, store, "init", "--extent-size", "4M")
 			mustCLI(t, store, "import", "d", image(t, dir, "d.img", 64))
+			mustCLI(t, store, "import", "other", image(t, dir, "o.img", 8))
 			if err := tc.corrupt(store); err != nil {
 				t.Fatal(err)
 			}
-			r := cli(t, store, "stats")
+			args := []string{"stats"}
+			if tc.cmd != nil {
+				args = append(tc.cmd, filepath.Join(dir, "out.img"))
+				// The rest of the store still works.
+				mustCLI(t, store, "stats")
+				mustCLI(t, store, "export", "other", filepath.Join(dir, "other.img"))
+			}
+			r := cli(t, store, args...)
 			if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
-				t.Fatalf("exit %d, stderr %q, want an error about %q", r.code, r.stderr, tc.want)
+				t.Fatalf("%v: exit %d, stderr %q, want an error about %q", args, r.code, r.stderr, tc.want)
 			}
 		})
 	}
@@ -264,7 +284,7 @@ func TestDataCorruptionIsDetected(t *testing.T) {
 	if r := cli(t, store, "export", "d", filepath.Join(dir, "out")); r.code == 0 || !strings.Contains(r.stderr, "checksum") {
 		t.Fatalf("export of a damaged block: exit %d %q", r.code, r.stderr)
 	}
-	if r := cli(t, store, "fsck"); r.code == 0 || !strings.Contains(r.stdout, "does not match its digest") {
+	if r := cli(t, store, "fsck"); r.code == 0 || !strings.Contains(r.stdout, "stored block fails its digest") {
 		t.Fatalf("fsck: exit %d\n%s", r.code, r.stdout)
 	}
 }
@@ -451,5 +471,56 @@ func TestExportSparse(t *testing.T) {
 	}
 	if r := mustCLI(t, store, "export", "small", "-"); r != string(want) {
 		t.Fatal("export to stdout differs from the device")
+	}
+}
+
+// init over a store that lost its superblock is refused (with another hash
+// every block would look damaged); init --recover-superblock rebuilds it
+// from the store's files and the data reads back.
+func TestInitLostSuperblock(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--hash", "sha1", "--extent-size", "256K")
+	img := image(t, dir, "d.img", 100)
+	mustCLI(t, store, "import", "d", img)
+	if err := os.Remove(filepath.Join(store, "superblock")); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, store, "init")
+	if r.code == 0 || !strings.Contains(r.stderr, "no superblock") || !strings.Contains(r.stderr, "--recover-superblock") {
+		t.Fatalf("init over a store without superblock: exit %d %q", r.code, r.stderr)
+	}
+	if out := mustCLI(t, store, "init", "--recover-superblock"); !strings.Contains(out, "hash sha1, verify true, extents of 256.0 KiB") {
+		t.Fatalf("recover: %s", out)
+	}
+	if out := mustCLI(t, store, "fsck"); !strings.Contains(out, "consistent") {
+		t.Fatalf("fsck after recovery: %s", out)
+	}
+	mustCLI(t, store, "export", "d", filepath.Join(dir, "out.img"))
+	want, _ := os.ReadFile(img)
+	if got, _ := os.ReadFile(filepath.Join(dir, "out.img")); !bytes.Equal(got, want) {
+		t.Fatal("export after recovery differs")
+	}
+	if r := cli(t, filepath.Join(dir, "empty"), "init", "--recover-superblock"); r.code == 0 || !strings.Contains(r.stderr, "no store") {
+		t.Fatalf("recover where there is no store: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// A damaged superblock names the way out, which works.
+func TestDamagedSuperblock(t *testing.T) {
+	dir := t.TempDir()
+	store := filepath.Join(dir, "store")
+	mustCLI(t, store, "init", "--extent-size", "256K")
+	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 20))
+	if err := flip(filepath.Join(store, "superblock"), 30); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, store, "stats")
+	if r.code == 0 || !strings.Contains(r.stderr, "init --recover-superblock") {
+		t.Fatalf("stats with a damaged superblock: exit %d %q", r.code, r.stderr)
+	}
+	mustCLI(t, store, "init", "--recover-superblock")
+	if out := mustCLI(t, store, "fsck"); !strings.Contains(out, "consistent") {
+		t.Fatalf("fsck after recovery: %s", out)
 	}
 }

@@ -6,6 +6,7 @@
 //	ublktest recover -n ID [--backend mem | file=PATH] [--stats FILE] [-v]
 //	ublktest del -n ID
 //	ublktest features
+//	ublktest stamp init|write|check ...   (the power-cut verifier: stamp_cmd.go)
 //
 // add and recover print exactly "/dev/ublkbID" on stdout once the device is
 // live, serve until SIGTERM/SIGINT (or until the device is stopped from
@@ -44,13 +45,17 @@ const usage = `usage:
   ublktest add -n ID [-q QUEUES] [-d DEPTH] [--lbs 512|4096] [--size SIZE] [--backend mem|file=PATH] [--user-copy] [--stats FILE] [--cpuprofile FILE] [-v]
   ublktest recover -n ID [--backend mem|file=PATH] [--stats FILE] [--cpuprofile FILE] [-v]
   ublktest del -n ID
-  ublktest features`
+  ublktest features
+  ublktest stamp init|write|check ...`
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "stamp" {
+		return runStamp(args, stdout)
+	}
 	fs := flag.NewFlagSet("ublktest "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	id := fs.Int("n", -1, "device id")

@@ -12,20 +12,23 @@ bh() { blockhash --store "$BH_STORE" "$@"; }
 # bh_init [EXTENT]: create the store
 bh_init() { run bh init --extent-size "${1:-64M}"; }
 
-# bh_serve: start `blockhash [$BH_SERVE_ARGS] serve` in the background, wait until it answers
+# bh_serve: start `blockhash [$BH_SERVE_ARGS] serve [$bh_serve_opts]` in the
+# background, wait until it answers
 bh_serve() {
 	require blockhash
 	log "+ blockhash serve"
 	# the binary itself, not the bh function: $! must be the daemon's pid
 	# shellcheck disable=SC2086 # BH_SERVE_ARGS: extra global flags, split on purpose
-	blockhash --store "$BH_STORE" ${BH_SERVE_ARGS:-} serve >>"$BHVM_WORK/serve.log" 2>&1 &
+	# shellcheck disable=SC2154 # bh_serve_opts: serve's own flags, set by the caller
+	blockhash --store "$BH_STORE" ${BH_SERVE_ARGS:-} serve ${bh_serve_opts:-} >>"$BHVM_WORK/serve.log" 2>&1 &
 	BH_PID=$!
 	wait_for 60 _bh_ready || fail "daemon not ready within 60s: $(tail -n 20 "$BHVM_WORK/serve.log")"
 	log "daemon ready (pid $BH_PID)"
 }
 _bh_ready() { kill -0 "$BH_PID" && blockhash status >/dev/null; }
 
-# bh_stop: SIGTERM, expect exit 0 (devices drained, store flushed)
+# bh_stop: SIGTERM, expect exit 0 (devices drained, store flushed); the
+# kernel devices stay, their I/O waiting, for the next bh_serve to recover
 bh_stop() {
 	log "stopping daemon (pid $BH_PID)"
 	kill -TERM "$BH_PID" 2>/dev/null
@@ -34,6 +37,13 @@ bh_stop() {
 	_rc=$?
 	BH_PID=""
 	[ "$_rc" -eq 0 ] || fail "daemon exited with $_rc after SIGTERM: $(tail -n 20 "$BHVM_WORK/serve.log")"
+}
+
+# bh_down: remove every kernel device (data kept in the store), then
+# bh_stop: nothing is left behind
+bh_down() {
+	run bh del --all --keep-data
+	bh_stop
 }
 
 # bh_kill: SIGKILL (a crash)

@@ -3,8 +3,9 @@
 # Devices in use do not hang the daemon: `del` of a device held open
 # returns at once and the control socket keeps answering; its number is
 # free again once the holder lets go. SIGTERM with a mounted filesystem:
-# the daemon flushes, stops and exits; after the restart the filesystem
-# (synced before the stop) mounts and reads back the same.
+# the daemon flushes and exits, the device stays (quiesced); after the
+# restart the filesystem (synced before the stop) unmounts, mounts and
+# reads back the same.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
 . /bhvm/lib.sh
 # shellcheck source=SCRIPTDIR/../guest/blockhash.sh
@@ -37,19 +38,22 @@ wait_for_dev "$dev"
 run mkfs.ext4 -q -F "$dev"
 mkdir -p /mnt/busy
 run mount "$dev" /mnt/busy
-head -c 4M /dev/urandom >/mnt/busy/a.bin
+head -c 4194304 /dev/urandom >/mnt/busy/a.bin
 run cp -a /bin /mnt/busy/
 sync
 (cd /mnt/busy && find . -type f -exec sha256sum {} + | sort -k2) >"$BHVM_WORK/sums"
 bh_stop # fails if the daemon does not exit 0 within 90 s
-umount /mnt/busy 2>/dev/null || umount -l /mnt/busy
+[ -b "$dev" ] || fail "$dev went away on SIGTERM"
 bh_serve
 wait_for_dev "$dev"
+# still mounted across the restart: read it back from the device
+run umount /mnt/busy
+echo 3 >/proc/sys/vm/drop_caches
 run mount "$dev" /mnt/busy
 (cd /mnt/busy && find . -type f -exec sha256sum {} + | sort -k2) >"$BHVM_WORK/sums2"
 run umount /mnt/busy
 cmp "$BHVM_WORK/sums" "$BHVM_WORK/sums2" || fail "files synced before SIGTERM differ after the restart"
 log "$(wc -l <"$BHVM_WORK/sums") files match"
 run e2fsck -f -n "$dev"
-bh_stop
+bh_down
 pass

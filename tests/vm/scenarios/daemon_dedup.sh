@@ -41,5 +41,5 @@ bh_stop
 bh_serve
 sum1=$(sha256sum <"$d1" | cut -d' ' -f1)
 [ "$sum0" = "$sum1" ] || fail "after a restart /dev/ublkb1 differs from the image"
-bh_stop
+bh_down
 pass

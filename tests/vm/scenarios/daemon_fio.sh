@@ -17,7 +17,7 @@ job="--name=v --filename=$dev --ioengine=io_uring --direct=1 --rw=randwrite --bs
 run fio $job
 # shellcheck disable=SC2086
 run fio $job --verify_only
-bh_stop
+bh_down
 out=$(bh fsck) || fail "fsck: $out"
 log "$out"
 pass

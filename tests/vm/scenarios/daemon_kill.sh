@@ -33,7 +33,7 @@ wait_for 120 _dead $fio_pid || fail "fio still running 120 s after the recovery"
 wait $fio_pid || fail "fio on region B failed across the kill: $(tail -n 20 "$BHVM_WORK/fio-b.log")"
 # shellcheck disable=SC2086
 run fio $a --verify_only
-bh_stop
+bh_down
 out=$(bh fsck) || fail "fsck after the crash: $out"
 log "$out"
 pass

@@ -51,6 +51,6 @@ log "daemon RSS: ${rss0} KiB at start, at most ${max1} KiB in the first half, ${
 [ "$max" -lt 600000 ] || fail "daemon RSS reached ${max} KiB"
 [ $((max2 - max1)) -lt $(((max1 - rss0) / 2 + 16384)) ] ||
 	fail "daemon RSS still growing: ${rss0} -> ${max1} -> ${max2} KiB"
-bh_stop
+bh_down
 out=$(bh fsck) || fail "fsck: $out"
 pass

@@ -34,6 +34,6 @@ speed_compare randread4k iops 8 "$devs" "${fio_args[@]}" --rw=randread --bs=4k -
 speed_compare randwrite4k iops 49 "$devs" "${fio_args[@]}" --rw=randwrite --bs=4k --iodepth=32 --numjobs=2 --time_based --runtime="$secs" --refill_buffers
 losetup -d "$loopdev"
 ublk_stop 5
-bh_stop
+bh_down
 export_file daemon_speed.serve.prof "$BHVM_WORK/serve.prof"
 pass

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"blockhash/blockstore"
+)
+
+// The reserve ("reserve" in the store directory) is space the store keeps
+// back for itself, the way btrfs and ZFS keep slop space: a preallocated
+// file of Options.ReserveBytes. On a full file system even a command that
+// frees space needs some to run: LevelDB flushes its log to a table when it
+// opens, a journal replay writes map pages and slot records into sparse
+// files, and the command's own commit writes a journal record and LevelDB
+// deletions (about 100 bytes per block it frees). A command that frees
+// space (Options.FreeingSpace: delete, fsck --repair) finding less than
+// the reserve free releases it before it opens the store, and Close
+// creates it again once the file system has room for it and as much
+// again. Every read-write open creates a missing reserve under that same
+// rule, so the reserve never takes a nearly full file system's last bytes.
+const reserveName = "reserve"
+
+// DefaultReserveBytes is the reserve's size unless Options.ReserveBytes
+// says otherwise. It covers LevelDB's flush at open of a log of up to
+// 16 MiB and the deletion of some 150,000 blocks.
+const DefaultReserveBytes = 16 << 20
+
+// freeBytes reports the space left on dir's file system; tests replace it
+// to play a full one.
+var freeBytes = blockstore.FreeBytes
+
+func (o *Options) reserveBytes() int64 {
+	switch {
+	case o.ReserveBytes < 0:
+		return 0
+	case o.ReserveBytes == 0:
+		return DefaultReserveBytes
+	}
+	return o.ReserveBytes
+}
+
+// ensureReserve creates or completes dir's reserve of size bytes if the
+// file system has room for it and as much again. It reports whether the
+// reserve is whole.
+func ensureReserve(dir string, size int64) (bool, error) {
+	if size <= 0 {
+		return true, nil
+	}
+	path := filepath.Join(dir, reserveName)
+	if have, err := blockstore.AllocatedBytes(path); err == nil && have >= size {
+		return true, nil
+	}
+	free, err := freeBytes(dir)
+	if err != nil {
+		return false, err
+	}
+	if free < 2*size {
+		return false, nil
+	}
+	if err := blockstore.PreallocateFile(path, size); err != nil {
+		os.Remove(path)
+		return false, err
+	}
+	return true, nil
+}
+
+// releaseReserve deletes dir's reserve if its file system has less than
+// size bytes free. It reports whether it did.
+func releaseReserve(dir string, size int64) (bool, error) {
+	if size <= 0 {
+		return false, nil
+	}
+	free, err := freeBytes(dir)
+	if err != nil {
+		return false, err
+	}
+	if free >= size {
+		return false, nil
+	}
+	err = os.Remove(filepath.Join(dir, reserveName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("engine: release reserve: %w", err)
+	}
+	return true, nil
+}
+
+// openReserve runs before a read-write open: it releases the reserve for a
+// command that frees space on a full file system, and otherwise creates a
+// missing one where there is room.
+func (e *Engine) openReserve() {
+	size := e.opts.reserveBytes()
+	if e.opts.FreeingSpace {
+		released, err := releaseReserve(e.dir, size)
+		if err != nil {
+			e.log.Warn().Err(err).Msg("cannot release the store's reserve")
+		}
+		if released {
+			e.reserveReleased = true
+			e.log.Warn().Int64("bytes", size).Msg("file system full: released the store's reserve to free space")
+			return
+		}
+	}
+	e.restoreReserve()
+}
+
+// restoreReserve creates a missing reserve, or says why it cannot.
+func (e *Engine) restoreReserve() {
+	size := e.opts.reserveBytes()
+	ok, err := ensureReserve(e.dir, size)
+	switch {
+	case err != nil:
+		e.log.Warn().Err(err).Msg("cannot create the store's reserve")
+	case !ok:
+		e.log.Warn().Int64("bytes", size).Msg("file system nearly full: the store has no reserve (free space on it; the reserve is recreated at the next open)")
+	}
+}
+
+// useReserve releases the reserve while the store runs: a commit that ran
+// out of space (a map page or slot record of a sparse file, the journal,
+// LevelDB) retries once with the reserve's space, instead of failing the
+// store. It reports whether there was a reserve to release. The next open
+// (or Close) recreates it when there is room.
+func (e *Engine) useReserve() bool {
+	if e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
+		return false
+	}
+	err := os.Remove(filepath.Join(e.dir, reserveName))
+	if err != nil {
+		return false
+	}
+	e.reserveReleased = true
+	e.log.Error().Int64("bytes", e.opts.reserveBytes()).Msg("file system full: released the store's reserve to finish a commit; writes of new blocks fail with no space until space is freed")
+	return true
+}
