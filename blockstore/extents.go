@@ -20,6 +20,7 @@ type Extents struct {
 	fs       vfs.FS
 	dir      string
 	slotsPer uint64
+	readOnly bool
 
 	// mu guards files (append-only; entries are never replaced) and closed.
 	mu     sync.RWMutex
@@ -51,13 +52,22 @@ func OpenExtents(dir string, extentSize int64) (*Extents, error) {
 // left behind; a missing or wrongly sized extent file is a *DamageError
 // (wrapping ErrCorrupt) naming it, which RepairExtents repairs.
 func OpenExtentsFS(fsys vfs.FS, dir string, extentSize int64) (*Extents, error) {
+	return OpenExtentsWith(fsys, dir, extentSize, false)
+}
+
+// OpenExtentsWith is OpenExtentsFS, read-only if readOnly: nothing is
+// created, removed or written (leftovers of an interrupted Grow are
+// ignored, a missing manifest is not written), and writes fail.
+func OpenExtentsWith(fsys vfs.FS, dir string, extentSize int64, readOnly bool) (*Extents, error) {
 	if extentSize <= 0 || extentSize%BlockSize != 0 {
 		return nil, fmt.Errorf("blockstore: extent size %d is not a positive multiple of %d", extentSize, BlockSize)
 	}
-	if err := fsys.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("blockstore: %w", err)
+	if !readOnly {
+		if err := fsys.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("blockstore: %w", err)
+		}
 	}
-	l, err := scanLayout(fsys, dir)
+	l, err := scanLayout(fsys, dir, readOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -65,14 +75,14 @@ func OpenExtentsFS(fsys vfs.FS, dir string, extentSize int64) (*Extents, error) 
 		return nil, err
 	}
 	n := l.count()
-	if l.manifest != int64(n) {
+	if l.manifest != int64(n) && !readOnly {
 		// A store made before the manifest, or a Grow that crashed after
 		// its files were in place but before the manifest was.
 		if err := writeManifest(fsys, dir, n); err != nil {
 			return nil, err
 		}
 	}
-	s := &Extents{fs: fsys, dir: dir, slotsPer: uint64(extentSize / BlockSize)}
+	s := &Extents{fs: fsys, dir: dir, slotsPer: uint64(extentSize / BlockSize), readOnly: readOnly}
 	for i := range n {
 		e, err := s.openExtent(i)
 		if err != nil {
@@ -87,15 +97,19 @@ func OpenExtentsFS(fsys vfs.FS, dir string, extentSize int64) (*Extents, error) 
 func (s *Extents) openExtent(i int) (*extent, error) {
 	dataName, metaName := extentName(s.dir, i)
 	e := &extent{}
+	flag := os.O_RDWR
+	if s.readOnly {
+		flag = os.O_RDONLY
+	}
 	var err error
-	if e.data, err = s.fs.OpenFile(dataName, os.O_RDWR, 0); err != nil {
+	if e.data, err = s.fs.OpenFile(dataName, flag, 0); err != nil {
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
-	if e.meta, err = s.fs.OpenFile(metaName, os.O_RDWR, 0); err != nil {
+	if e.meta, err = s.fs.OpenFile(metaName, flag, 0); err != nil {
 		e.close()
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
-	if e.direct, err = s.fs.OpenFile(dataName, os.O_RDWR|vfs.Direct, 0); err != nil {
+	if e.direct, err = s.fs.OpenFile(dataName, flag|vfs.Direct, 0); err != nil {
 		e.close()
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
@@ -151,6 +165,9 @@ func (s *Extents) Grow() error {
 	s.mu.RUnlock()
 	if closed {
 		return ErrClosed
+	}
+	if s.readOnly {
+		return fmt.Errorf("blockstore: grow %s: opened read-only", s.dir)
 	}
 	if err := s.createExtent(n); err != nil {
 		return err

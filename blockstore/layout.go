@@ -56,7 +56,7 @@ func parseExtentName(name string) (int, string, bool) {
 	return 0, "", false
 }
 
-func scanLayout(fsys vfs.FS, dir string) (*layout, error) {
+func scanLayout(fsys vfs.FS, dir string, readOnly bool) (*layout, error) {
 	ents, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: %w", err)
@@ -64,6 +64,9 @@ func scanLayout(fsys vfs.FS, dir string) (*layout, error) {
 	l := &layout{fs: fsys, dir: dir, dats: map[int]int64{}, metas: map[int]int64{}, manifest: -1}
 	var removed bool
 	remove := func(name string) error {
+		if readOnly {
+			return nil
+		}
 		if err := fsys.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("blockstore: remove leftover: %w", err)
 		}

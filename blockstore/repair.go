@@ -48,7 +48,7 @@ func RepairExtentsFS(fsys vfs.FS, dir string, extentSize int64) ([]string, error
 			done = append(done, fmt.Sprintf("%s was not a regular file: moved aside to %s, recreated empty", path, filepath.Base(aside)))
 		}
 	}
-	l, err := scanLayout(fsys, dir)
+	l, err := scanLayout(fsys, dir, false)
 	if err != nil {
 		return done, err
 	}
