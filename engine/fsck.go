@@ -136,6 +136,9 @@ type fsck struct {
 	ixOps []index.Op
 	ixPut map[index.Key]uint64 // the puts in ixOps, for lookups
 	quar  map[uint64]mapEntry  // map entries to rewrite (of one map)
+	// rescan holds the maps repair rewrote entries of: their counts of
+	// mapped and quarantined blocks are taken again.
+	rescan map[*Map]bool
 }
 
 // badSlot is a live slot whose data or mapping is wrong: the maps are
@@ -224,6 +227,11 @@ func (f *fsck) run() error {
 	}
 	if err := e.reloadSlots(); err != nil {
 		return err
+	}
+	for m := range f.rescan {
+		if err := m.scan(nil); err != nil {
+			return err
+		}
 	}
 	rep.Repaired = !rep.Consistent() || rep.MapsRebuilt+rep.MapsLost > 0
 	return nil
@@ -321,6 +329,10 @@ func (f *fsck) flushQuarantine(m *Map) error {
 	}
 	err := m.writeEntries(f.quar)
 	clear(f.quar)
+	if f.rescan == nil {
+		f.rescan = map[*Map]bool{}
+	}
+	f.rescan[m] = true
 	return err
 }
 
