@@ -68,7 +68,7 @@ func (r *FsckReport) problem(format string, a ...any) {
 // each slot record and index entry against them, and verifies every stored
 // block's digest. Damaged and lost blocks are reported as device block
 // ranges. With repair it rebuilds what can be derived and quarantines what
-// cannot (see fsckRun). Writers wait while it runs.
+// cannot (see fsck.run). Writers wait while it runs.
 //
 // Memory: 12 bytes and 1 bit per slot of the store (an expected reference
 // count and a fingerprint of the key the maps name for the slot, and a bit
@@ -89,8 +89,11 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 		// which rebuilds it from the slot records.
 		cause := err
 		if err = e.replaceIndex(cause); err == nil {
-			rep = FsckReport{}
+			first := rep
+			rep = FsckReport{MapsRebuilt: first.MapsRebuilt}
+			rep.Problems = first.Problems
 			rep.problem("%v: moved aside and rebuilt from the slot records", cause)
+			// (maps the first run moved aside are listed again by listLostMaps)
 			f = &fsck{e: e, rep: &rep, repair: repair}
 			err = f.run()
 			rep.IndexStale++ // the damaged index was stale
