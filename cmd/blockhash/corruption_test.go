@@ -104,6 +104,14 @@ func corruptCases() []corruptCase {
 		{name: "extent data a directory", damage: dir(ext(1, ".dat")), touch: []string{"stats"}, wantErr: "extent-000001.dat", lost: []string{"a"}},
 		{name: "extent data missing (last)", damage: remove(ext(lastExtent, ".dat")), touch: []string{"export", "c"}, wantErr: "extent",
 			lost: []string{"c"}, skipA: "a missing last extent is noticed at open by H3's extent manifest; here the read fails with 'slot out of range'"},
+		// Issue 8 item 1: a kill while the store grows leaves empty files.
+		{name: "extent files empty (growth cut short)", damage: func(t *testing.T, s string) {
+			for _, suffix := range []string{".dat", ".meta"} {
+				if err := os.WriteFile(filepath.Join(s, ext(lastExtent+1, suffix)), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, touch: []string{"stats"}, wantErr: "extent-000012.dat"},
 		{name: "index CURRENT missing", damage: remove("index/CURRENT"), touch: []string{"stats"}, wantErr: "CURRENT"},
 		{name: "index CURRENT garbage", damage: garbage("index/CURRENT"), touch: []string{"stats"}, wantErr: "index"},
 		{name: "index MANIFEST truncated", damage: truncate("index/MANIFEST-*", 10), touch: []string{"stats"}, wantErr: "MANIFEST"},
