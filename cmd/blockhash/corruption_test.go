@@ -32,6 +32,7 @@ type corruptCase struct {
 	lost    []string // devices that lose blocks (listed by fsck)
 	gone    string   // a device that vanishes unlisted (its map file is gone)
 	skip    string   // why (b)-(d) depend on another branch's work
+	recover []string // the repair command before fsck (default: none)
 	skipA   string   // why (a) depends on another branch's work
 }
 
@@ -80,9 +81,9 @@ func corruptCases() []corruptCase {
 	exportA := []string{"export", "a"}
 	return []corruptCase{
 		{name: "superblock flipped", damage: at("superblock", 20), touch: []string{"stats"}, wantErr: "superblock",
-			skip: "superblock rebuild is H5's branch"},
+			recover: []string{"init", "--recover-superblock"}},
 		{name: "superblock missing", damage: remove("superblock"), touch: []string{"stats"}, wantErr: "superblock",
-			skip: "superblock refusal and rebuild are H5's branch"},
+			recover: []string{"init", "--recover-superblock"}},
 		{name: "journal garbage", damage: garbage("journal"), touch: []string{"stats"}},
 		{name: "journal is a directory", damage: dir("journal"), touch: []string{"stats"}, wantErr: "journal"},
 		{name: "map header flipped", damage: at("devices/a.map", 40), touch: exportA, wantErr: "a.map"},
@@ -177,6 +178,9 @@ func TestCorruptionCampaign(t *testing.T) {
 			}
 			if tc.skip != "" {
 				t.Skip("(a) checked; (b)-(d) depend on another branch: " + tc.skip)
+			}
+			if tc.recover != nil {
+				mustCLI(t, store, tc.recover...)
 			}
 
 			// (b) fsck lists the lost data by device and block (with
