@@ -146,6 +146,9 @@ type Engine struct {
 	// reserveReleased is set when Open released the reserve (FreeingSpace
 	// on a full file system); closeFiles recreates it.
 	reserveReleased bool
+	// lowSpace is set while the reserve is released at run time (useReserve):
+	// no new extent until it can be made again (mayGrow).
+	lowSpace atomic.Bool
 }
 
 type slotTag struct {
@@ -767,6 +770,9 @@ func (e *Engine) allocRun(n int) ([]uint64, error) {
 		return run, nil
 	}
 	if a.hwm >= e.bs.Slots() {
+		if !e.mayGrow() {
+			return nil, fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
+		}
 		if err := e.bs.Grow(); err != nil {
 			return nil, err
 		}

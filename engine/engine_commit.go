@@ -78,8 +78,9 @@ func (e *Engine) commit() error {
 	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
 		return nil
 	}
+	e.reserveFor(rec, puts, sealed)
 	err := e.persist(rec, puts, sealed)
-	if err != nil && errors.Is(err, syscall.ENOSPC) && e.useReserve() {
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, blockstore.ErrFull)) && e.useReserve() {
 		err = e.persist(rec, puts, sealed) // every step is idempotent
 	}
 	if err != nil {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"blockhash/index"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -103,6 +104,7 @@ func (e *Engine) openReserve() {
 		}
 		if released {
 			e.reserveReleased = true
+			e.lowSpace.Store(true) // no new extent into the reserve's space (mayGrow)
 			e.log.Warn().Int64("bytes", size).Msg("file system full: released the store's reserve to free space")
 			return
 		}
@@ -136,6 +138,56 @@ func (e *Engine) useReserve() bool {
 		return false
 	}
 	e.reserveReleased = true
+	e.lowSpace.Store(true)
 	e.log.Error().Int64("bytes", e.opts.reserveBytes()).Msg("file system full: released the store's reserve to finish a commit; writes of new blocks fail with no space until space is freed")
 	return true
+}
+
+// mayGrow reports whether the store may add an extent: not while the
+// reserve it released at run time is missing (its space is for metadata),
+// unless there is room to make it again now.
+func (e *Engine) mayGrow() bool {
+	if !e.lowSpace.Load() {
+		return true
+	}
+	ok, err := ensureReserve(e.dir, e.opts.reserveBytes())
+	if err != nil || !ok {
+		return false
+	}
+	e.lowSpace.Store(false)
+	e.log.Info().Msg("space freed: the store's reserve is back and new blocks are stored again")
+	return true
+}
+
+// reserveFor releases the reserve before a commit that may not find the
+// space its metadata needs: LevelDB cannot be retried after a failed log
+// write (goleveldb keeps the error), so running out of space halfway is
+// worse than using the reserve first. The estimate is an upper bound:
+// the journal record, a map page per changed entry's page, a slot record
+// page per changed slot's page and LevelDB's log.
+func (e *Engine) reserveFor(rec *record, puts []index.Op, sealed []sealedMap) {
+	if e.lowSpace.Load() || e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
+		return
+	}
+	free, err := freeBytes(e.dir)
+	if err != nil {
+		return
+	}
+	journal := int64(journalHeaderSize + 12 + len(rec.Maps)*mapChangeSize + len(rec.Slots)*slotChangeSize)
+	leveldb := int64(len(puts)+len(rec.Slots)) * 64
+	slots := int64(len(rec.Slots)) * blockstore.MetaSize
+	if free > 2*(journal+leveldb+slots)+int64(len(rec.Maps))*mapPageSize {
+		return // plenty, whatever the pages
+	}
+	pages := int64(0)
+	for _, sm := range sealed {
+		seen := map[uint64]bool{}
+		for lba := range sm.entries {
+			seen[lba/mapPerPage] = true
+		}
+		pages += int64(len(seen))
+	}
+	if free < journal+leveldb+slots+pages*mapPageSize+(1<<20) {
+		e.useReserve()
+	}
 }

@@ -98,6 +98,9 @@ func DecodeSuperblock(b []byte) (Superblock, error) {
 func readSuperblock(fsys vfs.FS, dir string) (Superblock, error) {
 	b, err := vfs.ReadFile(fsys, filepath.Join(dir, superblockName))
 	if errors.Is(err, fs.ErrNotExist) {
+		if f := strayStoreFile(dir); f != "" {
+			return Superblock{}, fmt.Errorf("%w: %s: superblock missing, but the directory holds a store (%s): rebuild it with blockhash init --recover-superblock", ErrCorrupt, dir, f)
+		}
 		return Superblock{}, fmt.Errorf("%w: %s", ErrNoStore, dir)
 	}
 	if err != nil {
