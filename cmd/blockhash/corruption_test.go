@@ -103,16 +103,20 @@ func corruptCases() []corruptCase {
 		{name: "extent data truncated", damage: truncate(ext(1, ".dat"), 5000), touch: []string{"stats"}, wantErr: "extent-000001.dat", lost: []string{"a"}},
 		{name: "extent data missing (middle)", damage: remove(ext(1, ".dat")), touch: []string{"stats"}, wantErr: "extent", lost: []string{"a"}},
 		{name: "extent data a directory", damage: dir(ext(1, ".dat")), touch: []string{"stats"}, wantErr: "extent-000001.dat", lost: []string{"a"}},
-		{name: "extent data missing (last)", damage: remove(ext(lastExtent, ".dat")), touch: []string{"export", "c"}, wantErr: "extent",
-			lost: []string{"c"}, skipA: "a missing last extent is noticed at open by H3's extent manifest; here the read fails with 'slot out of range'"},
-		// Issue 8 item 1: a kill while the store grows leaves empty files.
+		// The extent manifest counts the extents: a lost last one is
+		// noticed at open.
+		{name: "extent data missing (last)", damage: remove(ext(lastExtent, ".dat")), touch: []string{"export", "c"}, wantErr: "extent-" + pad(lastExtent) + ".dat",
+			lost: []string{"c"}},
+		// Issue 8 item 1: a kill while the store grows left empty files
+		// (older code). Beyond the extent manifest's count they are the
+		// leftovers of a growth that never completed: open removes them.
 		{name: "extent files empty (growth cut short)", damage: func(t *testing.T, s string) {
 			for _, suffix := range []string{".dat", ".meta"} {
 				if err := os.WriteFile(filepath.Join(s, ext(lastExtent+1, suffix)), nil, 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
-		}, touch: []string{"stats"}, wantErr: "extent-000012.dat"},
+		}, touch: []string{"stats"}},
 		{name: "index CURRENT missing", damage: remove("index/CURRENT"), touch: []string{"stats"}, wantErr: "CURRENT"},
 		{name: "index CURRENT garbage", damage: garbage("index/CURRENT"), touch: []string{"stats"}, wantErr: "index"},
 		{name: "index MANIFEST truncated", damage: truncate("index/MANIFEST-*", 10), touch: []string{"stats"}, wantErr: "MANIFEST"},
