@@ -63,4 +63,14 @@
 // freeing space (Options.FreeingSpace) release on a full file system.
 // RecoverSuperblock rebuilds a lost or damaged superblock from the extent
 // files and the stored blocks (recover.go).
+//
+// # Files and power cuts
+//
+// Every file operation goes through Options.FS (package vfs; the real file
+// system when nil), the index's LevelDB included. Open syncs the journal
+// and the store's directories before it acts on them (after a failed sync
+// they may hold what never reached the disk). The power-cut property test
+// (crashfs_test.go) runs random device operations on a vfs.CrashFS against
+// a reference model and cuts the power, or fails a file operation with
+// EIO, at thousands of random points, with a second cut during reopen.
 package engine
