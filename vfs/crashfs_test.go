@@ -305,3 +305,18 @@ func TestCrashFSNamespace(t *testing.T) {
 		t.Fatal("wrote through a read-only handle")
 	}
 }
+
+func TestCrashFSFreeBytes(t *testing.T) {
+	c := vfs.NewCrashFS(1)
+	if n, err := c.FreeBytes("/"); err != nil || n <= 0 {
+		t.Fatalf("free: %d %v", n, err)
+	}
+	c.SetFreeBytes(123)
+	if n, _ := c.FreeBytes("/"); n != 123 {
+		t.Fatalf("free after SetFreeBytes: %d", n)
+	}
+	c.Crash()
+	if _, err := c.FreeBytes("/"); !errors.Is(err, vfs.ErrCrashed) {
+		t.Fatalf("free after the crash: %v", err)
+	}
+}
