@@ -32,3 +32,18 @@ func (e *CorruptError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrCorrupt) hold.
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// DamageError names a store file that is missing or has the wrong size.
+// RepairExtents repairs it (the slot records it lost are then rebuilt by
+// the layer above).
+type DamageError struct {
+	File    string // path
+	Problem string
+}
+
+func (e *DamageError) Error() string {
+	return fmt.Sprintf("blockstore: %s: %s (blockhash fsck --repair recreates it)", e.File, e.Problem)
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) hold.
+func (e *DamageError) Unwrap() error { return ErrCorrupt }

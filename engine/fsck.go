@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -246,14 +245,14 @@ func (f *fsck) run() error {
 // listLostMaps lists the devices whose maps repair moved aside (until the
 // moved files are deleted): their data is lost.
 func (f *fsck) listLostMaps() {
-	ents, _ := os.ReadDir(filepath.Join(f.e.dir, "devices"))
+	ents, _ := f.e.fs.ReadDir(filepath.Join(f.e.dir, "devices"))
 	for _, de := range ents {
-		name, _, ok := strings.Cut(de.Name(), ".map.damaged-")
+		name, _, ok := strings.Cut(de.Name, ".map.damaged-")
 		if !ok || slices.ContainsFunc(f.ranges.ranges, func(r DamagedRange) bool { return r.Device == name && r.Blocks == 0 }) {
 			continue
 		}
 		f.rep.MapsLost++
-		f.ranges.addRange(DamagedRange{Device: name, Why: WhyMapLost + " (moved aside to devices/" + de.Name() + "; delete it to forget the device)"})
+		f.ranges.addRange(DamagedRange{Device: name, Why: WhyMapLost + " (moved aside to devices/" + de.Name + "; delete it to forget the device)"})
 	}
 }
 

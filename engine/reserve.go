@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 )
 
 // The reserve ("reserve" in the store directory) is space the store keeps
@@ -32,7 +32,7 @@ const DefaultReserveBytes = 16 << 20
 
 // freeBytes reports the space left on dir's file system; tests replace it
 // to play a full one.
-var freeBytes = blockstore.FreeBytes
+var freeBytes = func(fsys vfs.FS, dir string) (int64, error) { return blockstore.FreeBytesFS(fsys, dir) }
 
 func (o *Options) reserveBytes() int64 {
 	switch {
@@ -47,23 +47,23 @@ func (o *Options) reserveBytes() int64 {
 // ensureReserve creates or completes dir's reserve of size bytes if the
 // file system has room for it and as much again. It reports whether the
 // reserve is whole.
-func ensureReserve(dir string, size int64) (bool, error) {
+func ensureReserve(fsys vfs.FS, dir string, size int64) (bool, error) {
 	if size <= 0 {
 		return true, nil
 	}
 	path := filepath.Join(dir, reserveName)
-	if have, err := blockstore.AllocatedBytes(path); err == nil && have >= size {
+	if st, err := fsys.Stat(path); err == nil && st.Allocated >= size {
 		return true, nil
 	}
-	free, err := freeBytes(dir)
+	free, err := freeBytes(fsys, dir)
 	if err != nil {
 		return false, err
 	}
 	if free < 2*size {
 		return false, nil
 	}
-	if err := blockstore.PreallocateFile(path, size); err != nil {
-		os.Remove(path)
+	if err := blockstore.PreallocateFileFS(fsys, path, size); err != nil {
+		fsys.Remove(path)
 		return false, err
 	}
 	return true, nil
@@ -71,18 +71,18 @@ func ensureReserve(dir string, size int64) (bool, error) {
 
 // releaseReserve deletes dir's reserve if its file system has less than
 // size bytes free. It reports whether it did.
-func releaseReserve(dir string, size int64) (bool, error) {
+func releaseReserve(fsys vfs.FS, dir string, size int64) (bool, error) {
 	if size <= 0 {
 		return false, nil
 	}
-	free, err := freeBytes(dir)
+	free, err := freeBytes(fsys, dir)
 	if err != nil {
 		return false, err
 	}
 	if free >= size {
 		return false, nil
 	}
-	err = os.Remove(filepath.Join(dir, reserveName))
+	err = fsys.Remove(filepath.Join(dir, reserveName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -98,7 +98,7 @@ func releaseReserve(dir string, size int64) (bool, error) {
 func (e *Engine) openReserve() {
 	size := e.opts.reserveBytes()
 	if e.opts.FreeingSpace {
-		released, err := releaseReserve(e.dir, size)
+		released, err := releaseReserve(e.fs, e.dir, size)
 		if err != nil {
 			e.log.Warn().Err(err).Msg("cannot release the store's reserve")
 		}
@@ -115,7 +115,7 @@ func (e *Engine) openReserve() {
 // restoreReserve creates a missing reserve, or says why it cannot.
 func (e *Engine) restoreReserve() {
 	size := e.opts.reserveBytes()
-	ok, err := ensureReserve(e.dir, size)
+	ok, err := ensureReserve(e.fs, e.dir, size)
 	switch {
 	case err != nil:
 		e.log.Warn().Err(err).Msg("cannot create the store's reserve")
@@ -133,7 +133,7 @@ func (e *Engine) useReserve() bool {
 	if e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
 		return false
 	}
-	err := os.Remove(filepath.Join(e.dir, reserveName))
+	err := e.fs.Remove(filepath.Join(e.dir, reserveName))
 	if err != nil {
 		return false
 	}
