@@ -150,7 +150,7 @@ func (e *Engine) mayGrow() bool {
 	if !e.lowSpace.Load() {
 		return true
 	}
-	ok, err := ensureReserve(e.dir, e.opts.reserveBytes())
+	ok, err := ensureReserve(e.fs, e.dir, e.opts.reserveBytes())
 	if err != nil || !ok {
 		return false
 	}
@@ -169,7 +169,7 @@ func (e *Engine) reserveFor(rec *record, puts []index.Op, sealed []sealedMap) {
 	if e.lowSpace.Load() || e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
 		return
 	}
-	free, err := freeBytes(e.dir)
+	free, err := freeBytes(e.fs, e.dir)
 	if err != nil {
 		return
 	}
