@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest soak powercut-soak bench fuzz fuzz-long run demo clean vet
+.PHONY: all build unit test vmtest soak bench fuzz fuzz-long run demo clean vet
 
 all: build
 
@@ -35,15 +35,13 @@ test: unit vmtest
 SOAK_SCENARIOS ?= daemon_kill_campaign powercut
 SOAK_CYCLES    ?= 100
 SOAK_TIMEOUT   ?= 3600
-soak: fuzz-long powercut-soak
+# On the host: 50,000 simulated power cuts (make test: 1,500) and 100
+# SIGKILLs of a writing process (make test: 25).
+soak: fuzz-long
+	BLOCKHASH_POWERCUT_CRASHES=50000 $(GO) test -count=1 -timeout 2h -run '^TestPowerCutProperty$$' ./engine/
+	BLOCKHASH_CRASH_ITERATIONS=100 $(GO) test -count=1 -timeout 1h -run '^TestCrashRecovery$$' ./engine/
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --env BHVM_CYCLES=$(SOAK_CYCLES) --scenario-timeout $(SOAK_TIMEOUT) \
 		$(foreach s,$(SOAK_SCENARIOS),--scenario $(s))
-
-# The engine's power-cut property test (vfs.CrashFS) with many more cuts
-# than make unit's 1500 (about 8 minutes on 2 cores).
-POWERCUT_CRASHES ?= 100000
-powercut-soak:
-	BLOCKHASH_POWERCUT_CRASHES=$(POWERCUT_CRASHES) $(GO) test -count=1 -run '^TestPowerCutProperty$$' -timeout 60m -v ./engine/
 
 # Speed and memory figures (reported, never asserted).
 bench: build

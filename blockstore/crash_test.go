@@ -207,7 +207,7 @@ func TestRepairExtents(t *testing.T) {
 		{"data is a directory", func(dir string) error {
 			path := filepath.Join(dir, "extent-000002.dat")
 			return errors.Join(os.Remove(path), os.Mkdir(path, 0o700))
-		}, []string{"extent-000002.dat"}},
+		}, []string{"extent-000002.dat", "extent-000002.dat"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

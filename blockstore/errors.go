@@ -23,11 +23,12 @@ var (
 // CorruptError names the slots whose records failed their checksum.
 type CorruptError struct {
 	What  string
+	File  string // the file holding the first one
 	Slots []Slot
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("blockstore: corrupt %s in %d slot(s), first %d", e.What, len(e.Slots), e.Slots[0])
+	return fmt.Sprintf("blockstore: %s: corrupt %s in %d slot(s), first %d", e.File, e.What, len(e.Slots), e.Slots[0])
 }
 
 // Unwrap makes errors.Is(err, ErrCorrupt) hold.

@@ -307,6 +307,7 @@ func (s *Extents) ReadMeta(first Slot, recs []Meta) error {
 		return nil
 	}
 	var bad []Slot
+	var file string
 	err := s.locate(first, uint64(len(recs)), func(e *extent, idx, cnt, done uint64) error {
 		buf := make([]byte, cnt*MetaSize)
 		if _, err := e.meta.ReadAt(buf, int64(idx)*MetaSize); err != nil {
@@ -315,6 +316,9 @@ func (s *Extents) ReadMeta(first Slot, recs []Meta) error {
 		for i := range cnt {
 			m, ok := DecodeMeta(buf[i*MetaSize:])
 			if !ok {
+				if bad == nil {
+					file = e.meta.Name()
+				}
 				bad = append(bad, first+Slot(done+i))
 			}
 			recs[done+i] = m
@@ -325,7 +329,7 @@ func (s *Extents) ReadMeta(first Slot, recs []Meta) error {
 		return err
 	}
 	if bad != nil {
-		return &CorruptError{What: "slot record", Slots: bad}
+		return &CorruptError{What: "slot record", File: file, Slots: bad}
 	}
 	return nil
 }

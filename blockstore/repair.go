@@ -37,7 +37,6 @@ func RepairExtentsFS(fsys vfs.FS, dir string, extentSize int64) ([]string, error
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
 	var done []string
-	movedAside := map[string]bool{} // said already: "moved aside, recreated empty"
 	stamp := time.Now().UTC().Format("20060102T150405")
 	for _, de := range ents {
 		if _, kind, ok := parseExtentName(de.Name); ok && kind != ".tmp" && de.IsDir {
@@ -47,7 +46,6 @@ func RepairExtentsFS(fsys vfs.FS, dir string, extentSize int64) ([]string, error
 				return done, fmt.Errorf("blockstore: move %s aside: %w", path, err)
 			}
 			done = append(done, fmt.Sprintf("%s was not a regular file: moved aside to %s, recreated empty", path, filepath.Base(aside)))
-			movedAside[path] = true
 		}
 	}
 	l, err := scanLayout(fsys, dir, false)
@@ -82,9 +80,7 @@ func RepairExtentsFS(fsys vfs.FS, dir string, extentSize int64) ([]string, error
 			if err != nil {
 				return done, err
 			}
-			if !movedAside[f.path] {
-				done = append(done, msg)
-			}
+			done = append(done, msg)
 		}
 	}
 	if len(done) > 0 {

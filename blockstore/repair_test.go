@@ -23,7 +23,7 @@ func TestRepairExtents(t *testing.T) {
 			p := filepath.Join(d, "extent-000001.dat")
 			os.Remove(p)
 			return os.Mkdir(p, 0o700)
-		}, 1},
+		}, 2}, // moved aside, then recreated
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

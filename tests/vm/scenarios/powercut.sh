@@ -64,6 +64,10 @@ _pc_exit() {
 		wait "$BH_PID" 2>/dev/null
 		BH_PID=""
 	fi
+	# a stop keeps the kernel devices for the next daemon: none comes
+	for _id in 0 1; do
+		[ -e /sys/class/ublk-char/ublkc$_id ] && timeout 20 ublktest del -n $_id >/dev/null 2>&1
+	done
 	umount "$mnt" 2>/dev/null
 	dmsetup remove --noudevsync "$dm" 2>/dev/null
 	losetup -d "$loop" 2>/dev/null
