@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"blockhash/blockstore"
 	"blockhash/index"
 	"blockhash/vfs"
 )
@@ -32,7 +33,8 @@ import (
 // Environment: BLOCKHASH_POWERCUT_CRASHES (default 1500, 200 with -short;
 // make soak runs more), BLOCKHASH_POWERCUT_SEED (rerun a failure),
 // BLOCKHASH_POWERCUT_MODE (tear, prefix or drop: one crash mode only),
-// BLOCKHASH_POWERCUT_EIO=0 (power cuts only, no injected I/O errors).
+// BLOCKHASH_POWERCUT_EIO=0 (power cuts only, no injected I/O errors or
+// full disk).
 
 const (
 	propDir     = "/store"
@@ -98,7 +100,8 @@ type propRun struct {
 	nextDev  int
 	crashes  int
 	replays  int      // second crashes that hit a reopen
-	ioErrors int      // I/O errors injected instead of a power cut
+	ioErrors int      // I/O errors or a full disk injected instead of a power cut
+	fulls    int      // of which the disk did fill
 	cause    string   // of the last failure
 	trace    []string // the file operations since the last reopen (BLOCKHASH_POWERCUT_TRACE=1)
 	ops      int
@@ -179,7 +182,8 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 		op.acked = err == nil
 		ops = append(ops, op)
 		if err != nil {
-			if p.fs.Crashed() == nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, ErrFailed) {
+			if p.fs.Crashed() == nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, ErrFailed) &&
+				!errors.Is(err, blockstore.ErrFull) && !vfs.IsNoSpace(err) {
 				p.t.Fatalf("%c %s: %v", op.kind, op.dev, err)
 			}
 			break
@@ -351,9 +355,22 @@ func TestPowerCutProperty(t *testing.T) {
 			// store must stop cleanly and reopen on the same files.
 			p.trace = nil
 			p.traced()
-			ioError := p.r.IntN(4) == 0 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
+			k := p.r.IntN(8)
+			ioError := k < 2 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
+			diskFull := k == 2 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
 			p.cause = "power cut"
-			if ioError {
+			switch {
+			case diskFull:
+				n := int64(p.r.IntN(256 << 10))
+				full := vfs.NoSpaceAfter(n)
+				p.fs.SetFault(func(op vfs.Op) error {
+					err := full(op)
+					if err != nil && !strings.HasPrefix(p.cause, "ENOSPC") {
+						p.cause = fmt.Sprintf("ENOSPC after %d bytes, first on %s %s", n, op.Kind, op.Path)
+					}
+					return err
+				})
+			case ioError:
 				fail := vfs.FailNth(int64(p.r.IntN(400)+1), syscall.EIO)
 				p.fs.SetFault(func(op vfs.Op) error {
 					err := fail(op)
@@ -362,14 +379,17 @@ func TestPowerCutProperty(t *testing.T) {
 					}
 					return err
 				})
-			} else {
+			default:
 				p.fs.CrashAfter(int64(p.r.IntN(400)))
 			}
 			ops := p.workload(e, 60)
 			e.Close()
-			if ioError {
+			if ioError || diskFull {
 				p.fs.SetFault(nil)
 				p.ioErrors++
+				if strings.HasPrefix(p.cause, "ENOSPC") {
+					p.fulls++
+				}
 			} else {
 				img := p.fs.Crashed()
 				if img == nil {
@@ -393,6 +413,7 @@ func TestPowerCutProperty(t *testing.T) {
 		total.crashes += p.crashes
 		total.replays += p.replays
 		total.ioErrors += p.ioErrors
+		total.fulls += p.fulls
 		total.ops += p.ops
 		total.acked += p.acked
 		total.matchAge = append(total.matchAge, p.matchAge...)
@@ -403,8 +424,8 @@ func TestPowerCutProperty(t *testing.T) {
 			lost++
 		}
 	}
-	t.Logf("%d failures (%d of them an I/O error, the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes; %d failures kept operations past the last flush",
-		total.crashes, total.ioErrors, total.replays, total.ops, total.acked, lost)
+	t.Logf("%d failures (%d of them an I/O error or a full disk (%d filled up), the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes; %d failures kept operations past the last flush",
+		total.crashes, total.ioErrors, total.fulls, total.replays, total.ops, total.acked, lost)
 	if total.acked == 0 || total.replays == 0 {
 		t.Fatal("no flush acknowledged or no second crash: the test checked little")
 	}
