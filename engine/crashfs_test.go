@@ -343,7 +343,9 @@ func TestPowerCutProperty(t *testing.T) {
 		s := seed + uint64(first)
 		p := &propRun{t: t, r: rand.New(rand.NewPCG(s, 9)), fs: vfs.NewCrashFS(s), model: propState{}}
 		p.fs.SetMode(modes[(first/perStore)%len(modes)])
-		if err := Create(propDir, Options{FS: p.fs, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve}); err != nil {
+		// Every other store verifies blocks byte for byte before sharing.
+		verify := (first/perStore)%2 == 1
+		if err := Create(propDir, Options{FS: p.fs, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve, Verify: verify}); err != nil {
 			t.Fatal(err)
 		}
 		e, err := Open(propDir, p.opts())
