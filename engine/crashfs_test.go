@@ -432,3 +432,136 @@ func TestPowerCutProperty(t *testing.T) {
 		t.Fatal("no flush acknowledged or no second crash: the test checked little")
 	}
 }
+
+// TestPowerCutDuringRepair cuts the power at random points of fsck --repair
+// (Open with Repair, then Fsck(true)) of a store with damaged slot records:
+// the store must open afterwards (with Repair: the records may still be
+// damaged) with every device as it was, and a second repair must leave it
+// consistent.
+func TestPowerCutDuringRepair(t *testing.T) {
+	cuts := 150
+	if testing.Short() {
+		cuts = 30
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 5))
+	base := vfs.NewCrashFS(seed)
+	o := Options{FS: base, CommitInterval: -1, ReserveBytes: propReserve,
+		Index: index.Options{CacheEntries: 256, WriteBufferBytes: 32 << 10, BlockCacheBytes: 1 << 20}}
+	if err := Create(propDir, Options{FS: base, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(propDir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := propState{}
+	for _, name := range []string{"a", "b"} {
+		d, err := e.CreateDevice(name, propDevSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = make([]byte, propDevSize)
+		for range 20 {
+			off := int64(r.IntN(propDevSize/SectorSize)) * SectorSize
+			n := min(int64(r.IntN(24)+1)*SectorSize, propDevSize-off)
+			data := propData(r, off, n)
+			if _, err := d.WriteAt(data, off); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[name][off:], data)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the slot records (some zeroed, one flipped), so the repair
+	// has records, counts and the index to rebuild.
+	for _, d := range []struct {
+		file string
+		off  int64
+		b    []byte
+	}{{"extent-000000.meta", 0, make([]byte, 10*48)}, {"extent-000001.meta", 2*48 + 5, []byte{0xff}}} {
+		f, err := base.OpenFile(propDir+"/blocks/"+d.file, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(d.b, d.off); err != nil {
+			t.Fatal(err)
+		}
+		f.Sync()
+		f.Close()
+	}
+	{ // the damage is there: the store needs its repair
+		ro := o
+		ro.FS = base.CrashClone()
+		if e, err := Open(propDir, ro); err == nil {
+			rep, err := e.Fsck(false)
+			e.Close()
+			if err == nil && rep.OK() {
+				t.Fatal("damaged slot records went unnoticed")
+			}
+		}
+	}
+	var ops int64
+	repair := func(fsys *vfs.CrashFS) error {
+		ro := o
+		ro.FS, ro.Repair = fsys, true
+		e, err := Open(propDir, ro)
+		if err != nil {
+			return err
+		}
+		_, err = e.Fsck(true)
+		return errors.Join(err, e.Close())
+	}
+	{ // how many file operations a repair takes
+		c := base.CrashClone()
+		if err := repair(c); err != nil {
+			t.Fatal(err)
+		}
+		ops = c.Ops()
+	}
+	for range cuts {
+		c := base.CrashClone()
+		c.SetMode([]vfs.CrashMode{vfs.TearLast, vfs.KeepPrefix, vfs.DropUnsynced}[r.IntN(3)])
+		k := int64(r.IntN(int(ops)))
+		c.CrashAfter(k)
+		repair(c)
+		img := c.Crashed()
+		if img == nil {
+			img = c.Crash()
+		}
+		ro := o
+		ro.FS, ro.Repair = img, true
+		e, err := Open(propDir, ro)
+		if err != nil {
+			t.Fatalf("open after a cut %d operations into a repair: %v", k, err)
+		}
+		for name, w := range want {
+			d, err := e.Device(name)
+			if err != nil {
+				t.Fatalf("cut after %d: %v", k, err)
+			}
+			got := make([]byte, propDevSize)
+			if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, w) {
+				t.Fatalf("cut after %d: device %s changed (%v)", k, name, err)
+			}
+		}
+		e.Close()
+		if err := repair(img); err != nil {
+			t.Fatalf("cut after %d: second repair: %v", k, err)
+		}
+		ro.FS, ro.Repair = img, false
+		e, err = Open(propDir, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.Fsck(false)
+		if err != nil || !rep.OK() {
+			t.Fatalf("cut after %d: fsck after the second repair: %v %+v", k, err, rep)
+		}
+		e.Close()
+	}
+	t.Logf("%d cuts in a repair of %d file operations", cuts, ops)
+}
