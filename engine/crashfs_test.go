@@ -434,7 +434,8 @@ func TestPowerCutProperty(t *testing.T) {
 }
 
 // TestPowerCutDuringRepair cuts the power at random points of fsck --repair
-// (Open with Repair, then Fsck(true)) of a store with damaged slot records:
+// (Open with Repair, then Fsck(true)) of a store with damaged slot records
+// and a lost LevelDB CURRENT:
 // the store must open afterwards (with Repair: the records may still be
 // damaged) with every device as it was, and a second repair must leave it
 // consistent.
@@ -492,6 +493,14 @@ func TestPowerCutDuringRepair(t *testing.T) {
 		}
 		f.Sync()
 		f.Close()
+	}
+	// And the index's CURRENT is lost: repair moves the index aside and
+	// rebuilds it from the slot records.
+	if err := base.Remove(propDir + "/index/CURRENT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := base.SyncDir(propDir + "/index"); err != nil {
+		t.Fatal(err)
 	}
 	{ // the damage is there: the store needs its repair
 		ro := o
