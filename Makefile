@@ -52,7 +52,7 @@ bench: build
 # Every decoder's fuzzer, as package:name. Each runs at thousands of
 # executions per second or more (checksummed formats fuzz the bytes before
 # the checksum, and small inputs).
-FUZZERS := blockstore:FuzzDecodeMeta index:FuzzDecodeKey \
+FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDecodeKey \
 	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry \
 	engine:FuzzDecodeRecord daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc
 FUZZTIME ?= 5s

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"blockhash/blockstore"
 	"blockhash/index"
 	"blockhash/vfs"
 )
@@ -32,7 +33,8 @@ import (
 // Environment: BLOCKHASH_POWERCUT_CRASHES (default 1500, 200 with -short;
 // make soak runs more), BLOCKHASH_POWERCUT_SEED (rerun a failure),
 // BLOCKHASH_POWERCUT_MODE (tear, prefix or drop: one crash mode only),
-// BLOCKHASH_POWERCUT_EIO=0 (power cuts only, no injected I/O errors).
+// BLOCKHASH_POWERCUT_EIO=0 (power cuts only, no injected I/O errors or
+// full disk).
 
 const (
 	propDir     = "/store"
@@ -98,7 +100,8 @@ type propRun struct {
 	nextDev  int
 	crashes  int
 	replays  int      // second crashes that hit a reopen
-	ioErrors int      // I/O errors injected instead of a power cut
+	ioErrors int      // I/O errors or a full disk injected instead of a power cut
+	fulls    int      // of which the disk did fill
 	cause    string   // of the last failure
 	trace    []string // the file operations since the last reopen (BLOCKHASH_POWERCUT_TRACE=1)
 	ops      int
@@ -179,7 +182,8 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 		op.acked = err == nil
 		ops = append(ops, op)
 		if err != nil {
-			if p.fs.Crashed() == nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, ErrFailed) {
+			if p.fs.Crashed() == nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, ErrFailed) &&
+				!errors.Is(err, blockstore.ErrFull) && !vfs.IsNoSpace(err) {
 				p.t.Fatalf("%c %s: %v", op.kind, op.dev, err)
 			}
 			break
@@ -339,7 +343,9 @@ func TestPowerCutProperty(t *testing.T) {
 		s := seed + uint64(first)
 		p := &propRun{t: t, r: rand.New(rand.NewPCG(s, 9)), fs: vfs.NewCrashFS(s), model: propState{}}
 		p.fs.SetMode(modes[(first/perStore)%len(modes)])
-		if err := Create(propDir, Options{FS: p.fs, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve}); err != nil {
+		// Every other store verifies blocks byte for byte before sharing.
+		verify := (first/perStore)%2 == 1
+		if err := Create(propDir, Options{FS: p.fs, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve, Verify: verify}); err != nil {
 			t.Fatal(err)
 		}
 		e, err := Open(propDir, p.opts())
@@ -351,9 +357,22 @@ func TestPowerCutProperty(t *testing.T) {
 			// store must stop cleanly and reopen on the same files.
 			p.trace = nil
 			p.traced()
-			ioError := p.r.IntN(4) == 0 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
+			k := p.r.IntN(8)
+			ioError := k < 2 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
+			diskFull := k == 2 && os.Getenv("BLOCKHASH_POWERCUT_EIO") != "0"
 			p.cause = "power cut"
-			if ioError {
+			switch {
+			case diskFull:
+				n := int64(p.r.IntN(256 << 10))
+				full := vfs.NoSpaceAfter(n)
+				p.fs.SetFault(func(op vfs.Op) error {
+					err := full(op)
+					if err != nil && !strings.HasPrefix(p.cause, "ENOSPC") {
+						p.cause = fmt.Sprintf("ENOSPC after %d bytes, first on %s %s", n, op.Kind, op.Path)
+					}
+					return err
+				})
+			case ioError:
 				fail := vfs.FailNth(int64(p.r.IntN(400)+1), syscall.EIO)
 				p.fs.SetFault(func(op vfs.Op) error {
 					err := fail(op)
@@ -362,14 +381,17 @@ func TestPowerCutProperty(t *testing.T) {
 					}
 					return err
 				})
-			} else {
+			default:
 				p.fs.CrashAfter(int64(p.r.IntN(400)))
 			}
 			ops := p.workload(e, 60)
 			e.Close()
-			if ioError {
+			if ioError || diskFull {
 				p.fs.SetFault(nil)
 				p.ioErrors++
+				if strings.HasPrefix(p.cause, "ENOSPC") {
+					p.fulls++
+				}
 			} else {
 				img := p.fs.Crashed()
 				if img == nil {
@@ -393,6 +415,7 @@ func TestPowerCutProperty(t *testing.T) {
 		total.crashes += p.crashes
 		total.replays += p.replays
 		total.ioErrors += p.ioErrors
+		total.fulls += p.fulls
 		total.ops += p.ops
 		total.acked += p.acked
 		total.matchAge = append(total.matchAge, p.matchAge...)
@@ -403,9 +426,151 @@ func TestPowerCutProperty(t *testing.T) {
 			lost++
 		}
 	}
-	t.Logf("%d failures (%d of them an I/O error, the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes; %d failures kept operations past the last flush",
-		total.crashes, total.ioErrors, total.replays, total.ops, total.acked, lost)
+	t.Logf("%d failures (%d of them an I/O error or a full disk (%d filled up), the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes; %d failures kept operations past the last flush",
+		total.crashes, total.ioErrors, total.fulls, total.replays, total.ops, total.acked, lost)
 	if total.acked == 0 || total.replays == 0 {
 		t.Fatal("no flush acknowledged or no second crash: the test checked little")
 	}
+}
+
+// TestPowerCutDuringRepair cuts the power at random points of fsck --repair
+// (Open with Repair, then Fsck(true)) of a store with damaged slot records
+// and a lost LevelDB CURRENT:
+// the store must open afterwards (with Repair: the records may still be
+// damaged) with every device as it was, and a second repair must leave it
+// consistent.
+func TestPowerCutDuringRepair(t *testing.T) {
+	cuts := 150
+	if testing.Short() {
+		cuts = 30
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 5))
+	base := vfs.NewCrashFS(seed)
+	o := Options{FS: base, CommitInterval: -1, ReserveBytes: propReserve,
+		Index: index.Options{CacheEntries: 256, WriteBufferBytes: 32 << 10, BlockCacheBytes: 1 << 20}}
+	if err := Create(propDir, Options{FS: base, ExtentSize: 16 * BlockSize, ReserveBytes: propReserve}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(propDir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := propState{}
+	for _, name := range []string{"a", "b"} {
+		d, err := e.CreateDevice(name, propDevSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = make([]byte, propDevSize)
+		for range 20 {
+			off := int64(r.IntN(propDevSize/SectorSize)) * SectorSize
+			n := min(int64(r.IntN(24)+1)*SectorSize, propDevSize-off)
+			data := propData(r, off, n)
+			if _, err := d.WriteAt(data, off); err != nil {
+				t.Fatal(err)
+			}
+			copy(want[name][off:], data)
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the slot records (some zeroed, one flipped), so the repair
+	// has records, counts and the index to rebuild.
+	for _, d := range []struct {
+		file string
+		off  int64
+		b    []byte
+	}{{"extent-000000.meta", 0, make([]byte, 10*48)}, {"extent-000001.meta", 2*48 + 5, []byte{0xff}}} {
+		f, err := base.OpenFile(propDir+"/blocks/"+d.file, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(d.b, d.off); err != nil {
+			t.Fatal(err)
+		}
+		f.Sync()
+		f.Close()
+	}
+	// And the index's CURRENT is lost: repair moves the index aside and
+	// rebuilds it from the slot records.
+	if err := base.Remove(propDir + "/index/CURRENT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := base.SyncDir(propDir + "/index"); err != nil {
+		t.Fatal(err)
+	}
+	{ // the damage is there: the store needs its repair
+		ro := o
+		ro.FS = base.CrashClone()
+		if e, err := Open(propDir, ro); err == nil {
+			rep, err := e.Fsck(false)
+			e.Close()
+			if err == nil && rep.OK() {
+				t.Fatal("damaged slot records went unnoticed")
+			}
+		}
+	}
+	var ops int64
+	repair := func(fsys *vfs.CrashFS) error {
+		ro := o
+		ro.FS, ro.Repair = fsys, true
+		e, err := Open(propDir, ro)
+		if err != nil {
+			return err
+		}
+		_, err = e.Fsck(true)
+		return errors.Join(err, e.Close())
+	}
+	{ // how many file operations a repair takes
+		c := base.CrashClone()
+		if err := repair(c); err != nil {
+			t.Fatal(err)
+		}
+		ops = c.Ops()
+	}
+	for range cuts {
+		c := base.CrashClone()
+		c.SetMode([]vfs.CrashMode{vfs.TearLast, vfs.KeepPrefix, vfs.DropUnsynced}[r.IntN(3)])
+		k := int64(r.IntN(int(ops)))
+		c.CrashAfter(k)
+		repair(c)
+		img := c.Crashed()
+		if img == nil {
+			img = c.Crash()
+		}
+		ro := o
+		ro.FS, ro.Repair = img, true
+		e, err := Open(propDir, ro)
+		if err != nil {
+			t.Fatalf("open after a cut %d operations into a repair: %v", k, err)
+		}
+		for name, w := range want {
+			d, err := e.Device(name)
+			if err != nil {
+				t.Fatalf("cut after %d: %v", k, err)
+			}
+			got := make([]byte, propDevSize)
+			if _, err := d.ReadAt(got, 0); err != nil || !bytes.Equal(got, w) {
+				t.Fatalf("cut after %d: device %s changed (%v)", k, name, err)
+			}
+		}
+		e.Close()
+		if err := repair(img); err != nil {
+			t.Fatalf("cut after %d: second repair: %v", k, err)
+		}
+		ro.FS, ro.Repair = img, false
+		e, err = Open(propDir, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := e.Fsck(false)
+		if err != nil || !rep.OK() {
+			t.Fatalf("cut after %d: fsck after the second repair: %v %+v", k, err, rep)
+		}
+		e.Close()
+	}
+	t.Logf("%d cuts in a repair of %d file operations", cuts, ops)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +23,17 @@ import (
 // aside. Each such act is logged at error level.
 
 // damagedName is where a damaged file or directory is moved aside.
-func damagedName(path string) string {
-	return path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000")
+// A name already taken (a repair run twice within a millisecond, or cut
+// short and run again) gets a counter.
+func (e *Engine) damagedName(path string) string {
+	base := path + ".damaged-" + time.Now().UTC().Format("20060102T150405.000")
+	name := base
+	for i := 2; ; i++ {
+		if _, err := e.fs.Stat(name); errors.Is(err, fs.ErrNotExist) {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // repairExtents runs before the block store opens, in repair mode.
@@ -46,7 +56,7 @@ func (e *Engine) openIndex() (*index.Index, error) {
 		}
 		return ix, err
 	}
-	aside := damagedName(dir)
+	aside := e.damagedName(dir)
 	if rerr := e.fs.Rename(dir, aside); rerr != nil {
 		return nil, fmt.Errorf("%w; moving it aside failed: %v", err, rerr)
 	}
@@ -60,7 +70,7 @@ func (e *Engine) openJournalRepair() (*journal, error) {
 	path := filepath.Join(e.dir, journalName)
 	if e.opts.Repair {
 		if st, err := e.fs.Stat(path); err == nil && st.IsDir {
-			aside := damagedName(path)
+			aside := e.damagedName(path)
 			if err := e.fs.Rename(path, aside); err != nil {
 				return nil, fmt.Errorf("engine: move journal aside: %w", err)
 			}
@@ -91,7 +101,7 @@ func (e *Engine) rebuildBrokenMaps(rep *FsckReport, lost *rangeList) {
 			e.log.Warn().Str("device", b.Name).Int64("size", m.hdr.Size).Msg("repair: map header rebuilt")
 			continue
 		}
-		aside := damagedName(b.Path)
+		aside := e.damagedName(b.Path)
 		if rerr := e.fs.Rename(b.Path, aside); rerr != nil {
 			rep.problem("device %s: map cannot be rebuilt (%v) nor moved aside (%v)", b.Name, err, rerr)
 			e.devMu.Lock()
@@ -209,7 +219,7 @@ func (e *Engine) reloadSlots() error {
 func (e *Engine) replaceIndex(cause error) error {
 	dir := filepath.Join(e.dir, "index")
 	e.ix.Close()
-	aside := damagedName(dir)
+	aside := e.damagedName(dir)
 	if err := e.fs.Rename(dir, aside); err != nil {
 		return fmt.Errorf("%w; moving it aside failed: %v", cause, err)
 	}

@@ -450,6 +450,9 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	if err := c.deadErr("rename", oldname); err != nil {
 		return err
 	}
+	if c.dirs[oldname] {
+		return c.renameDirLocked(oldname, newname)
+	}
 	ino := c.names[oldname]
 	if ino == nil {
 		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: syscall.ENOENT}
@@ -468,6 +471,47 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	}
 	delete(c.names, oldname)
 	c.names[newname] = ino
+	return nil
+}
+
+// renameDirLocked moves a directory and everything under it. Like its
+// creation, it is durable at once.
+func (c *CrashFS) renameDirLocked(oldname, newname string) error {
+	lerr := func(err error) error { return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err} }
+	switch {
+	case c.dirs[newname] || c.names[newname] != nil:
+		return lerr(syscall.EEXIST)
+	case !c.parentOK(newname):
+		return lerr(syscall.ENOENT)
+	case strings.HasPrefix(newname, oldname+"/"):
+		return lerr(syscall.EINVAL)
+	}
+	if err := c.mutate(OpRename, oldname, 0, 0); err != nil {
+		return err
+	}
+	moved := func(p string) (string, bool) {
+		if p == oldname {
+			return newname, true
+		}
+		if rest, ok := strings.CutPrefix(p, oldname+"/"); ok {
+			return newname + "/" + rest, true
+		}
+		return "", false
+	}
+	for d := range c.dirs {
+		if n, ok := moved(d); ok {
+			delete(c.dirs, d)
+			c.dirs[n] = true
+		}
+	}
+	for _, names := range []map[string]*inode{c.names, c.durable} {
+		for p, ino := range names {
+			if n, ok := moved(p); ok {
+				delete(names, p)
+				names[n] = ino
+			}
+		}
+	}
 	return nil
 }
 

@@ -305,3 +305,48 @@ func TestCrashFSNamespace(t *testing.T) {
 		t.Fatal("wrote through a read-only handle")
 	}
 }
+
+func TestCrashFSFreeBytes(t *testing.T) {
+	c := vfs.NewCrashFS(1)
+	if n, err := c.FreeBytes("/"); err != nil || n <= 0 {
+		t.Fatalf("free: %d %v", n, err)
+	}
+	c.SetFreeBytes(123)
+	if n, _ := c.FreeBytes("/"); n != 123 {
+		t.Fatalf("free after SetFreeBytes: %d", n)
+	}
+	c.Crash()
+	if _, err := c.FreeBytes("/"); !errors.Is(err, vfs.ErrCrashed) {
+		t.Fatalf("free after the crash: %v", err)
+	}
+}
+
+// TestCrashFSRenameDir: a directory moves with everything under it, at
+// once and durably (directories are durable when made); its files keep
+// their own durability.
+func TestCrashFSRenameDir(t *testing.T) {
+	c := vfs.NewCrashFS(1)
+	c.SetMode(vfs.DropUnsynced)
+	must(t, c.MkdirAll("/s/ix/sub", 0o700))
+	must(t, vfs.WriteFileDurable(c, "/s/ix/a", []byte("durable")))
+	f := mustOpen(t, c, "/s/ix/sub/b", rw) // name never synced
+	write(t, f, "x", 0)
+	must(t, f.Sync())
+	must(t, c.Rename("/s/ix", "/s/ix.aside"))
+	if _, err := c.Stat("/s/ix"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("old name still there: %v", err)
+	}
+	if got := content(t, c, "/s/ix.aside/sub/b"); got != "x" {
+		t.Fatalf("moved file: %q", got)
+	}
+	if err := c.Rename("/s/ix.aside", "/s/ix.aside/sub/in"); err == nil {
+		t.Fatal("moved a directory into itself")
+	}
+	img := c.CrashClone()
+	if got := content(t, img, "/s/ix.aside/a"); got != "durable" {
+		t.Fatalf("durable file after the move and a crash: %q", got)
+	}
+	if got := content(t, img, "/s/ix.aside/sub/b"); got != "<none>" {
+		t.Fatalf("unsynced name after the move and a crash: %q", got)
+	}
+}

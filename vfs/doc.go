@@ -28,9 +28,9 @@
 //
 // # Caveats
 //
-// CrashFS makes directories durable as soon as they are created (MkdirAll);
-// only the entries of files are tracked. It has no hard links and no
-// permissions. DataRegion on CrashFS reports the whole file as data.
+// CrashFS makes directories durable as soon as they are created (MkdirAll)
+// or renamed; only the entries of files are tracked. It has no hard links
+// and no permissions. DataRegion on CrashFS reports the whole file as data.
 // The package imports nothing of the project: blockstore, index and engine
 // all build on it.
 package vfs

@@ -66,6 +66,9 @@ func TestOS(t *testing.T) {
 	if got := content(t, c, filepath.Join(dir, "small")); got != "abc" {
 		t.Fatalf("durable write read back %q", got)
 	}
+	if n, err := c.FreeBytes(dir); err != nil || n <= 0 {
+		t.Fatalf("free bytes: %d %v", n, err)
+	}
 	ents, err := c.ReadDir(dir)
 	must(t, err)
 	if len(ents) != 4 { // f, sparse, LOCK, small
