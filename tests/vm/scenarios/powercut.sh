@@ -33,7 +33,7 @@ W=$BHVM_WORK
 dm=bhpowercut
 disk=/dev/mapper/$dm
 devsize=16M # the ublk device: small, so that blocks are overwritten often
-wpid="" fpid=""
+wpid="" fpid="" wedged=0
 
 # --- the disk: loop over a tmpfs file, under dm -----------------------------
 truncate -s 1G "$W/disk.img"
@@ -61,8 +61,25 @@ _pc_exit() {
 		kill -CONT "$BH_PID" 2>/dev/null
 		kill -TERM "$BH_PID" 2>/dev/null
 		wait_for 30 _dead "$BH_PID" || kill -KILL "$BH_PID" 2>/dev/null
-		wait "$BH_PID" 2>/dev/null
+		# never wait for good: a daemon stuck in the kernel (D) survives SIGKILL
+		if wait_for 10 _dead "$BH_PID"; then
+			wait "$BH_PID" 2>/dev/null
+		else
+			wedged=1
+			echo "--- daemon $BH_PID survives SIGKILL; kernel stacks of its blocked threads: ---"
+			for _t in /proc/"$BH_PID"/task/*; do
+				[ "$(awk '{print $3}' "$_t/stat" 2>/dev/null)" = D ] || continue
+				echo "thread ${_t##*/} ($(cat "$_t/comm" 2>/dev/null)):"
+				cat "$_t/stack" 2>/dev/null
+			done
+		fi
 		BH_PID=""
+	fi
+	if [ "$wedged" = 1 ]; then
+		# deleting its devices would hang as well: leave them to a reboot
+		echo "--- the daemon is stuck in the kernel: devices, mount and dm left behind ---"
+		(exit "$_rc")
+		_bh_exit
 	fi
 	# a stop keeps the kernel devices for the next daemon: none comes
 	for _id in 0 1; do
@@ -155,6 +172,7 @@ for ((cy = 1; cy <= cycles; cy++)); do
 	wait_for 10 all_stopped "$BH_PID" || fail "cycle $cy: daemon threads not stopped 10 s after SIGSTOP"
 	dm_table "$powered_off" || fail "cycle $cy: cannot load the drop_writes table"
 	kill -KILL "$BH_PID" "$wpid" $fpid
+	wait_for 20 _dead "$BH_PID" || fail "cycle $cy: daemon $BH_PID survives SIGKILL 20 s after the cut"
 	wait "$BH_PID" 2>/dev/null
 	BH_PID=""
 	echo "$cy" >"$mnt/marker" && sync
