@@ -35,7 +35,11 @@ test: unit vmtest
 SOAK_SCENARIOS ?= daemon_kill_campaign powercut
 SOAK_CYCLES    ?= 100
 SOAK_TIMEOUT   ?= 3600
+# On the host: 50,000 simulated power cuts (make test: 1,500) and 100
+# SIGKILLs of a writing process (make test: 25).
 soak: fuzz-long
+	BLOCKHASH_POWERCUT_CRASHES=50000 $(GO) test -count=1 -timeout 2h -run '^TestPowerCutProperty$$' ./engine/
+	BLOCKHASH_CRASH_ITERATIONS=100 $(GO) test -count=1 -timeout 1h -run '^TestCrashRecovery$$' ./engine/
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --env BHVM_CYCLES=$(SOAK_CYCLES) --scenario-timeout $(SOAK_TIMEOUT) \
 		$(foreach s,$(SOAK_SCENARIOS),--scenario $(s))
 

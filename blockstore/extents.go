@@ -3,13 +3,13 @@ package blockstore
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
+
+	"blockhash/vfs"
 )
 
 // DefaultExtentSize is the size of one extent file.
@@ -17,8 +17,10 @@ const DefaultExtentSize = 1 << 30
 
 // Extents is the local Store: preallocated extent files in one directory.
 type Extents struct {
+	fs       vfs.FS
 	dir      string
 	slotsPer uint64
+	readOnly bool
 
 	// mu guards files (append-only; entries are never replaced) and closed.
 	mu     sync.RWMutex
@@ -30,99 +32,112 @@ type Extents struct {
 }
 
 type extent struct {
-	data   *os.File // read-write, buffered: preallocation and fdatasync
-	direct *os.File // read-write, O_DIRECT where supported: all block I/O
-	meta   *os.File // slot records
-	// dirty is set by writes and cleared by Sync.
+	data   vfs.File // read-write, buffered: fdatasync
+	direct vfs.File // read-write, O_DIRECT where supported: all block I/O
+	meta   vfs.File // slot records
+	// dirty is set by writes once they complete and cleared by Sync before
+	// it syncs: a write that completes while a Sync runs leaves it set for
+	// the next Sync.
 	dirty atomic.Bool
 }
 
-func extentName(dir string, i int) (data, meta string) {
-	base := filepath.Join(dir, fmt.Sprintf("extent-%06d", i))
-	return base + ".dat", base + ".meta"
+// OpenExtents opens (creating dir if needed) the extents in dir on the
+// real file system. extentSize must be a positive multiple of BlockSize
+// and must match the size the extents were created with.
+func OpenExtents(dir string, extentSize int64) (*Extents, error) {
+	return OpenExtentsFS(vfs.OS, dir, extentSize)
 }
 
-// OpenExtents opens (creating dir if needed) the extents in dir.
-// extentSize must be a positive multiple of BlockSize and must match the
-// size the extents were created with.
-func OpenExtents(dir string, extentSize int64) (*Extents, error) {
+// OpenExtentsFS is OpenExtents on fsys. It clears what an interrupted Grow
+// left behind; a missing or wrongly sized extent file is a *DamageError
+// (wrapping ErrCorrupt) naming it, which RepairExtents repairs.
+func OpenExtentsFS(fsys vfs.FS, dir string, extentSize int64) (*Extents, error) {
+	return OpenExtentsWith(fsys, dir, extentSize, false)
+}
+
+// OpenExtentsWith is OpenExtentsFS, read-only if readOnly: nothing is
+// created, removed or written (leftovers of an interrupted Grow are
+// ignored, a missing manifest is not written), and writes fail.
+func OpenExtentsWith(fsys vfs.FS, dir string, extentSize int64, readOnly bool) (*Extents, error) {
 	if extentSize <= 0 || extentSize%BlockSize != 0 {
 		return nil, fmt.Errorf("blockstore: extent size %d is not a positive multiple of %d", extentSize, BlockSize)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("blockstore: %w", err)
+	if !readOnly {
+		if err := fsys.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("blockstore: %w", err)
+		}
 	}
-	s := &Extents{dir: dir, slotsPer: uint64(extentSize / BlockSize)}
-	names, err := filepath.Glob(filepath.Join(dir, "extent-*.dat"))
+	l, err := scanLayout(fsys, dir, readOnly)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	for i, name := range names {
-		want, _ := extentName(dir, i)
-		if name != want {
-			s.Close()
-			return nil, fmt.Errorf("%w: extent files are not numbered 0..%d (found %s)", ErrCorrupt, len(names)-1, filepath.Base(name))
+	if err := l.problems(extentSize); err != nil {
+		return nil, err
+	}
+	n := l.count()
+	if l.manifest != int64(n) && !readOnly {
+		// A store made before the manifest, or a Grow that crashed after
+		// its files were in place but before the manifest was.
+		if err := writeManifest(fsys, dir, n); err != nil {
+			return nil, err
 		}
-		e, err := s.openExtent(i, false)
+	}
+	s := &Extents{fs: fsys, dir: dir, slotsPer: uint64(extentSize / BlockSize), readOnly: readOnly}
+	for i := range n {
+		e, err := s.openExtent(i)
 		if err != nil {
 			s.Close()
 			return nil, err
-		}
-		st, err := e.data.Stat()
-		if err != nil {
-			s.Close()
-			return nil, err
-		}
-		if st.Size() != extentSize {
-			e.close()
-			s.Close()
-			return nil, fmt.Errorf("%w: extent %s is %d bytes, want %d", ErrCorrupt, filepath.Base(name), st.Size(), extentSize)
 		}
 		s.files = append(s.files, e)
 	}
 	return s, nil
 }
 
-func (s *Extents) openExtent(i int, create bool) (*extent, error) {
+func (s *Extents) openExtent(i int) (*extent, error) {
 	dataName, metaName := extentName(s.dir, i)
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE | os.O_EXCL
-	}
 	e := &extent{}
+	flag := os.O_RDWR
+	if s.readOnly {
+		flag = os.O_RDONLY
+	}
 	var err error
-	if e.data, err = os.OpenFile(dataName, flag, 0o600); err != nil {
+	if e.data, err = s.fs.OpenFile(dataName, flag, 0); err != nil {
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
-	if e.meta, err = os.OpenFile(metaName, flag|os.O_CREATE, 0o600); err != nil {
+	if e.meta, err = s.fs.OpenFile(metaName, flag, 0); err != nil {
 		e.close()
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
-	if create {
-		if err := preallocate(e.data, 0, int64(s.slotsPer)*BlockSize); err != nil {
-			e.close()
-			os.Remove(dataName)
-			os.Remove(metaName)
-			return nil, err
-		}
-		if err := e.meta.Truncate(int64(s.slotsPer) * MetaSize); err != nil {
-			e.close()
-			os.Remove(dataName)
-			os.Remove(metaName)
-			return nil, fmt.Errorf("blockstore: %w", err)
-		}
-	}
-	if e.direct, _, err = openDirectFlag(dataName, os.O_RDWR); err != nil {
+	if e.direct, err = s.fs.OpenFile(dataName, flag|vfs.Direct, 0); err != nil {
 		e.close()
 		return nil, fmt.Errorf("blockstore: %w", err)
 	}
 	return e, nil
 }
 
+// createExtent makes extent i's files durable: each is built as a temp
+// file (preallocated or sized, synced) and renamed into place, the .meta
+// first, then the directory is synced. A crash leaves either no extent i,
+// temp files, or a .meta alone: the next open removes those.
+func (s *Extents) createExtent(i int) error {
+	dataName, metaName := extentName(s.dir, i)
+	if err := createFileDurable(s.fs, metaName, int64(s.slotsPer)*MetaSize, false); err != nil {
+		return err
+	}
+	if err := createFileDurable(s.fs, dataName, int64(s.slotsPer)*BlockSize, true); err != nil {
+		s.fs.Remove(metaName)
+		return err
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("blockstore: %w", err)
+	}
+	return nil
+}
+
 func (e *extent) close() error {
 	var errs []error
-	for _, f := range []*os.File{e.data, e.direct, e.meta} {
+	for _, f := range []vfs.File{e.data, e.direct, e.meta} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -140,7 +155,8 @@ func (s *Extents) Slots() uint64 {
 	return uint64(len(s.files)) * s.slotsPer
 }
 
-// Grow implements Store: it adds one preallocated extent.
+// Grow implements Store: it adds one preallocated extent, then records the
+// new count in the manifest.
 func (s *Extents) Grow() error {
 	s.growMu.Lock()
 	defer s.growMu.Unlock()
@@ -150,12 +166,17 @@ func (s *Extents) Grow() error {
 	if closed {
 		return ErrClosed
 	}
-	e, err := s.openExtent(n, true)
-	if err != nil {
+	if s.readOnly {
+		return fmt.Errorf("blockstore: grow %s: opened read-only", s.dir)
+	}
+	if err := s.createExtent(n); err != nil {
 		return err
 	}
-	if err := SyncDir(s.dir); err != nil {
-		e.close()
+	if err := writeManifest(s.fs, s.dir, n+1); err != nil {
+		return err
+	}
+	e, err := s.openExtent(n)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -202,15 +223,17 @@ func (s *Extents) WriteAt(p []byte, first Slot) error {
 		return err
 	}
 	return s.locate(first, n, func(e *extent, idx, cnt, done uint64) error {
-		e.dirty.Store(true)
 		src := p[done*BlockSize : (done+cnt)*BlockSize]
-		if !isAligned(src) {
-			buf := alignedBuf(len(src))
+		if !vfs.IsAligned(src) {
+			buf := vfs.AlignedBuf(len(src))
 			copy(buf, src)
 			src = buf
 		}
-		_, err := e.direct.WriteAt(src, int64(idx)*BlockSize)
-		return wrapIO("write", err)
+		if _, err := e.direct.WriteAt(src, int64(idx)*BlockSize); err != nil {
+			return wrapIO("write", err)
+		}
+		e.dirty.Store(true)
+		return nil
 	})
 }
 
@@ -221,9 +244,9 @@ func (s *Extents) WriteBlocks(first Slot, blocks [][]byte) error {
 		if len(b) != BlockSize {
 			return fmt.Errorf("blockstore: block buffer of %d bytes", len(b))
 		}
-		if !isAligned(b) { // O_DIRECT needs aligned memory
+		if !vfs.IsAligned(b) { // O_DIRECT needs aligned memory
 			if copied == nil {
-				copied = alignedBuf(len(blocks) * BlockSize)
+				copied = vfs.AlignedBuf(len(blocks) * BlockSize)
 				blocks = slices.Clone(blocks)
 			}
 			c := copied[i*BlockSize : (i+1)*BlockSize]
@@ -232,8 +255,11 @@ func (s *Extents) WriteBlocks(first Slot, blocks [][]byte) error {
 		}
 	}
 	return s.locate(first, uint64(len(blocks)), func(e *extent, idx, cnt, done uint64) error {
+		if err := e.direct.WriteBuffers(blocks[done:done+cnt], int64(idx)*BlockSize); err != nil {
+			return wrapIO("write", err)
+		}
 		e.dirty.Store(true)
-		return wrapIO("write", pwritev(e.direct, blocks[done:done+cnt], int64(idx)*BlockSize))
+		return nil
 	})
 }
 
@@ -246,14 +272,14 @@ func (s *Extents) ReadAt(p []byte, first Slot) error {
 	return s.locate(first, n, func(e *extent, idx, cnt, done uint64) error {
 		dst := p[done*BlockSize : (done+cnt)*BlockSize]
 		off := int64(idx) * BlockSize
-		if isAligned(dst) {
+		if vfs.IsAligned(dst) {
 			_, err := e.direct.ReadAt(dst, off)
-			return wrapIO("read", err)
+			return s.wrapRead("read", e.direct, err)
 		}
-		buf := alignedBuf(len(dst))
+		buf := vfs.AlignedBuf(len(dst))
 		_, err := e.direct.ReadAt(buf, off)
 		copy(dst, buf)
-		return wrapIO("read", err)
+		return s.wrapRead("read", e.direct, err)
 	})
 }
 
@@ -267,9 +293,11 @@ func (s *Extents) WriteMeta(first Slot, recs []Meta) error {
 		for i := range cnt {
 			recs[done+i].Encode(buf[i*MetaSize:])
 		}
+		if _, err := e.meta.WriteAt(buf, int64(idx)*MetaSize); err != nil {
+			return wrapIO("write meta", err)
+		}
 		e.dirty.Store(true)
-		_, err := e.meta.WriteAt(buf, int64(idx)*MetaSize)
-		return wrapIO("write meta", err)
+		return nil
 	})
 }
 
@@ -279,14 +307,18 @@ func (s *Extents) ReadMeta(first Slot, recs []Meta) error {
 		return nil
 	}
 	var bad []Slot
+	var file string
 	err := s.locate(first, uint64(len(recs)), func(e *extent, idx, cnt, done uint64) error {
 		buf := make([]byte, cnt*MetaSize)
 		if _, err := e.meta.ReadAt(buf, int64(idx)*MetaSize); err != nil {
-			return wrapIO("read meta", err)
+			return s.wrapRead("read slot records", e.meta, err)
 		}
 		for i := range cnt {
 			m, ok := DecodeMeta(buf[i*MetaSize:])
 			if !ok {
+				if bad == nil {
+					file = e.meta.Name()
+				}
 				bad = append(bad, first+Slot(done+i))
 			}
 			recs[done+i] = m
@@ -297,7 +329,7 @@ func (s *Extents) ReadMeta(first Slot, recs []Meta) error {
 		return err
 	}
 	if bad != nil {
-		return &CorruptError{What: "slot record", Slots: bad}
+		return &CorruptError{What: "slot record", File: file, Slots: bad}
 	}
 	return nil
 }
@@ -314,13 +346,13 @@ func (s *Extents) Sync() error {
 		if !e.dirty.Swap(false) {
 			continue
 		}
-		if err := Fdatasync(e.data); err != nil {
+		if err := e.data.Sync(); err != nil {
 			e.dirty.Store(true)
-			return err
+			return wrapIO("sync", err)
 		}
-		if err := Fdatasync(e.meta); err != nil {
+		if err := e.meta.Sync(); err != nil {
 			e.dirty.Store(true)
-			return err
+			return wrapIO("sync", err)
 		}
 	}
 	return nil
@@ -334,16 +366,16 @@ func (s *Extents) Usage() (Usage, error) {
 	u := Usage{Extents: len(files), SlotsPerExtent: s.slotsPer}
 	for i := range files {
 		d, m := extentName(s.dir, i)
-		db, err := AllocatedBytes(d)
+		db, err := s.fs.Stat(d)
 		if err != nil {
 			return u, err
 		}
-		mb, err := AllocatedBytes(m)
+		mb, err := s.fs.Stat(m)
 		if err != nil {
 			return u, err
 		}
-		u.DataBytes += db
-		u.MetaBytes += mb
+		u.DataBytes += db.Allocated
+		u.MetaBytes += mb.Allocated
 	}
 	return u, nil
 }
@@ -367,9 +399,21 @@ func wrapIO(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) && isNoSpace(pe.Err) {
+	if vfs.IsNoSpace(err) {
 		return fmt.Errorf("%w: %s: %v", ErrFull, op, err)
 	}
 	return fmt.Errorf("blockstore: %s: %w", op, err)
+}
+
+// wrapRead names the file of a failed read; a read past the end (a file
+// truncated since open) is damage, wrapping ErrCorrupt.
+func (s *Extents) wrapRead(op string, f vfs.File, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		size, _ := f.Size()
+		return &DamageError{File: f.Name(), Problem: fmt.Sprintf("%s past the end of the file (%d bytes: truncated?)", op, size)}
+	}
+	return fmt.Errorf("blockstore: %s %s: %w", op, f.Name(), err)
 }

@@ -90,6 +90,9 @@ func Open(o Options) (*Daemon, error) {
 		o.Socket = DefaultSocket
 	}
 	o.Engine.Logger = o.Logger
+	// A daemon must start on a full file system (its devices' guests are
+	// waiting): it may take the store's reserve to open (engine/reserve.go).
+	o.Engine.FreeingSpace = true
 	// A short-lived command (list, stats) may hold the store for a moment.
 	var eng *engine.Engine
 	var err error

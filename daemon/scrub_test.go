@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -122,5 +124,49 @@ func TestScrubStopsAtShutdown(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An interrupted `blockhash scrub` (the client goes away) stops the scrub.
+func TestScrubStopsWhenClientLeaves(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Serve(ctx)
+	c := Client{Socket: d.o.Socket}
+	if _, err := c.Do(Request{Op: "add", Name: "x", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.backend(0).WriteAt(bytes.Repeat([]byte{3}, 8192), 0); err != nil {
+		t.Fatal(err)
+	}
+	k.backend(0).Flush()
+	conn, err := net.Dial("unix", d.o.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewEncoder(conn).Encode(Request{Op: "scrub", Rate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool {
+		d.scrubMu.Lock()
+		defer d.scrubMu.Unlock()
+		return d.scrubStop != nil
+	}
+	for !running() {
+		runtime.Gosched()
+	}
+	conn.Close()
+	for running() {
+		runtime.Gosched()
+	}
+	// A new scrub can start (the old one is gone).
+	if resp, err := c.Do(Request{Op: "scrub"}); err != nil || resp.Scrub == nil || resp.Scrub.Canceled {
+		t.Fatalf("scrub after an interrupted one: %v %+v", err, resp.Scrub)
 	}
 }

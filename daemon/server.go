@@ -94,7 +94,12 @@ func (d *Daemon) handle(c net.Conn) {
 		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
 		return
 	}
-	resp := d.do(r)
+	var resp Response
+	if r.Op == "scrub" {
+		resp = d.scrubConn(c, r) // scrub.go: stops when the client goes away
+	} else {
+		resp = d.do(r)
+	}
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	json.NewEncoder(c).Encode(resp)
 }
@@ -119,7 +124,7 @@ func (d *Daemon) do(r Request) Response {
 	case "list":
 		resp.Devices = d.List()
 	case "scrub":
-		resp.Scrub, err = d.Scrub(r)
+		resp.Scrub, err = d.Scrub(context.Background(), r)
 	case "stats":
 		st, e := d.Stats()
 		resp.Stats, err = &st, e

@@ -15,6 +15,7 @@ import (
 	"blockhash/blockstore"
 	"blockhash/index"
 
+	"blockhash/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -149,7 +150,7 @@ func decodeMapHeader(b []byte) (mapHeader, error) {
 type Map struct {
 	hdr    mapHeader
 	path   string
-	f      *os.File
+	f      vfs.File
 	blocks uint64
 
 	// mapped counts non-zero entries (maintained by the engine's writers).
@@ -167,16 +168,16 @@ type Map struct {
 	sealed map[uint64]mapEntry // changes the running commit is writing
 }
 
-func createMap(path string, h mapHeader) (*Map, error) {
+func createMap(fsys vfs.FS, path string, h mapHeader) (*Map, error) {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	blocks := uint64(h.Size / blockstore.BlockSize)
 	fail := func(err error) (*Map, error) {
 		f.Close()
-		os.Remove(tmp)
+		fsys.Remove(tmp)
 		return nil, err
 	}
 	if _, err := f.WriteAt(h.encode(), 0); err != nil {
@@ -188,7 +189,7 @@ func createMap(path string, h mapHeader) (*Map, error) {
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("engine: sync map: %w", err))
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := fsys.Rename(tmp, path); err != nil {
 		return fail(fmt.Errorf("engine: %w", err))
 	}
 	return &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}, nil
@@ -198,12 +199,12 @@ func createMap(path string, h mapHeader) (*Map, error) {
 // entries. A map shorter than its header says (cut short by a damaged file
 // system or a careless copy) is extended at once with quarantined entries:
 // the blocks whose entries are gone read as errors, never as zeros.
-func openMap(path string, log zerolog.Logger, readOnly bool) (*Map, error) {
+func openMap(fsys vfs.FS, path string, log zerolog.Logger, readOnly bool) (*Map, error) {
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := fsys.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -218,7 +219,7 @@ func openMap(path string, log zerolog.Logger, readOnly bool) (*Map, error) {
 	return m, nil
 }
 
-func readMapHeader(f *os.File, path string) (*Map, error) {
+func readMapHeader(f vfs.File, path string) (*Map, error) {
 	hb := make([]byte, mapHeaderSize)
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, mapHeaderSize), hb); err != nil {
 		return nil, fmt.Errorf("%s: %w: map header truncated", path, ErrCorrupt)
@@ -232,19 +233,19 @@ func readMapHeader(f *os.File, path string) (*Map, error) {
 
 // fillShort extends a truncated map to its size with quarantined entries.
 func (m *Map) fillShort(log zerolog.Logger) error {
-	st, err := m.f.Stat()
+	size, err := m.f.Size()
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	want := mapFileSize(m.blocks)
-	if st.Size() >= want {
+	if size >= want {
 		return nil
 	}
 	// Whole entries that survived are kept; the first partial one and
 	// everything after it are lost.
-	have := max(0, st.Size()-mapHeaderSize)
+	have := max(0, size-mapHeaderSize)
 	first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
-	log.Error().Str("map", m.path).Int64("bytes", st.Size()).Int64("want", want).
+	log.Error().Str("map", m.path).Int64("bytes", size).Int64("want", want).
 		Uint64("first_block", first).Uint64("blocks", m.blocks-first).
 		Msg("map file is cut short: its missing blocks are quarantined (they read as I/O errors until written; fsck lists them)")
 	ents := make(map[uint64]mapEntry, min(m.blocks-first, 1<<16))
@@ -286,16 +287,16 @@ func (m *Map) scan(visit func(lba uint64, e mapEntry)) error {
 // data regions are read: an empty 4 TiB device has a 51 GB map that is
 // all hole.
 func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
-	st, err := m.f.Stat()
+	size, err := m.f.Size()
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	const chunkPages = 256
 	buf := make([]byte, chunkPages*mapPageSize)
 	var readTo int64 // pages before it were read (those that hold data)
-	end := min(st.Size(), mapFileSize(m.blocks))
+	end := min(size, mapFileSize(m.blocks))
 	for pos := int64(mapHeaderSize); pos < end; {
-		data, hole, err := blockstore.DataRegion(m.f, pos, end)
+		data, hole, err := m.f.DataRegion(pos, end)
 		if err != nil {
 			return err
 		}
@@ -333,8 +334,8 @@ func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
 	// A map cut short (opened read-only, so not yet filled): every entry
 	// past its end is lost. Pages the loop read had those entries filled in
 	// as quarantined by readPages; the rest are visited here.
-	if st.Size() < mapFileSize(m.blocks) {
-		have := st.Size() - mapHeaderSize
+	if size < mapFileSize(m.blocks) {
+		have := size - mapHeaderSize
 		first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
 		for lba := first; lba < m.blocks; lba++ {
 			if int64(lba/mapPerPage) < readTo {
@@ -488,7 +489,10 @@ func (m *Map) writeEntries(entries map[uint64]mapEntry) error {
 			return fmt.Errorf("engine: write map %s: %w", m.hdr.Name, err)
 		}
 	}
-	return blockstore.Fdatasync(m.f)
+	if err := m.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync map %s: %w", m.hdr.Name, err)
+	}
+	return nil
 }
 
 // dropSealed forgets the sealed changes once they are in the file.

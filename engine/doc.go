@@ -24,8 +24,13 @@
 // leaves the state of the last commit: a complete journal record is
 // replayed at open, a torn one never happened. Block data is only ever
 // written to slots no committed state refers to, so each block reads old or
-// new content, never a mix. After a failed metadata write the engine
-// refuses further writes (ErrFailed); reopening recovers.
+// new content, never a mix. A torn or garbage journal is reported and
+// emptied at open; maps are opened before the replay and scanned after it,
+// so a page torn by the crash is repaired by it. A commit that finds too
+// little space takes the store's reserve first (reserve.go). After a failed
+// metadata write the engine refuses further writes (ErrFailed); reopening
+// recovers. Every file operation goes through vfs.FS (Options.FS), so the
+// power-cut property test runs the engine on vfs.CrashFS.
 //
 // # Concurrency
 //
@@ -41,9 +46,11 @@
 //
 // # Memory
 //
-// Per stored slot: 4 bytes of reference count. Per unique block: the
+// Per stored slot: 4 bytes of reference count (saturating: a slot that
+// reaches 2^32-1 references keeps them for good). Per unique block: the
 // index's level one (5 to 8 bytes). Fsck adds 12 bytes and a bit per slot
-// while it runs (fsck.go), plus the damaged slots only.
+// while it runs (fsck.go), plus the damaged slots only. Uncommitted changes
+// are bounded by Options.CommitChanges (writers wait at four times it).
 //
 // # Damage
 //
@@ -51,8 +58,8 @@
 // is quarantined (devmap.go), a damaged stored block is marked (damage.go),
 // a damaged map header takes only its device offline. Scrub (scrub.go)
 // verifies stored blocks online at a bounded rate. Options.Repair opens a
-// store past damage that fsck --repair rebuilds (repair.go). Uncommitted changes are bounded by
-// Options.CommitChanges (writers wait at four times it).
+// store past damage that fsck --repair rebuilds (repair.go). A write of
+// the same content heals a damaged block in place.
 //
 // # Full file systems and lost superblocks
 //

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"blockhash/blockstore"
 	"blockhash/index"
+	"blockhash/vfs"
 )
 
 // BlockSize is the dedup unit.
@@ -43,6 +45,9 @@ type Options struct {
 	CommitInterval time.Duration
 	Index          index.Options
 	Logger         zerolog.Logger
+	// FS holds the store's files (nil: the real file system); the index
+	// uses it too unless Index.FS is set. Tests pass a vfs.CrashFS.
+	FS vfs.FS
 	// Repair lets Open proceed past damage that fsck --repair rebuilds:
 	// corrupt slot records, missing or short extent files, a damaged index
 	// (moved aside), a journal that is not a file (repair.go).
@@ -67,13 +72,14 @@ type Options struct {
 
 // Engine is an open store: it serves reads and writes of its devices.
 type Engine struct {
+	fs   vfs.FS
 	dir  string
 	sb   Superblock
 	opts Options
 	// verify compares a block byte for byte before sharing it.
 	verify bool
 	log    zerolog.Logger
-	lock   *os.File
+	lock   io.Closer
 
 	ix *index.Index
 	bs blockstore.Store
@@ -140,6 +146,9 @@ type Engine struct {
 	// reserveReleased is set when Open released the reserve (FreeingSpace
 	// on a full file system); closeFiles recreates it.
 	reserveReleased bool
+	// lowSpace is set while the reserve is released at run time (useReserve):
+	// no new extent until it can be made again (mayGrow).
+	lowSpace atomic.Bool
 }
 
 type slotTag struct {
@@ -206,33 +215,56 @@ func Create(dir string, o Options) error {
 	if o.ExtentSize < 16*BlockSize || o.ExtentSize%BlockSize != 0 {
 		return fmt.Errorf("%w: extent size %d (a multiple of 4 KiB, at least 64 KiB)", ErrInvalid, o.ExtentSize)
 	}
-	if _, err := os.Stat(filepath.Join(dir, superblockName)); err == nil {
+	fsys := o.fs()
+	if _, err := fsys.Stat(filepath.Join(dir, superblockName)); err == nil {
 		return fmt.Errorf("%w: a store already exists in %s", ErrExists, dir)
 	}
 	if f := strayStoreFile(dir); f != "" {
 		return fmt.Errorf("%w: %s holds a store (%s) but no superblock: rebuild it with blockhash init --recover-superblock, then run blockhash fsck", ErrCorrupt, dir, f)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("engine: create store: %w", err)
 	}
 	probe := filepath.Join(dir, ".probe")
-	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+	pf, err := fsys.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return fmt.Errorf("engine: store directory %s is not writable: %w", dir, err)
 	}
-	os.Remove(probe)
+	pf.Close()
+	fsys.Remove(probe)
 	for _, sub := range []string{"blocks", "devices"} {
-		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+		if err := fsys.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
-	if ok, err := ensureReserve(dir, o.reserveBytes()); err != nil {
+	if ok, err := ensureReserve(fsys, dir, o.reserveBytes()); err != nil {
 		return fmt.Errorf("engine: store reserve: %w", err)
 	} else if !ok {
 		return fmt.Errorf("%w: %s has no room for the store's reserve of %d bytes and as much again", blockstore.ErrFull, dir, o.reserveBytes())
 	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
-	return blockstore.WriteFileDurable(filepath.Join(dir, superblockName), sb.Encode())
+	if err := vfs.WriteFileDurable(fsys, filepath.Join(dir, superblockName), sb.Encode()); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	return nil
+}
+
+// indexOptions are the index's options, on the store's file system.
+func (e *Engine) indexOptions() index.Options {
+	o := e.opts.Index
+	if o.FS == nil {
+		o.FS = e.fs
+	}
+	return o
+}
+
+// fs is the file system the options name.
+func (o *Options) fs() vfs.FS {
+	if o.FS == nil {
+		return vfs.OS
+	}
+	return o.FS
 }
 
 // sha1Verifies turns verify on for a SHA-1 store, whatever its superblock
@@ -248,7 +280,8 @@ func sha1Verifies(sb *Superblock) {
 
 // Open opens the store in dir, replaying an interrupted commit if any.
 func Open(dir string, o Options) (*Engine, error) {
-	sb, err := readSuperblock(dir)
+	fsys := o.fs()
+	sb, err := readSuperblock(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -259,14 +292,14 @@ func Open(dir string, o Options) (*Engine, error) {
 	if o.CommitInterval == 0 {
 		o.CommitInterval = 5 * time.Second
 	}
-	lock, err := blockstore.LockDir(dir)
+	lock, err := blockstore.LockDirFS(fsys, dir)
 	if err != nil {
 		if errors.Is(err, blockstore.ErrLocked) {
 			return nil, fmt.Errorf("store %s is in use by another blockhash process: %w", dir, err)
 		}
 		return nil, err
 	}
-	e := &Engine{dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
+	e := &Engine{fs: fsys, dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
 		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, damaged: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
@@ -288,7 +321,7 @@ func (e *Engine) open() error {
 			return err
 		}
 	}
-	bs, err := blockstore.OpenExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
+	bs, err := blockstore.OpenExtentsWith(e.fs, filepath.Join(e.dir, "blocks"), e.sb.ExtentSize, e.opts.ReadOnly)
 	if err != nil {
 		return err
 	}
@@ -313,6 +346,9 @@ func (e *Engine) open() error {
 	}
 	if e.opts.Repair {
 		e.rebuildMapsAtOpen() // repair.go: before the replay, which may name them
+	}
+	if err := e.syncAtOpen(); err != nil {
+		return err
 	}
 	rec, err := e.jn.read()
 	if err != nil {
@@ -339,6 +375,24 @@ func (e *Engine) open() error {
 	return e.loadSlots()
 }
 
+// syncAtOpen makes what this open reads durable before it acts on it.
+// After an I/O error on a sync (a commit that failed), the journal and the
+// directories may hold changes that never reached the disk: replaying such
+// a journal record into maps that are then synced, or handing out a device
+// whose map's name is not durable, and then losing power, would leave maps,
+// slot records and index disagreeing, or a device gone.
+func (e *Engine) syncAtOpen() error {
+	if err := e.jn.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync journal: %w", err)
+	}
+	for _, d := range []string{e.dir, filepath.Join(e.dir, "devices"), filepath.Join(e.dir, "blocks")} {
+		if err := e.fs.SyncDir(d); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+	}
+	return nil
+}
+
 // scanMaps reads every open map whole: counts, and quarantined entries.
 func (e *Engine) scanMaps() error {
 	for _, m := range e.byID {
@@ -361,7 +415,7 @@ func (e *Engine) scanMaps() error {
 // devices, extents added) or show a state that never existed. Any
 // read-write open replays it (fsck --repair can, on a full file system).
 func (e *Engine) openReadOnly() error {
-	f, err := os.Open(filepath.Join(e.dir, journalName))
+	f, err := e.fs.OpenFile(filepath.Join(e.dir, journalName), os.O_RDONLY, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -376,7 +430,7 @@ func (e *Engine) openReadOnly() error {
 			return fmt.Errorf("%w: store %s has an interrupted commit to replay (run blockhash fsck --repair, or any command that writes)", ErrReadOnly, e.dir)
 		}
 	}
-	iopts := e.opts.Index
+	iopts := e.indexOptions()
 	iopts.ReadOnly = true
 	ix, err := index.Open(filepath.Join(e.dir, "index"), iopts)
 	if err != nil {
@@ -398,19 +452,19 @@ func (e *Engine) openReadOnly() error {
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
 	if !e.opts.ReadOnly {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := e.fs.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}
-	ents, err := os.ReadDir(dir)
+	ents, err := e.fs.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	for _, de := range ents {
-		name := de.Name()
+		name := de.Name
 		if strings.HasSuffix(name, ".tmp") {
 			if !e.opts.ReadOnly {
-				os.Remove(filepath.Join(dir, name)) // a create that did not finish
+				e.fs.Remove(filepath.Join(dir, name)) // a create that did not finish
 			}
 			continue
 		}
@@ -418,7 +472,7 @@ func (e *Engine) openMaps() error {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		m, err := openMap(path, e.log, e.opts.ReadOnly)
+		m, err := openMap(e.fs, path, e.log, e.opts.ReadOnly)
 		if err == nil && m.hdr.Name+".map" != name {
 			m.close()
 			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
@@ -616,14 +670,14 @@ func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
 		return nil, fmt.Errorf("%w: %s", ErrExists, name)
 	}
 	path := filepath.Join(e.dir, "devices", name+".map")
-	if _, err := os.Stat(path); err == nil {
+	if _, err := e.fs.Stat(path); err == nil {
 		return nil, fmt.Errorf("%w: %s (being deleted)", ErrExists, name)
 	}
-	m, err := createMap(path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
+	m, err := createMap(e.fs, path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
 	if err != nil {
 		return nil, err
 	}
-	if err := blockstore.SyncDir(filepath.Dir(path)); err != nil {
+	if err := e.fs.SyncDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	e.nextID++
@@ -716,6 +770,9 @@ func (e *Engine) allocRun(n int) ([]uint64, error) {
 		return run, nil
 	}
 	if a.hwm >= e.bs.Slots() {
+		if !e.mayGrow() {
+			return nil, fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
+		}
 		if err := e.bs.Grow(); err != nil {
 			return nil, err
 		}
@@ -826,7 +883,8 @@ func (e *Engine) Stats() (Stats, error) {
 	}
 	var mapBytes int64
 	for _, m := range e.byID {
-		b, _ := blockstore.AllocatedBytes(m.path)
+		st, _ := e.fs.Stat(m.path)
+		b := st.Allocated
 		mapBytes += b
 	}
 	for _, b := range e.broken {
@@ -845,13 +903,14 @@ func (e *Engine) Stats() (Stats, error) {
 		return s, err
 	}
 	s.AllocatedBytes = u.DataBytes
-	ixBytes, err := dirBytes(filepath.Join(e.dir, "index"))
+	ixBytes, err := dirBytes(e.fs, filepath.Join(e.dir, "index"))
 	if err != nil {
 		return s, err
 	}
 	other := int64(0)
 	for _, n := range []string{superblockName, journalName} {
-		b, _ := blockstore.AllocatedBytes(filepath.Join(e.dir, n))
+		st, _ := e.fs.Stat(filepath.Join(e.dir, n))
+		b := st.Allocated
 		other += b
 	}
 	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
@@ -866,22 +925,25 @@ func (e *Engine) Stats() (Stats, error) {
 // IndexStats exposes the index's counters.
 func (e *Engine) IndexStats() index.Stats { return e.ix.Stats() }
 
-func dirBytes(dir string) (int64, error) {
+// dirBytes is the space the files under dir occupy.
+func dirBytes(fsys vfs.FS, dir string) (int64, error) {
+	ents, err := fsys.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("engine: %w", err)
+	}
 	var total int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() {
-			b, err := blockstore.AllocatedBytes(path)
+	for _, de := range ents {
+		if de.IsDir {
+			b, err := dirBytes(fsys, filepath.Join(dir, de.Name))
 			if err != nil {
-				return err
+				return 0, err
 			}
 			total += b
+			continue
 		}
-		return nil
-	})
-	return total, err
+		total += de.Allocated
+	}
+	return total, nil
 }
 
 func (m *Map) stats() DeviceStats {

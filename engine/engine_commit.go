@@ -78,8 +78,9 @@ func (e *Engine) commit() error {
 	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
 		return nil
 	}
+	e.reserveFor(rec, puts, sealed)
 	err := e.persist(rec, puts, sealed)
-	if err != nil && errors.Is(err, syscall.ENOSPC) && e.useReserve() {
+	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, blockstore.ErrFull)) && e.useReserve() {
 		err = e.persist(rec, puts, sealed) // every step is idempotent
 	}
 	if err != nil {
@@ -208,17 +209,20 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 			if m := e.byID[id]; m != nil {
 				m.close()
 				delete(e.byID, id)
+				if e.byName[m.hdr.Name] == m { // a replayed delete
+					delete(e.byName, m.hdr.Name)
+				}
 			}
 		}
 		e.devMu.Unlock()
 		dir := filepath.Join(e.dir, "devices")
-		ents, _ := os.ReadDir(dir)
+		ents, _ := e.fs.ReadDir(dir)
 		for _, de := range ents {
-			path := filepath.Join(dir, de.Name())
+			path := filepath.Join(dir, de.Name)
 			if filepath.Ext(path) != ".map" {
 				continue
 			}
-			f, err := os.Open(path)
+			f, err := e.fs.OpenFile(path, os.O_RDONLY, 0)
 			if err != nil {
 				continue
 			}
@@ -229,13 +233,13 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 				continue
 			}
 			if h, err := decodeMapHeader(hb); err == nil && deleted[h.ID] {
-				if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err := e.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return fmt.Errorf("engine: remove map: %w", err)
 				}
 			}
 		}
-		if err := blockstore.SyncDir(dir); err != nil {
-			return err
+		if err := e.fs.SyncDir(dir); err != nil {
+			return fmt.Errorf("engine: %w", err)
 		}
 	}
 	return nil

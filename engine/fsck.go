@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -68,7 +67,7 @@ func (r *FsckReport) problem(format string, a ...any) {
 // each slot record and index entry against them, and verifies every stored
 // block's digest. Damaged and lost blocks are reported as device block
 // ranges. With repair it rebuilds what can be derived and quarantines what
-// cannot (see fsckRun). Writers wait while it runs.
+// cannot (see fsck.run). Writers wait while it runs.
 //
 // Memory: 12 bytes and 1 bit per slot of the store (an expected reference
 // count and a fingerprint of the key the maps name for the slot, and a bit
@@ -92,8 +91,11 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 		// which rebuilds it from the slot records.
 		cause := err
 		if err = e.replaceIndex(cause); err == nil {
-			rep = FsckReport{}
+			first := rep
+			rep = FsckReport{MapsRebuilt: first.MapsRebuilt}
+			rep.Problems = first.Problems
 			rep.problem("%v: moved aside and rebuilt from the slot records", cause)
+			// (maps the first run moved aside are listed again by listLostMaps)
 			f = &fsck{e: e, rep: &rep, repair: repair}
 			err = f.run()
 			rep.IndexStale++ // the damaged index was stale
@@ -139,6 +141,9 @@ type fsck struct {
 	ixOps []index.Op
 	ixPut map[index.Key]uint64 // the puts in ixOps, for lookups
 	quar  map[uint64]mapEntry  // map entries to rewrite (of one map)
+	// rescan holds the maps repair rewrote entries of: their counts of
+	// mapped and quarantined blocks are taken again.
+	rescan map[*Map]bool
 }
 
 // badSlot is a live slot whose data or mapping is wrong: the maps are
@@ -228,6 +233,11 @@ func (f *fsck) run() error {
 	if err := e.reloadSlots(); err != nil {
 		return err
 	}
+	for m := range f.rescan {
+		if err := m.scan(nil); err != nil {
+			return err
+		}
+	}
 	rep.Repaired = !rep.Consistent() || rep.MapsRebuilt+rep.MapsLost > 0
 	return nil
 }
@@ -235,14 +245,14 @@ func (f *fsck) run() error {
 // listLostMaps lists the devices whose maps repair moved aside (until the
 // moved files are deleted): their data is lost.
 func (f *fsck) listLostMaps() {
-	ents, _ := os.ReadDir(filepath.Join(f.e.dir, "devices"))
+	ents, _ := f.e.fs.ReadDir(filepath.Join(f.e.dir, "devices"))
 	for _, de := range ents {
-		name, _, ok := strings.Cut(de.Name(), ".map.damaged-")
+		name, _, ok := strings.Cut(de.Name, ".map.damaged-")
 		if !ok || slices.ContainsFunc(f.ranges.ranges, func(r DamagedRange) bool { return r.Device == name && r.Blocks == 0 }) {
 			continue
 		}
 		f.rep.MapsLost++
-		f.ranges.addRange(DamagedRange{Device: name, Why: WhyMapLost + " (moved aside to devices/" + de.Name() + "; delete it to forget the device)"})
+		f.ranges.addRange(DamagedRange{Device: name, Why: WhyMapLost + " (moved aside to devices/" + de.Name + "; delete it to forget the device)"})
 	}
 }
 
@@ -324,6 +334,10 @@ func (f *fsck) flushQuarantine(m *Map) error {
 	}
 	err := m.writeEntries(f.quar)
 	clear(f.quar)
+	if f.rescan == nil {
+		f.rescan = map[*Map]bool{}
+	}
+	f.rescan[m] = true
 	return err
 }
 

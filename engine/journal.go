@@ -13,6 +13,7 @@ import (
 	"blockhash/blockstore"
 	"blockhash/index"
 
+	"blockhash/vfs"
 	"github.com/rs/zerolog"
 )
 
@@ -168,23 +169,23 @@ func decodeRecord(b []byte) (*record, error) {
 
 // journal is the open journal file.
 type journal struct {
-	f        *os.File
+	f        vfs.File
 	log      zerolog.Logger
 	readOnly bool // a read-only open: a torn record is ignored, not emptied
 }
 
-func openJournal(path string, log zerolog.Logger) (*journal, error) {
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func openJournal(fsys vfs.FS, path string, log zerolog.Logger) (*journal, error) {
+	_, statErr := fsys.Stat(path)
+	f, err := fsys.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
 	if errors.Is(statErr, fs.ErrNotExist) {
 		// A new journal's name must be durable before a record in it
 		// can be a commit point.
-		if err := blockstore.SyncDir(filepath.Dir(path)); err != nil {
+		if err := fsys.SyncDir(filepath.Dir(path)); err != nil {
 			f.Close()
-			return nil, err
+			return nil, fmt.Errorf("engine: journal: %w", err)
 		}
 	}
 	return &journal{f: f, log: log}, nil
@@ -195,19 +196,19 @@ func openJournal(path string, log zerolog.Logger) (*journal, error) {
 // emptied at once, so that the next commit's shorter record is never read
 // together with its leftover tail.
 func (j *journal) read() (*record, error) {
-	st, err := j.f.Stat()
+	size, err := j.f.Size()
 	if err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
-	if st.Size() > maxJournalBody+journalHeaderSize {
+	if size > maxJournalBody+journalHeaderSize {
 		if j.readOnly {
 			return nil, nil
 		}
-		j.log.Error().Int64("bytes", st.Size()).Msg("journal is larger than any record: discarding it")
+		j.log.Error().Int64("bytes", size).Msg("journal is larger than any record: discarding it")
 		return nil, j.reset()
 	}
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(io.NewSectionReader(j.f, 0, st.Size()), b); err != nil {
+	b := make([]byte, size)
+	if _, err := io.ReadFull(io.NewSectionReader(j.f, 0, size), b); err != nil {
 		return nil, fmt.Errorf("engine: journal: %w", err)
 	}
 	r, err := decodeRecord(b)
@@ -235,7 +236,10 @@ func (j *journal) write(r *record) error {
 	if err := j.f.Truncate(int64(len(b))); err != nil {
 		return fmt.Errorf("engine: write journal: %w", err)
 	}
-	return blockstore.Fdatasync(j.f)
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync journal: %w", err)
+	}
+	return nil
 }
 
 // reset empties the journal once its record is applied everywhere.
@@ -243,7 +247,10 @@ func (j *journal) reset() error {
 	if err := j.f.Truncate(0); err != nil {
 		return fmt.Errorf("engine: truncate journal: %w", err)
 	}
-	return blockstore.Fdatasync(j.f)
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync journal: %w", err)
+	}
+	return nil
 }
 
 func (j *journal) close() error { return j.f.Close() }

@@ -10,6 +10,7 @@ import (
 
 	"blockhash/blockstore"
 	"blockhash/index"
+	"blockhash/vfs"
 )
 
 // strayStoreFile names a file of a store in dir (an extent, a map, the
@@ -42,7 +43,7 @@ const recoverProbeSlots = 1024
 // is left alone.
 func RecoverSuperblock(dir string, o Options) (Superblock, error) {
 	path := filepath.Join(dir, superblockName)
-	_, err := readSuperblock(dir)
+	_, err := readSuperblock(vfs.OS, dir)
 	switch {
 	case err == nil:
 		return Superblock{}, fmt.Errorf("%w: %s has a sound superblock", ErrExists, dir)

@@ -28,7 +28,7 @@ func damagedName(path string) string {
 
 // repairExtents runs before the block store opens, in repair mode.
 func (e *Engine) repairExtents() error {
-	done, err := blockstore.RepairExtents(filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
+	done, err := blockstore.RepairExtentsFS(e.fs, filepath.Join(e.dir, "blocks"), e.sb.ExtentSize)
 	for _, msg := range done {
 		e.log.Error().Msg("repair: " + msg)
 	}
@@ -39,7 +39,7 @@ func (e *Engine) repairExtents() error {
 // and replaced by an empty one.
 func (e *Engine) openIndex() (*index.Index, error) {
 	dir := filepath.Join(e.dir, "index")
-	ix, err := index.Open(dir, e.opts.Index)
+	ix, err := index.Open(dir, e.indexOptions())
 	if err == nil || !e.opts.Repair || errors.Is(err, index.ErrLocked) {
 		if err != nil && !errors.Is(err, index.ErrLocked) {
 			err = fmt.Errorf("%w (run blockhash fsck --repair to rebuild the index)", err)
@@ -47,11 +47,11 @@ func (e *Engine) openIndex() (*index.Index, error) {
 		return ix, err
 	}
 	aside := damagedName(dir)
-	if rerr := os.Rename(dir, aside); rerr != nil {
+	if rerr := e.fs.Rename(dir, aside); rerr != nil {
 		return nil, fmt.Errorf("%w; moving it aside failed: %v", err, rerr)
 	}
 	e.log.Error().Err(err).Str("moved_to", aside).Msg("repair: index cannot be opened: moved aside, starting an empty one (fsck --repair rebuilds it from the slot records)")
-	return index.Open(dir, e.opts.Index)
+	return index.Open(dir, e.indexOptions())
 }
 
 // openJournalRepair opens the journal; in repair mode one that is not a
@@ -59,15 +59,15 @@ func (e *Engine) openIndex() (*index.Index, error) {
 func (e *Engine) openJournalRepair() (*journal, error) {
 	path := filepath.Join(e.dir, journalName)
 	if e.opts.Repair {
-		if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+		if st, err := e.fs.Stat(path); err == nil && st.IsDir {
 			aside := damagedName(path)
-			if err := os.Rename(path, aside); err != nil {
+			if err := e.fs.Rename(path, aside); err != nil {
 				return nil, fmt.Errorf("engine: move journal aside: %w", err)
 			}
 			e.log.Error().Str("moved_to", aside).Msg("repair: journal was not a regular file: moved aside")
 		}
 	}
-	return openJournal(path, e.log)
+	return openJournal(e.fs, path, e.log)
 }
 
 // rebuildBrokenMaps brings back the devices whose maps could not be opened:
@@ -92,7 +92,7 @@ func (e *Engine) rebuildBrokenMaps(rep *FsckReport, lost *rangeList) {
 			continue
 		}
 		aside := damagedName(b.Path)
-		if rerr := os.Rename(b.Path, aside); rerr != nil {
+		if rerr := e.fs.Rename(b.Path, aside); rerr != nil {
 			rep.problem("device %s: map cannot be rebuilt (%v) nor moved aside (%v)", b.Name, err, rerr)
 			e.devMu.Lock()
 			e.broken = append(e.broken, b)
@@ -110,24 +110,24 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 	if err := ValidName(b.Name); err != nil {
 		return nil, err
 	}
-	st, err := os.Lstat(b.Path)
+	st, err := e.fs.Stat(b.Path)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
+	if st.IsDir {
 		return nil, fmt.Errorf("%s is not a regular file", b.Path)
 	}
-	pages := (st.Size() - mapHeaderSize) / mapPageSize
+	pages := (st.Size - mapHeaderSize) / mapPageSize
 	if pages <= 0 {
-		return nil, fmt.Errorf("%s is too short (%d bytes) to hold any block", b.Path, st.Size())
+		return nil, fmt.Errorf("%s is too short (%d bytes) to hold any block", b.Path, st.Size)
 	}
-	f, err := os.OpenFile(b.Path, os.O_RDWR, 0)
+	f, err := e.fs.OpenFile(b.Path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
 	old := make([]byte, mapHeaderSize)
 	f.ReadAt(old, 0)
-	h := salvageMapHeader(old, st.Size())
+	h := salvageMapHeader(old, st.Size)
 	h.Name = b.Name
 	e.devMu.Lock()
 	defer e.devMu.Unlock()
@@ -142,7 +142,7 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := blockstore.Fdatasync(f); err != nil {
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -210,11 +210,11 @@ func (e *Engine) replaceIndex(cause error) error {
 	dir := filepath.Join(e.dir, "index")
 	e.ix.Close()
 	aside := damagedName(dir)
-	if err := os.Rename(dir, aside); err != nil {
+	if err := e.fs.Rename(dir, aside); err != nil {
 		return fmt.Errorf("%w; moving it aside failed: %v", cause, err)
 	}
 	e.log.Error().Err(cause).Str("moved_to", aside).Msg("repair: index is damaged: moved aside, rebuilding it from the slot records")
-	ix, err := index.Open(dir, e.opts.Index)
+	ix, err := index.Open(dir, e.indexOptions())
 	if err != nil {
 		return err
 	}

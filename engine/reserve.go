@@ -1,13 +1,14 @@
 package engine
 
 import (
+	"blockhash/index"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 )
 
 // The reserve ("reserve" in the store directory) is space the store keeps
@@ -31,7 +32,7 @@ const DefaultReserveBytes = 16 << 20
 
 // freeBytes reports the space left on dir's file system; tests replace it
 // to play a full one.
-var freeBytes = blockstore.FreeBytes
+var freeBytes = func(fsys vfs.FS, dir string) (int64, error) { return blockstore.FreeBytesFS(fsys, dir) }
 
 func (o *Options) reserveBytes() int64 {
 	switch {
@@ -46,23 +47,23 @@ func (o *Options) reserveBytes() int64 {
 // ensureReserve creates or completes dir's reserve of size bytes if the
 // file system has room for it and as much again. It reports whether the
 // reserve is whole.
-func ensureReserve(dir string, size int64) (bool, error) {
+func ensureReserve(fsys vfs.FS, dir string, size int64) (bool, error) {
 	if size <= 0 {
 		return true, nil
 	}
 	path := filepath.Join(dir, reserveName)
-	if have, err := blockstore.AllocatedBytes(path); err == nil && have >= size {
+	if st, err := fsys.Stat(path); err == nil && st.Allocated >= size {
 		return true, nil
 	}
-	free, err := freeBytes(dir)
+	free, err := freeBytes(fsys, dir)
 	if err != nil {
 		return false, err
 	}
 	if free < 2*size {
 		return false, nil
 	}
-	if err := blockstore.PreallocateFile(path, size); err != nil {
-		os.Remove(path)
+	if err := blockstore.PreallocateFileFS(fsys, path, size); err != nil {
+		fsys.Remove(path)
 		return false, err
 	}
 	return true, nil
@@ -70,18 +71,18 @@ func ensureReserve(dir string, size int64) (bool, error) {
 
 // releaseReserve deletes dir's reserve if its file system has less than
 // size bytes free. It reports whether it did.
-func releaseReserve(dir string, size int64) (bool, error) {
+func releaseReserve(fsys vfs.FS, dir string, size int64) (bool, error) {
 	if size <= 0 {
 		return false, nil
 	}
-	free, err := freeBytes(dir)
+	free, err := freeBytes(fsys, dir)
 	if err != nil {
 		return false, err
 	}
 	if free >= size {
 		return false, nil
 	}
-	err = os.Remove(filepath.Join(dir, reserveName))
+	err = fsys.Remove(filepath.Join(dir, reserveName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -97,12 +98,13 @@ func releaseReserve(dir string, size int64) (bool, error) {
 func (e *Engine) openReserve() {
 	size := e.opts.reserveBytes()
 	if e.opts.FreeingSpace {
-		released, err := releaseReserve(e.dir, size)
+		released, err := releaseReserve(e.fs, e.dir, size)
 		if err != nil {
 			e.log.Warn().Err(err).Msg("cannot release the store's reserve")
 		}
 		if released {
 			e.reserveReleased = true
+			e.lowSpace.Store(true) // no new extent into the reserve's space (mayGrow)
 			e.log.Warn().Int64("bytes", size).Msg("file system full: released the store's reserve to free space")
 			return
 		}
@@ -113,7 +115,7 @@ func (e *Engine) openReserve() {
 // restoreReserve creates a missing reserve, or says why it cannot.
 func (e *Engine) restoreReserve() {
 	size := e.opts.reserveBytes()
-	ok, err := ensureReserve(e.dir, size)
+	ok, err := ensureReserve(e.fs, e.dir, size)
 	switch {
 	case err != nil:
 		e.log.Warn().Err(err).Msg("cannot create the store's reserve")
@@ -131,11 +133,61 @@ func (e *Engine) useReserve() bool {
 	if e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
 		return false
 	}
-	err := os.Remove(filepath.Join(e.dir, reserveName))
+	err := e.fs.Remove(filepath.Join(e.dir, reserveName))
 	if err != nil {
 		return false
 	}
 	e.reserveReleased = true
+	e.lowSpace.Store(true)
 	e.log.Error().Int64("bytes", e.opts.reserveBytes()).Msg("file system full: released the store's reserve to finish a commit; writes of new blocks fail with no space until space is freed")
 	return true
+}
+
+// mayGrow reports whether the store may add an extent: not while the
+// reserve it released at run time is missing (its space is for metadata),
+// unless there is room to make it again now.
+func (e *Engine) mayGrow() bool {
+	if !e.lowSpace.Load() {
+		return true
+	}
+	ok, err := ensureReserve(e.fs, e.dir, e.opts.reserveBytes())
+	if err != nil || !ok {
+		return false
+	}
+	e.lowSpace.Store(false)
+	e.log.Info().Msg("space freed: the store's reserve is back and new blocks are stored again")
+	return true
+}
+
+// reserveFor releases the reserve before a commit that may not find the
+// space its metadata needs: LevelDB cannot be retried after a failed log
+// write (goleveldb keeps the error), so running out of space halfway is
+// worse than using the reserve first. The estimate is an upper bound:
+// the journal record, a map page per changed entry's page, a slot record
+// page per changed slot's page and LevelDB's log.
+func (e *Engine) reserveFor(rec *record, puts []index.Op, sealed []sealedMap) {
+	if e.lowSpace.Load() || e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
+		return
+	}
+	free, err := freeBytes(e.fs, e.dir)
+	if err != nil {
+		return
+	}
+	journal := int64(journalHeaderSize + 12 + len(rec.Maps)*mapChangeSize + len(rec.Slots)*slotChangeSize)
+	leveldb := int64(len(puts)+len(rec.Slots)) * 64
+	slots := int64(len(rec.Slots)) * blockstore.MetaSize
+	if free > 2*(journal+leveldb+slots)+int64(len(rec.Maps))*mapPageSize {
+		return // plenty, whatever the pages
+	}
+	pages := int64(0)
+	for _, sm := range sealed {
+		seen := map[uint64]bool{}
+		for lba := range sm.entries {
+			seen[lba/mapPerPage] = true
+		}
+		pages += int64(len(seen))
+	}
+	if free < journal+leveldb+slots+pages*mapPageSize+(1<<20) {
+		e.useReserve()
+	}
 }

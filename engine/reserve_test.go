@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 )
 
 // The reserve is made at init, released by a space-freeing open on a full
@@ -17,7 +18,7 @@ func TestReserve(t *testing.T) {
 	const size = 1 << 20
 	free := int64(1 << 40)
 	saved := freeBytes
-	freeBytes = func(string) (int64, error) { return free, nil }
+	freeBytes = func(vfs.FS, string) (int64, error) { return free, nil }
 	t.Cleanup(func() { freeBytes = saved })
 	have := func(dir string) int64 {
 		b, err := blockstore.AllocatedBytes(filepath.Join(dir, reserveName))

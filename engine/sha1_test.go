@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 )
 
 // A SHA-1 store byte-compares before sharing, whatever its superblock says:
@@ -19,7 +20,7 @@ func TestSHA1ImpliesVerify(t *testing.T) {
 	if err := Create(dir, Options{Hash: SHA1, ExtentSize: 64 * BlockSize}); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := readSuperblock(dir)
+	sb, err := readSuperblock(vfs.OS, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"blockhash/blockstore"
+	"blockhash/vfs"
 )
 
 // Superblock is the store's manifest, the file "superblock" (64 bytes):
@@ -95,9 +95,12 @@ func DecodeSuperblock(b []byte) (Superblock, error) {
 	return s, nil
 }
 
-func readSuperblock(dir string) (Superblock, error) {
-	b, err := os.ReadFile(filepath.Join(dir, superblockName))
+func readSuperblock(fsys vfs.FS, dir string) (Superblock, error) {
+	b, err := vfs.ReadFile(fsys, filepath.Join(dir, superblockName))
 	if errors.Is(err, fs.ErrNotExist) {
+		if f := strayStoreFile(dir); f != "" {
+			return Superblock{}, fmt.Errorf("%w: %s: superblock missing, but the directory holds a store (%s): rebuild it with blockhash init --recover-superblock", ErrCorrupt, dir, f)
+		}
 		return Superblock{}, fmt.Errorf("%w: %s", ErrNoStore, dir)
 	}
 	if err != nil {

@@ -42,4 +42,13 @@
 // concurrently with each other. No lock is held across LevelDB I/O.
 //
 // LevelDB's error types are translated here; nothing else imports goleveldb.
+//
+// # Files
+//
+// LevelDB's files go through a vfs.FS (Options.FS, the real file system by
+// default) by way of fileStorage, goleveldb's storage interface over vfs, so
+// a vfs.CrashFS cuts LevelDB's power with the rest of the store. It keeps
+// goleveldb's names and CURRENT protocol, and syncs what goleveldb v1.0.0
+// leaves unsynced but relies on: the directory after creating a journal or
+// table, and a new manifest before CURRENT names it.
 package index

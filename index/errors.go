@@ -3,7 +3,6 @@ package index
 import (
 	"errors"
 	"fmt"
-	"syscall"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -32,9 +31,4 @@ func translate(op string, err error) error {
 	default:
 		return fmt.Errorf("index: %s: %w", op, err)
 	}
-}
-
-// isLockErr reports whether a LevelDB open failed on its LOCK file.
-func isLockErr(err error) bool {
-	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK)
 }

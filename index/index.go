@@ -9,7 +9,10 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"blockhash/vfs"
 )
 
 // Options tune an Index. Zero values take the defaults.
@@ -21,6 +24,9 @@ type Options struct {
 	// replayed in memory, no table, manifest or LOG file is made), the
 	// index must exist, and Apply and Reset fail.
 	ReadOnly bool
+	// FS holds LevelDB's files (nil: the real file system). A vfs.CrashFS
+	// here lets tests cut LevelDB's power with the rest of the store.
+	FS vfs.FS
 }
 
 // Entry is one indexed block.
@@ -68,6 +74,7 @@ type pend struct {
 // Index maps block keys to slots.
 type Index struct {
 	db    *leveldb.DB
+	stor  *fileStorage
 	cache *cache
 
 	// mu guards filter, pending, sealed and the lookup counters.
@@ -91,10 +98,17 @@ func Open(dir string, o Options) (*Index, error) {
 	if o.WriteBufferBytes <= 0 {
 		o.WriteBufferBytes = 32 << 20
 	}
-	if err := checkCurrent(dir); err != nil {
+	if o.FS == nil {
+		o.FS = vfs.OS
+	}
+	if err := checkCurrent(o.FS, dir); err != nil {
 		return nil, err
 	}
-	db, err := leveldb.OpenFile(dir, &opt.Options{
+	stor, err := openStorage(o.FS, dir, o.ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	db, err := leveldb.Open(stor, &opt.Options{
 		BlockCacheCapacity:  o.BlockCacheBytes,
 		WriteBuffer:         o.WriteBufferBytes,
 		CompactionTableSize: 8 << 20,
@@ -104,17 +118,16 @@ func Open(dir string, o Options) (*Index, error) {
 		Strict:              opt.StrictJournalChecksum | opt.StrictBlockChecksum,
 	})
 	if err != nil {
+		stor.Close()
 		if lerrors.IsCorrupted(err) {
 			return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, dir, err)
 		}
-		if isLockErr(err) {
-			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-		}
 		return nil, fmt.Errorf("index: open %s: %v", dir, err)
 	}
-	ix := &Index{db: db, cache: newCache(o.CacheEntries), pending: map[Key]pend{}}
+	ix := &Index{db: db, stor: stor, cache: newCache(o.CacheEntries), pending: map[Key]pend{}}
 	if err := ix.loadFilter(); err != nil {
 		db.Close()
+		stor.Close()
 		return nil, err
 	}
 	return ix, nil
@@ -349,8 +362,14 @@ func (ix *Index) Stats() Stats {
 	return s
 }
 
-// Close closes LevelDB.
-func (ix *Index) Close() error { return translate("close", ix.db.Close()) }
+// Close closes LevelDB and its storage.
+func (ix *Index) Close() error {
+	err := translate("close", ix.db.Close())
+	if serr := ix.stor.Close(); err == nil && serr != nil && !errors.Is(serr, storage.ErrClosed) {
+		err = fmt.Errorf("index: close: %w", serr)
+	}
+	return err
+}
 
 // Invalidate makes every Prime token taken before it stale; the engine calls
 // it before freed slots become reusable.

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/syndtr/goleveldb/leveldb"
+
+	"blockhash/vfs"
 )
 
 // Repair support: fsck checks the index entry by entry and rebuilds it in
@@ -41,8 +43,8 @@ func (ix *Index) Reload() error {
 // manifests but no CURRENT file: goleveldb would silently start an empty
 // database over them, and every stored block would be missing from the
 // index.
-func checkCurrent(dir string) error {
-	ents, err := os.ReadDir(dir)
+func checkCurrent(fsys vfs.FS, dir string) error {
+	ents, err := fsys.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -51,9 +53,9 @@ func checkCurrent(dir string) error {
 	}
 	hasData := false
 	for _, de := range ents {
-		n := de.Name()
+		n := de.Name
 		if n == "CURRENT" {
-			if !de.Type().IsRegular() {
+			if de.IsDir {
 				return fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, filepath.Join(dir, n))
 			}
 			return nil

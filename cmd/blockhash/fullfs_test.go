@@ -137,7 +137,7 @@ func TestImportFillsFileSystem(t *testing.T) {
 	store := filepath.Join(mnt, "store")
 	mustCLI(t, store, "init", "--extent-size", "1M")
 	mustCLI(t, store, "import", "d", image(t, dir, "d.img", 256))
-	r := cli(t, store, "import", "big", image(t, dir, "big.img", 10240))
+	r := cli(t, store, "import", "big", image(t, dir, "big.img", 20480))
 	if r.code == 0 || !strings.Contains(r.stderr, "no space left") || !strings.Contains(r.stderr, "deleted again") {
 		t.Fatalf("import beyond the file system: exit %d %q", r.code, r.stderr)
 	}

@@ -22,6 +22,7 @@ import (
 	"blockhash/blockstore"
 	"blockhash/engine"
 	"blockhash/index"
+	"blockhash/vfs"
 )
 
 // Options size the benchmark.
@@ -188,7 +189,7 @@ func ingest(d *engine.Device, o Options) (float64, error) {
 	return float64(o.IngestBytes) / time.Since(start).Seconds() / 1e6, nil
 }
 
-func writeRawFile(path string, o Options) (*os.File, error) {
+func writeRawFile(path string, o Options) (vfs.File, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, err
