@@ -1,7 +1,6 @@
 package blockstore
 
-// Helpers over package vfs for callers that still hold *os.File handles or
-// plain paths (the file system calls themselves live in vfs).
+// Helpers over package vfs for callers that hold plain paths (the file system calls themselves live in vfs).
 
 import (
 	"errors"
@@ -12,22 +11,6 @@ import (
 
 	"blockhash/vfs"
 )
-
-// Fdatasync makes f's data (and the metadata needed to read it) durable.
-func Fdatasync(f *os.File) error {
-	if err := vfs.FromOS(f, false).Sync(); err != nil {
-		return fmt.Errorf("blockstore: %w", err)
-	}
-	return nil
-}
-
-// SyncDir makes a directory's entries (created, renamed, removed files) durable.
-func SyncDir(dir string) error {
-	if err := vfs.OS.SyncDir(dir); err != nil {
-		return fmt.Errorf("blockstore: sync dir: %w", err)
-	}
-	return nil
-}
 
 // LockDir takes an exclusive lock on dir/LOCK for the life of the returned
 // Closer. A lock held by another process is ErrLocked.
@@ -50,18 +33,6 @@ func LockDirFS(fsys vfs.FS, dir string) (io.Closer, error) {
 func AllocatedBytes(path string) (int64, error) {
 	st, err := vfs.OS.Stat(path)
 	return st.Allocated, err
-}
-
-// DataRegion returns the first region of f holding data at or after off:
-// [data, hole). Sparse files skip their holes this way; data == size when
-// nothing but holes follows off. File systems without SEEK_DATA report
-// everything from off to size as data.
-func DataRegion(f *os.File, off, size int64) (data, hole int64, err error) {
-	data, hole, err = vfs.FromOS(f, false).DataRegion(off, size)
-	if err != nil {
-		return 0, 0, fmt.Errorf("blockstore: %w", err)
-	}
-	return data, hole, nil
 }
 
 // OpenDirect opens path read-only with O_DIRECT where the file system
