@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -148,12 +147,10 @@ func daemonList(e *env, asJSON bool) (ok bool, err error) {
 		return true, err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
 		if resp.Devices == nil {
 			resp.Devices = []daemon.DeviceInfo{}
 		}
-		return true, enc.Encode(resp.Devices)
+		return true, e.printJSON(resp.Devices)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSIZE\tPATH\tSTATE\tQUEUES\tDEPTH\tLBS\tDATA BLOCKS\tZERO BLOCKS")

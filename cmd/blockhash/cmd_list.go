@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 )
@@ -29,12 +28,10 @@ func runList(e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
 		if s.Devices == nil {
-			return enc.Encode([]any{})
+			return e.printJSON([]any{})
 		}
-		return enc.Encode(s.Devices)
+		return e.printJSON(s.Devices)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS")

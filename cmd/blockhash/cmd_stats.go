@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -44,9 +43,7 @@ func runStats(e *env, args []string) error {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(statsJSON{Stats: s, Device: one})
+		return e.printJSON(statsJSON{Stats: s, Device: one})
 	}
 	printStats(e, s, one)
 	return nil
@@ -103,9 +100,7 @@ func runFsck(e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := e.printJSON(rep); err != nil {
 			return err
 		}
 	} else {

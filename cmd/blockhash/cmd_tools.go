@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -40,9 +39,7 @@ func runAnalyze(e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return e.printJSON(rows)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "IMAGE\tRAW SIZE\tZERO BLOCKS\tDATA BLOCKS\tUNIQUE\tNEW\tSTORED\tCUMULATIVE RAW\tCUMULATIVE STORED\tSAVED\t")
@@ -88,9 +85,7 @@ func runBench(e *env, args []string) error {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return e.printJSON(res)
 	}
 	fmt.Fprintf(e.stdout, "unique ingest        %8.0f MB/s   (%s, %d cores, GOMAXPROCS %d)\n", res.UniqueIngestMBs, human(res.IngestBytes), res.Cores, res.Procs)
 	fmt.Fprintf(e.stdout, "duplicate ingest     %8.0f MB/s\n", res.DuplicateIngestMBs)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,13 @@ func register(c *command) { commands[c.name] = c }
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
+
+// printJSON writes v to standard output as indented JSON (every --json).
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
 
