@@ -9,7 +9,7 @@ type Device struct {
 }
 
 // Name is the device's name.
-func (d *Device) Name() string { return d.m.hdr.Name }
+func (d *Device) Name() string { return d.m.full }
 
 // ID is the device's number in the store.
 func (d *Device) ID() uint32 { return d.m.hdr.ID }

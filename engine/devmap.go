@@ -7,7 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"sort"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,30 +19,49 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// A device's map file ("devices/NAME.map") maps each logical 4 KiB block to
-// the key of its content and, as a location hint, the slot holding it. The
-// key makes a map meaningful in any store; the slot saves a lookup per read.
-//
-// Layout: a 4096-byte header, then pages of 4096 bytes, each holding
-// mapPerPage entries of 48 bytes (16 bytes of each page unused):
+// A volume is a device, a snapshot of one, or a device being deleted. Its
+// map sends each logical 4 KiB block to the key of its content and, as a
+// location hint, the slot holding it: the key makes a map meaningful in any
+// store; the slot saves a lookup per read. Maps are trees of pages in the
+// shared page file (pages.go): a volume's root points to table pages, which
+// point to leaf pages of mapPerPage entries of 48 bytes (16 bytes of each
+// leaf unused):
 //
 //	entry: 0 32 digest | 32 4 CRC-32C of the block | 36 8 slot | 44 4 CRC-32C of bytes 0..43
 //
-// An all-zero entry is an unwritten or zero block; the file is sparse, so
-// such blocks cost nothing on disk.
+// An all-zero entry is an unwritten or zero block; a hole in the tree is a
+// run of them and costs nothing.
 //
-// Header: 0 8 magic "BHMAP\0\0\1" | 8 4 version | 12 4 device id | 16 8 size
-// in bytes | 24 8 created (Unix ns) | 32 2 name length | 34 .. name |
-// 4092 4 CRC-32C of bytes 0..4091.
+// The volume file ("devices/ID.vol") is a 4096-byte header, a copy of it
+// (a damaged header is rebuilt from the copy), then the root:
+// ceil(roots/ptrsPerPage) pointer pages (ptrpage.go), one pointer per
+// tableBlocks blocks.
+//
+//	header: 0 8 magic "BHVOL\0\0\1" | 8 4 version | 12 4 volume id | 16 8 size
+//	in bytes | 24 8 created (Unix ns) | 32 1 kind (0 device, 1 snapshot) |
+//	33 1 flags (bit 0: being deleted) | 36 4 parent (a snapshot's device) |
+//	40 4 root pointers | 44 2 name length | 46 64 name | 110 2 origin length |
+//	112 .. origin (what a clone was made from, "dev@snap") | 4092 4 CRC-32C
+//	of bytes 0..4091
 const (
 	mapHeaderSize = 4096
-	mapPageSize   = 4096
-	mapEntrySize  = 48
-	mapPerPage    = mapPageSize / mapEntrySize // 85
-	maxNameLen    = 64
+	// rootOffset is where a volume file's root begins (after the header
+	// and its copy).
+	rootOffset   = 2 * mapHeaderSize
+	mapPageSize  = 4096
+	mapEntrySize = 48
+	mapPerPage   = mapPageSize / mapEntrySize // 85
+	maxNameLen   = 64
+	maxOriginLen = 2*maxNameLen + 1
 )
 
-var mapMagic = [8]byte{'B', 'H', 'M', 'A', 'P', 0, 0, 1}
+// Volume kinds.
+const (
+	kindDevice   = 0
+	kindSnapshot = 1
+)
+
+var mapMagic = [8]byte{'B', 'H', 'V', 'O', 'L', 0, 0, 1}
 
 type mapEntry struct {
 	Key  index.Key
@@ -93,20 +112,21 @@ func decodeMapEntry(b []byte) (mapEntry, bool) {
 	return mapEntry{Key: k, Slot: binary.LittleEndian.Uint64(b[36:])}, true
 }
 
-func entryOffset(lba uint64) int64 {
-	return mapHeaderSize + int64(lba/mapPerPage)*mapPageSize + int64(lba%mapPerPage)*mapEntrySize
-}
-
-func mapFileSize(blocks uint64) int64 {
-	return mapHeaderSize + int64((blocks+mapPerPage-1)/mapPerPage)*mapPageSize
-}
+// rootsFor is the number of root pointers of a volume of blocks blocks.
+func rootsFor(blocks uint64) int { return int((blocks + tableBlocks - 1) / tableBlocks) }
 
 type mapHeader struct {
-	ID      uint32
-	Size    int64
-	Created time.Time
-	Name    string
+	ID       uint32
+	Size     int64
+	Created  time.Time
+	Name     string
+	Kind     uint8
+	Deleting bool
+	Parent   uint32 // a snapshot's device
+	Origin   string // what a clone was made from ("dev@snap"), for show
 }
+
+func (h *mapHeader) roots() int { return rootsFor(uint64(h.Size / blockstore.BlockSize)) }
 
 func (h *mapHeader) encode() []byte {
 	b := make([]byte, mapHeaderSize)
@@ -115,8 +135,16 @@ func (h *mapHeader) encode() []byte {
 	binary.LittleEndian.PutUint32(b[12:], h.ID)
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.Size))
 	binary.LittleEndian.PutUint64(b[24:], uint64(h.Created.UnixNano()))
-	binary.LittleEndian.PutUint16(b[32:], uint16(len(h.Name)))
-	copy(b[34:], h.Name)
+	b[32] = h.Kind
+	if h.Deleting {
+		b[33] = 1
+	}
+	binary.LittleEndian.PutUint32(b[36:], h.Parent)
+	binary.LittleEndian.PutUint32(b[40:], uint32(h.roots()))
+	binary.LittleEndian.PutUint16(b[44:], uint16(len(h.Name)))
+	copy(b[46:46+maxNameLen], h.Name)
+	binary.LittleEndian.PutUint16(b[110:], uint16(len(h.Origin)))
+	copy(b[112:112+maxOriginLen], h.Origin)
 	binary.LittleEndian.PutUint32(b[4092:], crc32.Checksum(b[:4092], castagnoli))
 	return b
 }
@@ -124,82 +152,129 @@ func (h *mapHeader) encode() []byte {
 func decodeMapHeader(b []byte) (mapHeader, error) {
 	var h mapHeader
 	if len(b) < mapHeaderSize {
-		return h, fmt.Errorf("%w: map header truncated (%d bytes)", ErrCorrupt, len(b))
+		return h, fmt.Errorf("%w: volume header truncated (%d bytes)", ErrCorrupt, len(b))
 	}
 	if [8]byte(b[:8]) != mapMagic {
-		return h, fmt.Errorf("%w: not a blockhash map", ErrCorrupt)
+		if [5]byte(b[:5]) == [5]byte{'B', 'H', 'M', 'A', 'P'} {
+			return h, fmt.Errorf("%w: a device map of an older format (blockhash format 1)", ErrFormat)
+		}
+		return h, fmt.Errorf("%w: not a blockhash volume", ErrCorrupt)
 	}
 	if crc32.Checksum(b[:4092], castagnoli) != binary.LittleEndian.Uint32(b[4092:]) {
-		return h, fmt.Errorf("%w: map header checksum mismatch", ErrCorrupt)
+		return h, fmt.Errorf("%w: volume header checksum mismatch", ErrCorrupt)
 	}
 	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
-		return h, fmt.Errorf("%w: map format version %d", ErrFormat, v)
+		return h, fmt.Errorf("%w: volume format version %d", ErrFormat, v)
 	}
 	h.ID = binary.LittleEndian.Uint32(b[12:])
 	h.Size = int64(binary.LittleEndian.Uint64(b[16:]))
 	h.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(b[24:])))
-	n := int(binary.LittleEndian.Uint16(b[32:]))
-	if n == 0 || n > maxNameLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 {
-		return h, fmt.Errorf("%w: map header fields out of range", ErrCorrupt)
+	h.Kind = b[32]
+	h.Deleting = b[33]&1 != 0
+	h.Parent = binary.LittleEndian.Uint32(b[36:])
+	n := int(binary.LittleEndian.Uint16(b[44:]))
+	on := int(binary.LittleEndian.Uint16(b[110:]))
+	if n == 0 || n > maxNameLen || on > maxOriginLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 ||
+		h.Kind > kindSnapshot || b[33]&^1 != 0 || (h.Kind == kindSnapshot) != (h.Parent != 0) || h.ID == 0 ||
+		binary.LittleEndian.Uint32(b[40:]) != uint32(h.roots()) {
+		return h, fmt.Errorf("%w: volume header fields out of range", ErrCorrupt)
 	}
-	h.Name = string(b[34 : 34+n])
+	h.Name = string(b[46 : 46+n])
+	h.Origin = string(b[112 : 112+on])
 	return h, nil
 }
 
-// Map is one device's map: the file plus the changes not yet written to it.
+// Map is one volume's map: its root, the changes not yet committed, and
+// the volume file.
 type Map struct {
 	hdr    mapHeader
 	path   string
 	f      vfs.File
 	blocks uint64
+	ps     *pageSpace
+	// full is the name users give it: "dev", or "dev@snap" for a snapshot.
+	full string
+
+	// root points to the table pages; rootDirty lists the pointers changed
+	// since the last seal. Both are guarded by ps.mu.
+	root      []uint32
+	rootDirty map[uint32]bool
 
 	// mapped counts non-zero entries (maintained by the engine's writers).
 	mapped atomic.Int64
 	// lost counts the quarantined entries the last scan found.
 	lost atomic.Int64
-	// deleted is set once the device is deleted: I/O then fails.
+	// deleted is set once the volume is deleted: I/O then fails.
 	deleted atomic.Bool
+	// teardownMu makes one goroutine at a time release a deleted
+	// volume's space.
+	teardownMu sync.Mutex
 
-	// mu guards cur and sealed. Readers of the file hold it shared so a
-	// commit cannot drop a sealed entry between their overlay check and
-	// their file read.
+	// mu guards cur and sealed. Readers of the page file hold it shared so
+	// a commit cannot drop a sealed entry between their overlay check and
+	// their read.
 	mu     sync.RWMutex
 	cur    map[uint64]mapEntry // changes since the last seal
 	sealed map[uint64]mapEntry // changes the running commit is writing
 }
 
-func createMap(fsys vfs.FS, path string, h mapHeader) (*Map, error) {
+// readOnly reports whether the volume takes no writes (a snapshot).
+func (m *Map) readOnly() bool { return m.hdr.Kind == kindSnapshot }
+
+func volPath(dir string, id uint32) string {
+	return filepath.Join(dir, "devices", fmt.Sprintf("%d.vol", id))
+}
+
+// encodeVolume is a volume file's whole content.
+func encodeVolume(h mapHeader, root []uint32) []byte {
+	n := h.roots()
+	pages := (n + ptrsPerPage - 1) / ptrsPerPage
+	b := make([]byte, rootOffset+pages*mapPageSize)
+	hb := h.encode()
+	copy(b, hb)
+	copy(b[mapHeaderSize:], hb)
+	for pg := range pages {
+		var p ptrPage
+		copy(p[:], root[pg*ptrsPerPage:min(n, (pg+1)*ptrsPerPage)])
+		p.encode(b[rootOffset+pg*mapPageSize:])
+	}
+	return b
+}
+
+// writeVolume writes a volume file whole and durably (a new name is made
+// durable by the caller's directory sync).
+func writeVolume(fsys vfs.FS, path string, content []byte) error {
 	tmp := path + ".tmp"
 	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+		return fmt.Errorf("engine: %w", err)
 	}
-	blocks := uint64(h.Size / blockstore.BlockSize)
-	fail := func(err error) (*Map, error) {
+	if _, err := f.WriteAt(content, 0); err != nil {
 		f.Close()
 		fsys.Remove(tmp)
-		return nil, err
+		return fmt.Errorf("engine: write volume: %w", err)
 	}
-	if _, err := f.WriteAt(h.encode(), 0); err != nil {
-		return fail(fmt.Errorf("engine: write map header: %w", err))
-	}
-	if err := f.Truncate(mapFileSize(blocks)); err != nil {
-		return fail(fmt.Errorf("engine: size map: %w", err))
-	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("engine: sync map: %w", err))
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		fsys.Remove(tmp)
+		return fmt.Errorf("engine: sync volume: %w", err)
 	}
 	if err := fsys.Rename(tmp, path); err != nil {
-		return fail(fmt.Errorf("engine: %w", err))
+		fsys.Remove(tmp)
+		return fmt.Errorf("engine: %w", err)
 	}
-	return &Map{hdr: h, path: path, f: f, blocks: blocks, cur: map[uint64]mapEntry{}}, nil
+	return nil
 }
 
-// openMap opens a map file and checks its header and size; scan reads its
-// entries. A map shorter than its header says (cut short by a damaged file
-// system or a careless copy) is extended at once with quarantined entries:
-// the blocks whose entries are gone read as errors, never as zeros.
-func openMap(fsys vfs.FS, path string, log zerolog.Logger, readOnly bool) (*Map, error) {
+func newMap(h mapHeader, path string, f vfs.File, ps *pageSpace) *Map {
+	return &Map{hdr: h, path: path, f: f, blocks: uint64(h.Size / blockstore.BlockSize), ps: ps,
+		full: h.Name, rootDirty: map[uint32]bool{}, cur: map[uint64]mapEntry{}}
+}
+
+// openMap opens a volume file and checks its header; loadRoot reads its
+// root (after the journal replay, which may rewrite it).
+func openMap(fsys vfs.FS, path string, ps *pageSpace, readOnly bool) (*Map, error) {
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -208,64 +283,109 @@ func openMap(fsys vfs.FS, path string, log zerolog.Logger, readOnly bool) (*Map,
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	m, err := readMapHeader(f, path)
-	if err == nil && !readOnly {
-		err = m.fillShort(log)
-	}
+	h, err := readVolumeHeader(f, path, !readOnly)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return m, nil
+	return newMap(h, path, f, ps), nil
 }
 
-func readMapHeader(f vfs.File, path string) (*Map, error) {
-	hb := make([]byte, mapHeaderSize)
-	if _, err := io.ReadFull(io.NewSectionReader(f, 0, mapHeaderSize), hb); err != nil {
-		return nil, fmt.Errorf("%s: %w: map header truncated", path, ErrCorrupt)
+// readVolumeHeader reads a volume's header, or its copy when the header is
+// damaged (with fix, the header is then rewritten from the copy).
+func readVolumeHeader(f vfs.File, path string, fix bool) (mapHeader, error) {
+	hb := make([]byte, rootOffset)
+	n, _ := io.ReadFull(io.NewSectionReader(f, 0, rootOffset), hb)
+	h, err := decodeMapHeader(hb[:min(n, mapHeaderSize)])
+	if err == nil || errors.Is(err, ErrFormat) {
+		if err != nil {
+			return h, fmt.Errorf("%s: %w", path, err)
+		}
+		return h, nil
 	}
-	h, err := decodeMapHeader(hb)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	h2, err2 := decodeMapHeader(hb[mapHeaderSize:max(n, mapHeaderSize)])
+	if err2 != nil {
+		return h, fmt.Errorf("%s: %w (and its copy: %v)", path, err, err2)
 	}
-	return &Map{hdr: h, path: path, f: f, blocks: uint64(h.Size / blockstore.BlockSize), cur: map[uint64]mapEntry{}}, nil
-}
-
-// fillShort extends a truncated map to its size with quarantined entries.
-func (m *Map) fillShort(log zerolog.Logger) error {
-	size, err := m.f.Size()
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	want := mapFileSize(m.blocks)
-	if size >= want {
-		return nil
-	}
-	// Whole entries that survived are kept; the first partial one and
-	// everything after it are lost.
-	have := max(0, size-mapHeaderSize)
-	first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
-	log.Error().Str("map", m.path).Int64("bytes", size).Int64("want", want).
-		Uint64("first_block", first).Uint64("blocks", m.blocks-first).
-		Msg("map file is cut short: its missing blocks are quarantined (they read as I/O errors until written; fsck lists them)")
-	ents := make(map[uint64]mapEntry, min(m.blocks-first, 1<<16))
-	for lba := first; lba < m.blocks; lba++ {
-		ents[lba] = quarantined
-		if len(ents) == 1<<16 || lba == m.blocks-1 {
-			if err := m.writeEntries(ents); err != nil {
-				return err
-			}
-			clear(ents)
+	if fix {
+		if _, werr := f.WriteAt(hb[mapHeaderSize:rootOffset], 0); werr == nil {
+			f.Sync()
 		}
 	}
+	return h2, nil
+}
+
+// loadRoot reads the root. A root page that is missing or fails its
+// checksum loses the tables it named: their blocks read as I/O errors
+// until written (fsck lists them).
+func (m *Map) loadRoot(log zerolog.Logger) error {
+	n := m.hdr.roots()
+	root := make([]uint32, n)
+	b := make([]byte, mapPageSize)
+	for pg := 0; pg*ptrsPerPage < n; pg++ {
+		hi := min(n, (pg+1)*ptrsPerPage)
+		got, err := m.f.ReadAt(b, rootOffset+int64(pg)*mapPageSize)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("engine: read volume %s: %w", m.full, err)
+		}
+		var p *ptrPage
+		if got == mapPageSize {
+			p, err = decodePtrPage(b)
+		}
+		if p == nil {
+			log.Error().Str("volume", m.full).Int("root_page", pg).AnErr("cause", err).
+				Msg("volume root page is damaged: the blocks under it read as I/O errors until written (fsck lists them)")
+			for i := pg * ptrsPerPage; i < hi; i++ {
+				root[i] = lostPage
+			}
+			continue
+		}
+		copy(root[pg*ptrsPerPage:hi], p[:hi-pg*ptrsPerPage])
+	}
+	m.ps.mu.Lock()
+	m.root = root
+	m.ps.mu.Unlock()
 	return nil
 }
 
-// scan reads the whole map file: it sets the counts of mapped and
-// quarantined entries and passes each non-zero one to visit (may be nil).
+// leafSpan is one leaf of a volume: blocks first.. of the volume, in page.
+type leafSpan struct {
+	first uint64
+	page  uint32 // 0: a hole; lostPage: damaged
+}
+
+// leaves lists the volume's leaves that are not holes, in block order.
+func (m *Map) leaves() []leafSpan {
+	ps := m.ps
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	var out []leafSpan
+	for t, tp := range m.root {
+		base := uint64(t) * tableBlocks
+		switch {
+		case tp == 0:
+		case tp == lostPage:
+			for l := range ptrsPerPage {
+				if first := base + uint64(l)*mapPerPage; first < m.blocks {
+					out = append(out, leafSpan{first, lostPage})
+				}
+			}
+		default:
+			for l, lp := range ps.tables[tp] {
+				if first := base + uint64(l)*mapPerPage; lp != 0 && first < m.blocks {
+					out = append(out, leafSpan{first, lp})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// scan reads the whole map: it sets the counts of mapped and quarantined
+// entries and passes each non-zero one to visit (may be nil).
 func (m *Map) scan(visit func(lba uint64, e mapEntry)) error {
 	var mapped, lost int64
-	err := m.scanFile(func(lba uint64, e mapEntry) {
+	err := m.scanPages(func(lba uint64, e mapEntry) {
 		mapped++
 		if e.isLost() {
 			lost++
@@ -282,155 +402,110 @@ func (m *Map) scan(visit func(lba uint64, e mapEntry)) error {
 	return nil
 }
 
-// scanFile passes each non-zero entry of the file (not the overlays) to
-// visit. An entry that fails its checksum is quarantined. Only the file's
-// data regions are read: an empty 4 TiB device has a 51 GB map that is
-// all hole.
-func (m *Map) scanFile(visit func(lba uint64, e mapEntry)) error {
-	size, err := m.f.Size()
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	const chunkPages = 256
-	buf := make([]byte, chunkPages*mapPageSize)
-	var readTo int64 // pages before it were read (those that hold data)
-	end := min(size, mapFileSize(m.blocks))
-	for pos := int64(mapHeaderSize); pos < end; {
-		data, hole, err := m.f.DataRegion(pos, end)
-		if err != nil {
-			return err
-		}
-		// whole pages covering [data, hole)
-		first := max(0, (data-mapHeaderSize)/mapPageSize)
-		stop := (min(hole, end) - mapHeaderSize + mapPageSize - 1) / mapPageSize
-		for page := first; page < stop; page += chunkPages {
-			n := min(chunkPages, stop-page)
-			readTo = page + n
-			if err := m.readPages(buf[:n*mapPageSize], mapHeaderSize+page*mapPageSize); err != nil {
-				return err
+// scanPages passes each non-zero entry of the committed map (not the
+// overlays) to visit. An entry that fails its checksum is quarantined.
+// Leaves in consecutive pages are read with one call.
+func (m *Map) scanPages(visit func(lba uint64, e mapEntry)) error {
+	return m.scanLeaves(func(lba uint64, e mapEntry, _ uint32) { visit(lba, e) })
+}
+
+// scanLeaves is scanPages that also names the leaf page of each entry
+// (lostPage for a lost leaf).
+func (m *Map) scanLeaves(visit func(lba uint64, e mapEntry, page uint32)) error {
+	spans := m.leaves()
+	const chunk = 64
+	buf := make([]byte, chunk*mapPageSize)
+	for i := 0; i < len(spans); {
+		j := i + 1
+		if live(spans[i].page) {
+			for j < len(spans) && j-i < chunk && spans[j].page == spans[j-1].page+1 {
+				j++
 			}
-			for p := range n {
-				pg := buf[p*mapPageSize : (p+1)*mapPageSize]
+			n, err := m.ps.f.ReadAt(buf[:(j-i)*mapPageSize], int64(spans[i].page)*mapPageSize)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("engine: read map of %s: %w", m.full, err)
+			}
+			for k := i; k < j; k++ {
+				pg := buf[(k-i)*mapPageSize : (k-i+1)*mapPageSize]
+				if have := n - (k-i)*mapPageSize; have < mapPageSize {
+					fillLost(pg, have)
+				}
+				m.ps.fresh(pg, spans[k].page) // not in the file yet
 				if isZero(pg) {
 					continue
 				}
-				for i := range mapPerPage {
-					lba := uint64(page+p)*mapPerPage + uint64(i)
+				for x := range mapPerPage {
+					lba := spans[k].first + uint64(x)
 					if lba >= m.blocks {
-						break // the last page's tail holds no block
+						break
 					}
-					e, ok := decodeMapEntry(pg[i*mapEntrySize:])
+					e, ok := decodeMapEntry(pg[x*mapEntrySize:])
 					if !ok {
 						e = quarantined
 					}
 					if !e.isZero() {
-						visit(lba, e)
+						visit(lba, e, spans[k].page)
 					}
 				}
 			}
-		}
-		pos = mapHeaderSize + stop*mapPageSize
-	}
-	// A map cut short (opened read-only, so not yet filled): every entry
-	// past its end is lost. Pages the loop read had those entries filled in
-	// as quarantined by readPages; the rest are visited here.
-	if size < mapFileSize(m.blocks) {
-		have := size - mapHeaderSize
-		first := uint64(have/mapPageSize)*mapPerPage + uint64(have%mapPageSize/mapEntrySize)
-		for lba := first; lba < m.blocks; lba++ {
-			if int64(lba/mapPerPage) < readTo {
-				continue
-			}
-			visit(lba, quarantined)
-		}
-	}
-	return nil
-}
-
-// readPages reads whole pages at off; whatever lies past the end of a map
-// cut short reads as quarantined entries.
-func (m *Map) readPages(buf []byte, off int64) error {
-	n, err := m.f.ReadAt(buf, off)
-	if errors.Is(err, io.EOF) {
-		for pg := n / mapPageSize * mapPageSize; pg < len(buf); pg += mapPageSize {
-			for k := max(0, n-pg) / mapEntrySize; k < mapPerPage; k++ {
-				if pg+k*mapEntrySize < n {
-					continue
+		} else { // a lost leaf
+			for x := range uint64(mapPerPage) {
+				if lba := spans[i].first + x; lba < m.blocks {
+					visit(lba, quarantined, lostPage)
 				}
-				quarantined.encode(buf[pg+k*mapEntrySize:])
 			}
-			clear(buf[pg+mapPerPage*mapEntrySize : pg+mapPageSize])
 		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+		i = j
 	}
 	return nil
 }
 
-// get returns the entry of lba: overlay first, then the file. An entry
-// that fails its checksum comes back quarantined.
+// get returns the entry of lba: overlay first, then the page file. An
+// entry that fails its checksum comes back quarantined.
 func (m *Map) get(lba uint64) (mapEntry, error) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if e, ok := m.cur[lba]; ok {
-		return e, nil
-	}
-	if e, ok := m.sealed[lba]; ok {
-		return e, nil
-	}
-	var b [mapEntrySize]byte
-	if _, err := m.f.ReadAt(b[:], entryOffset(lba)); errors.Is(err, io.EOF) {
-		return quarantined, nil // past the end of a map cut short
-	} else if err != nil {
-		return mapEntry{}, fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
-	}
-	e, ok := decodeMapEntry(b[:])
-	if !ok {
-		return quarantined, nil
-	}
-	return e, nil
+	var out [1]mapEntry
+	err := m.getRange(lba, out[:])
+	return out[0], err
 }
 
 // getRange fills out with the entries of blocks first.. (overlay first,
-// then the file, read in one call). Entries that fail their checksum come
-// back quarantined.
+// then the page file, one read per leaf). Entries that fail their checksum
+// come back quarantined.
 func (m *Map) getRange(first uint64, out []mapEntry) error {
-	if len(out) == 1 {
-		e, err := m.get(first)
-		out[0] = e
-		return err
-	}
 	last := first + uint64(len(out)) - 1
-	pg0, pg1 := first/mapPerPage, last/mapPerPage
-	buf := make([]byte, (pg1-pg0+1)*mapPageSize)
+	nl := last/mapPerPage - first/mapPerPage + 1
+	var small [4]uint32
+	pages := small[:0]
+	m.ps.mu.RLock()
+	for leaf := first / mapPerPage; leaf <= last/mapPerPage; leaf++ {
+		pages = append(pages, m.ps.leafOf(m.root, leaf*mapPerPage))
+	}
+	m.ps.mu.RUnlock()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if err := m.readPages(buf, mapHeaderSize+int64(pg0)*mapPageSize); err != nil {
-		return err
+	for i := range nl {
+		leaf := first/mapPerPage + i
+		lo, hi := max(first, leaf*mapPerPage), min(last+1, (leaf+1)*mapPerPage)
+		seg := out[lo-first : hi-first]
+		if err := m.ps.readEntries(pages[i], int(lo-leaf*mapPerPage), seg); err != nil {
+			return err
+		}
 	}
-	for i := range out {
-		lba := first + uint64(i)
-		if e, ok := m.cur[lba]; ok {
-			out[i] = e
-			continue
+	if len(m.cur) > 0 || len(m.sealed) > 0 {
+		for i := range out {
+			lba := first + uint64(i)
+			if e, ok := m.cur[lba]; ok {
+				out[i] = e
+			} else if e, ok := m.sealed[lba]; ok {
+				out[i] = e
+			}
 		}
-		if e, ok := m.sealed[lba]; ok {
-			out[i] = e
-			continue
-		}
-		off := (lba/mapPerPage-pg0)*mapPageSize + (lba%mapPerPage)*mapEntrySize
-		e, ok := decodeMapEntry(buf[off:])
-		if !ok {
-			e = quarantined
-		}
-		out[i] = e
 	}
 	return nil
 }
 
-// setMany records changes; the caller holds the blocks' locks and the epoch.
+// setMany records changes; the caller holds the blocks' locks and the
+// epoch, and has made their leaves the volume's own (Engine.ownLeaves).
 func (m *Map) setMany(lbas []uint64, ents []mapEntry) {
 	m.mu.Lock()
 	for i, lba := range lbas {
@@ -439,7 +514,7 @@ func (m *Map) setMany(lbas []uint64, ents []mapEntry) {
 	m.mu.Unlock()
 }
 
-// set records a change; the caller holds the block's lock and the epoch.
+// set records a change (see setMany).
 func (m *Map) set(lba uint64, e mapEntry) {
 	m.mu.Lock()
 	m.cur[lba] = e
@@ -458,44 +533,34 @@ func (m *Map) seal() map[uint64]mapEntry {
 	return m.sealed
 }
 
-// writeEntries writes entries into the file by page (read, modify, write)
-// and syncs it. It is idempotent (journal replay calls it too).
+// writeEntries writes entries in place into the volume's leaves and syncs
+// the page file (fsck --repair's quarantine of damaged entries: a damaged
+// entry of a shared leaf is damaged for every volume sharing it). Entries
+// under a hole or a lost leaf are skipped: they read as zeros or errors.
 func (m *Map) writeEntries(entries map[uint64]mapEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	lbas := make([]uint64, 0, len(entries))
-	for lba := range entries {
-		lbas = append(lbas, lba)
-	}
-	sort.Slice(lbas, func(i, j int) bool { return lbas[i] < lbas[j] })
-	page := make([]byte, mapPageSize)
-	for i := 0; i < len(lbas); {
-		pg := lbas[i] / mapPerPage
-		off := mapHeaderSize + int64(pg)*mapPageSize
-		n, err := m.f.ReadAt(page, off)
-		if errors.Is(err, io.EOF) {
-			// Past the end of a map cut short: those entries are lost.
-			for k := n / mapEntrySize; k < mapPerPage; k++ {
-				quarantined.encode(page[k*mapEntrySize:])
-			}
-		} else if err != nil {
-			return fmt.Errorf("engine: read map %s: %w", m.hdr.Name, err)
+	b := make([]byte, mapEntrySize)
+	for lba, e := range entries {
+		m.ps.mu.RLock()
+		lp := m.ps.leafOf(m.root, lba)
+		m.ps.mu.RUnlock()
+		if !live(lp) {
+			continue
 		}
-		for ; i < len(lbas) && lbas[i]/mapPerPage == pg; i++ {
-			entries[lbas[i]].encode(page[(lbas[i]%mapPerPage)*mapEntrySize:])
-		}
-		if _, err := m.f.WriteAt(page, off); err != nil {
-			return fmt.Errorf("engine: write map %s: %w", m.hdr.Name, err)
+		e.encode(b)
+		if _, err := m.ps.f.WriteAt(b, int64(lp)*mapPageSize+int64(lba%mapPerPage)*mapEntrySize); err != nil {
+			return fmt.Errorf("engine: write map of %s: %w", m.full, err)
 		}
 	}
-	if err := m.f.Sync(); err != nil {
-		return fmt.Errorf("engine: sync map %s: %w", m.hdr.Name, err)
+	if err := m.ps.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync map pages: %w", err)
 	}
 	return nil
 }
 
-// dropSealed forgets the sealed changes once they are in the file.
+// dropSealed forgets the sealed changes once they are in the page file.
 func (m *Map) dropSealed() {
 	m.mu.Lock()
 	m.sealed = nil
@@ -514,7 +579,7 @@ func (m *Map) each(fn func(lba uint64, e mapEntry) error) error {
 	}
 	m.mu.RUnlock()
 	var fnErr error
-	err := m.scanFile(func(lba uint64, e mapEntry) {
+	err := m.scanPages(func(lba uint64, e mapEntry) {
 		if _, ok := over[lba]; !ok && fnErr == nil {
 			fnErr = fn(lba, e)
 		}
@@ -535,4 +600,55 @@ func (m *Map) each(fn func(lba uint64, e mapEntry) error) error {
 	return nil
 }
 
-func (m *Map) close() error { return m.f.Close() }
+func (m *Map) close() error {
+	if m.f == nil {
+		return nil
+	}
+	return m.f.Close()
+}
+
+// patchRoot writes root pointers into the volume file (changes sorted by
+// index) and syncs it. Each root page is patched as it is on disk,
+// checksum or not, and written back whole with a fresh checksum.
+func (m *Map) patchRoot(changes []rootChange, page []byte) error {
+	for i := 0; i < len(changes); {
+		pg := changes[i].Index / ptrsPerPage
+		off := rootOffset + int64(pg)*mapPageSize
+		n, err := m.f.ReadAt(page, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("engine: read volume %s: %w", m.full, err)
+		}
+		clear(page[n:])
+		var p ptrPage
+		for k := range p {
+			p[k] = binary.LittleEndian.Uint32(page[4*k:])
+		}
+		for ; i < len(changes) && changes[i].Index/ptrsPerPage == pg; i++ {
+			if int(changes[i].Index) >= m.hdr.roots() {
+				return fmt.Errorf("%w: journal names root pointer %d of volume %s, which has %d", ErrCorrupt, changes[i].Index, m.full, m.hdr.roots())
+			}
+			p[changes[i].Index%ptrsPerPage] = changes[i].Page
+		}
+		p.encode(page)
+		if _, err := m.f.WriteAt(page, off); err != nil {
+			return fmt.Errorf("engine: write volume %s: %w", m.full, err)
+		}
+	}
+	if err := m.f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync volume %s: %w", m.full, err)
+	}
+	return nil
+}
+
+// reopen opens the volume file again after it was replaced whole.
+func (m *Map) reopen(fsys vfs.FS) error {
+	f, err := fsys.OpenFile(m.path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	if m.f != nil {
+		m.f.Close()
+	}
+	m.f = f
+	return nil
+}

@@ -81,9 +81,10 @@ type Engine struct {
 	log    zerolog.Logger
 	lock   io.Closer
 
-	ix *index.Index
-	bs blockstore.Store
-	jn *journal
+	ix    *index.Index
+	bs    blockstore.Store
+	jn    *journal
+	pages *pageSpace
 
 	// epoch is held shared by every metadata change and exclusively by a
 	// commit while it seals the changes made so far.
@@ -117,7 +118,9 @@ type Engine struct {
 	damagedN  atomic.Int64       // len(damaged), read without the lock
 
 	// devMu guards byName, byID, nextID and broken.
-	devMu  sync.RWMutex
+	devMu sync.RWMutex
+	// byName holds devices ("dev") and snapshots ("dev@snap"); byID every
+	// volume, those being deleted too.
 	byName map[string]*Map
 	byID   map[uint32]*Map
 	nextID uint32
@@ -137,6 +140,15 @@ type Engine struct {
 	// ("journaled": after the commit point, before anything is applied)
 	// when it returns true, as a crash there would.
 	crashHook func(stage string) bool
+
+	// deleters counts the goroutines releasing deleted volumes' space;
+	// closing asks them to stop at their next commit (they resume at the
+	// next open).
+	deleters sync.WaitGroup
+	closing  atomic.Bool
+	// closeAfter lists volumes removed by a commit whose files are closed
+	// once it is applied (under commitMu).
+	closeAfter []*Map
 
 	kick   chan struct{}
 	stop   chan struct{}
@@ -312,6 +324,9 @@ func Open(dir string, o Options) (*Engine, error) {
 		return nil, err
 	}
 	go e.background()
+	if !o.ReadOnly {
+		e.resumeDeletes()
+	}
 	return e, nil
 }
 
@@ -339,8 +354,13 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.jn = jn
-	// Maps are opened (header and size) before the replay and scanned
-	// after it: a map page torn by the crash is repaired by the replay.
+	ps, err := openPages(e.fs, filepath.Join(e.dir, pagesName), false)
+	if err != nil {
+		return err
+	}
+	e.pages = ps
+	// Volumes are opened (headers) before the replay, which may rewrite
+	// their roots, and their roots read after it.
 	if err := e.openMaps(); err != nil {
 		return err
 	}
@@ -355,8 +375,8 @@ func (e *Engine) open() error {
 		return err
 	}
 	if rec != nil {
-		e.log.Info().Uint64("seq", rec.Seq).Int("maps", len(rec.Maps)).Int("slots", len(rec.Slots)).Msg("replaying journal")
-		if err := e.applyRecord(rec, true); err != nil {
+		e.log.Info().Uint64("seq", rec.Seq).Int("leaves", len(rec.Leaves)).Int("slots", len(rec.Slots)).Msg("replaying journal")
+		if err := e.applyRecord(rec); err != nil {
 			return fmt.Errorf("engine: journal replay: %w", err)
 		}
 		if err := e.jn.reset(); err != nil {
@@ -368,11 +388,41 @@ func (e *Engine) open() error {
 		if err := e.ix.ReloadFilter(); err != nil {
 			return err
 		}
+		// and it may have replaced volume files whole
+		e.closeMaps()
+		if err := e.openMaps(); err != nil {
+			return err
+		}
+	}
+	if err := e.loadTrees(); err != nil {
+		return err
 	}
 	if err := e.scanMaps(); err != nil {
 		return err
 	}
 	return e.loadSlots()
+}
+
+// loadTrees reads every volume's root and counts the parents of every
+// map page.
+func (e *Engine) loadTrees() error {
+	vols := make([]*Map, 0, len(e.byID))
+	for _, m := range e.byID {
+		if err := m.loadRoot(e.log); err != nil {
+			return err
+		}
+		vols = append(vols, m)
+	}
+	sort.Slice(vols, func(i, j int) bool { return vols[i].hdr.ID < vols[j].hdr.ID })
+	return e.walkPages(vols)
+}
+
+// closeMaps closes every volume file and forgets the volumes.
+func (e *Engine) closeMaps() {
+	for _, m := range e.byID {
+		m.close()
+	}
+	e.byID, e.byName, e.broken = map[uint32]*Map{}, map[string]*Map{}, nil
 }
 
 // syncAtOpen makes what this open reads durable before it acts on it.
@@ -393,15 +443,48 @@ func (e *Engine) syncAtOpen() error {
 	return nil
 }
 
-// scanMaps reads every open map whole: counts, and quarantined entries.
+// scanMaps reads every volume's map: counts, and quarantined entries. A
+// leaf shared by several volumes is read once.
 func (e *Engine) scanMaps() error {
+	type counts struct{ mapped, lost int64 }
+	leafCounts := map[uint32]counts{}
+	buf := make([]byte, mapPageSize)
 	for _, m := range e.byID {
-		if err := m.scan(nil); err != nil {
-			return err
+		var mapped, lost int64
+		for _, sp := range m.leaves() {
+			n := int64(min(mapPerPage, m.blocks-sp.first))
+			if !live(sp.page) {
+				mapped += n
+				lost += n
+				continue
+			}
+			c, ok := leafCounts[sp.page]
+			if !ok {
+				if err := e.pages.readPage(buf, sp.page); err != nil {
+					return err
+				}
+				for i := range int(n) {
+					ent, ok := decodeMapEntry(buf[i*mapEntrySize:])
+					if !ok {
+						ent = quarantined
+					}
+					if !ent.isZero() {
+						c.mapped++
+					}
+					if ent.isLost() {
+						c.lost++
+					}
+				}
+				leafCounts[sp.page] = c
+			}
+			mapped += c.mapped
+			lost += c.lost
 		}
-		if n := m.lost.Load(); n > 0 {
-			e.log.Error().Str("device", m.hdr.Name).Int64("blocks", n).
-				Msg("device has quarantined blocks (damaged map entries): they read as I/O errors until written; run blockhash fsck")
+		m.mapped.Store(mapped)
+		m.lost.Store(lost)
+		if lost > 0 && !m.hdr.Deleting {
+			e.log.Error().Str("volume", m.full).Int64("blocks", lost).
+				Msg("volume has quarantined blocks (damaged map entries): they read as I/O errors until written; run blockhash fsck")
 		}
 	}
 	return nil
@@ -437,7 +520,15 @@ func (e *Engine) openReadOnly() error {
 		return err
 	}
 	e.ix = ix
+	ps, err := openPages(e.fs, filepath.Join(e.dir, pagesName), true)
+	if err != nil {
+		return err
+	}
+	e.pages = ps
 	if err := e.openMaps(); err != nil {
+		return err
+	}
+	if err := e.loadTrees(); err != nil {
 		return err
 	}
 	if err := e.scanMaps(); err != nil {
@@ -446,8 +537,8 @@ func (e *Engine) openReadOnly() error {
 	return e.loadSlots()
 }
 
-// openMaps opens every device's map (header and size only). A map that
-// cannot be opened (damaged header, two maps with one id) is left out and
+// openMaps opens every volume file (header only). A volume that cannot
+// be opened (damaged header, a name or id used twice) is left out and
 // reported, so one damaged device does not take the others offline.
 func (e *Engine) openMaps() error {
 	dir := filepath.Join(e.dir, "devices")
@@ -460,6 +551,7 @@ func (e *Engine) openMaps() error {
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	var vols []*Map
 	for _, de := range ents {
 		name := de.Name
 		if strings.HasSuffix(name, ".tmp") {
@@ -468,28 +560,54 @@ func (e *Engine) openMaps() error {
 			}
 			continue
 		}
-		if !strings.HasSuffix(name, ".map") {
+		if strings.HasSuffix(name, ".map") {
+			return fmt.Errorf("%w: %s is a device map of blockhash format 1; this blockhash reads format %d (export the store's devices with the blockhash that made it)", ErrFormat, filepath.Join(dir, name), FormatVersion)
+		}
+		if !strings.HasSuffix(name, ".vol") {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		m, err := openMap(e.fs, path, e.log, e.opts.ReadOnly)
-		if err == nil && m.hdr.Name+".map" != name {
+		m, err := openMap(e.fs, path, e.pages, e.opts.ReadOnly)
+		if err == nil && fmt.Sprintf("%d.vol", m.hdr.ID) != name {
 			m.close()
-			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
-		}
-		if err == nil {
-			if other, dup := e.byID[m.hdr.ID]; dup {
-				m.close()
-				err = fmt.Errorf("%s: %w: device id %d is also %s's", path, ErrCorrupt, m.hdr.ID, other.hdr.Name)
-			}
+			err = fmt.Errorf("%s: %w: the file holds volume %d", path, ErrCorrupt, m.hdr.ID)
 		}
 		if err != nil {
-			e.log.Error().Err(err).Msg("device map cannot be opened: the device is offline (run blockhash fsck --repair)")
-			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".map"), Path: path, Err: err})
+			e.log.Error().Err(err).Msg("volume cannot be opened: the device is offline (run blockhash fsck --repair)")
+			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".vol"), Path: path, Err: err})
 			continue
 		}
-		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
+		vols = append(vols, m)
+		e.byID[m.hdr.ID] = m
 		e.nextID = max(e.nextID, m.hdr.ID+1)
+	}
+	// Names: a snapshot is "device@name".
+	for _, m := range vols {
+		if m.hdr.Kind == kindSnapshot {
+			p := e.byID[m.hdr.Parent]
+			if p == nil || p.hdr.Kind != kindDevice {
+				m.full = fmt.Sprintf("%d@%s", m.hdr.Parent, m.hdr.Name)
+				if !m.hdr.Deleting {
+					e.log.Error().Str("snapshot", m.hdr.Name).Uint32("device_id", m.hdr.Parent).Msg("snapshot of a device that cannot be opened")
+				}
+			} else {
+				m.full = p.hdr.Name + "@" + m.hdr.Name
+			}
+		}
+	}
+	sort.Slice(vols, func(i, j int) bool { return vols[i].hdr.ID < vols[j].hdr.ID })
+	for _, m := range vols {
+		if m.hdr.Deleting {
+			m.deleted.Store(true)
+			continue
+		}
+		if other, dup := e.byName[m.full]; dup {
+			err := fmt.Errorf("%s: %w: volume %d is also called %s (volume %d)", m.path, ErrCorrupt, m.hdr.ID, m.full, other.hdr.ID)
+			e.log.Error().Err(err).Msg("volume cannot be opened: the device is offline (run blockhash fsck --repair)")
+			e.broken = append(e.broken, BrokenDevice{Name: m.full, Path: m.path, Err: err})
+			continue
+		}
+		e.byName[m.full] = m
 	}
 	return nil
 }
@@ -571,6 +689,8 @@ func (e *Engine) Close() error {
 	if e.closed.Swap(true) {
 		return nil
 	}
+	e.closing.Store(true)
+	e.deleters.Wait()
 	close(e.stop)
 	<-e.bgDone
 	err := e.commit()
@@ -653,38 +773,6 @@ func (e *Engine) Superblock() Superblock { return e.sb }
 // Dir is the store directory.
 func (e *Engine) Dir() string { return e.dir }
 
-// CreateDevice makes a new, all-zero device.
-func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
-	if err := ValidName(name); err != nil {
-		return nil, err
-	}
-	if size <= 0 || size%BlockSize != 0 {
-		return nil, fmt.Errorf("%w: device size %d must be a positive multiple of 4096", ErrInvalid, size)
-	}
-	if err := e.failedErr(); err != nil {
-		return nil, err
-	}
-	e.devMu.Lock()
-	defer e.devMu.Unlock()
-	if _, ok := e.byName[name]; ok {
-		return nil, fmt.Errorf("%w: %s", ErrExists, name)
-	}
-	path := filepath.Join(e.dir, "devices", name+".map")
-	if _, err := e.fs.Stat(path); err == nil {
-		return nil, fmt.Errorf("%w: %s (being deleted)", ErrExists, name)
-	}
-	m, err := createMap(e.fs, path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
-	if err != nil {
-		return nil, err
-	}
-	if err := e.fs.SyncDir(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	e.nextID++
-	e.byName[name], e.byID[m.hdr.ID] = m, m
-	return &Device{e: e, m: m}, nil
-}
-
 // Device returns the open device called name.
 func (e *Engine) Device(name string) (*Device, error) {
 	e.devMu.RLock()
@@ -711,44 +799,6 @@ func (e *Engine) Devices() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// DeleteDevice removes a device and releases its blocks; it returns once
-// the deletion is committed.
-func (e *Engine) DeleteDevice(name string) error {
-	if err := e.failedErr(); err != nil {
-		return err
-	}
-	e.epoch.Lock() // no write of the device is half done
-	e.devMu.Lock()
-	m, ok := e.byName[name]
-	if ok {
-		delete(e.byName, name)
-		m.deleted.Store(true)
-	}
-	e.devMu.Unlock()
-	e.epoch.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
-	e.epoch.RLock()
-	err := m.each(func(_ uint64, ent mapEntry) error {
-		if !ent.holds() {
-			return nil
-		}
-		return e.release(ent)
-	})
-	if err == nil {
-		e.dirtyMu.Lock()
-		e.deleting = append(e.deleting, m)
-		e.dirtyMu.Unlock()
-	}
-	e.epoch.RUnlock()
-	if err != nil {
-		e.fail(err)
-		return err
-	}
-	return e.commit()
 }
 
 // Flush commits every change made so far: when it returns, every write
@@ -948,6 +998,6 @@ func dirBytes(fsys vfs.FS, dir string) (int64, error) {
 
 func (m *Map) stats() DeviceStats {
 	mapped := uint64(max(0, m.mapped.Load()))
-	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
+	return DeviceStats{Name: m.full, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
 		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

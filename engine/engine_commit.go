@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"maps"
 	"path/filepath"
 	"sort"
 	"syscall"
@@ -23,9 +23,17 @@ type sealedMap struct {
 
 // commit makes every change made so far durable. Steps: seal the changes
 // (briefly excluding writers), sync the new block data, write and sync the
-// journal record (the commit point), apply it to maps, slot records and the
-// index, empty the journal, and hand the freed slots back for reuse.
-func (e *Engine) commit() error {
+// journal record (the commit point), apply it to map pages, volume files,
+// slot records and the index, empty the journal, and hand the freed slots
+// and pages back for reuse.
+func (e *Engine) commit() error { return e.commitWith(nil) }
+
+// commitWith is a commit during which op changes the catalog (snapshot,
+// clone, rollback, delete): op runs once the changes are sealed and adds
+// its own to the record; writers wait until the record is applied, so no
+// write copies a page the record has yet to write. An op that fails
+// changes nothing; the sealed changes are committed all the same.
+func (e *Engine) commitWith(op func(rec *record) error) error {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	if p := e.failed.Load(); p != nil {
@@ -33,27 +41,30 @@ func (e *Engine) commit() error {
 	}
 
 	e.epoch.Lock()
+	holding := true
+	defer func() {
+		if holding {
+			e.epoch.Unlock()
+		}
+	}()
 	rec := &record{Seq: e.seq + 1}
 	var sealed []sealedMap
-	nmaps := 0
 	e.devMu.RLock()
 	for _, m := range e.byID {
 		if s := m.seal(); s != nil {
 			sealed = append(sealed, sealedMap{m, s})
-			nmaps += len(s)
 		}
 	}
 	e.devMu.RUnlock()
-	rec.Maps = make([]mapChange, 0, nmaps)
-	for _, s := range sealed {
-		for lba, ent := range s.entries {
-			rec.Maps = append(rec.Maps, mapChange{Dev: s.m.hdr.ID, LBA: lba, Entry: ent})
-		}
+	sp := e.pages.seal()
+	if err := e.sealPages(rec, sealed, sp); err != nil {
+		e.fail(err)
+		return err
 	}
 	e.ix.Seal()
 	e.dirtyMu.Lock()
-	dirty, deleting := e.dirty, e.deleting
-	e.dirty, e.deleting = make(map[uint64]slotTag, len(dirty)), nil
+	dirty := e.dirty
+	e.dirty = make(map[uint64]slotTag, len(dirty))
 	e.dirtyMu.Unlock()
 	puts := make([]index.Op, 0, len(dirty))
 	rec.Slots = make([]slotChange, 0, len(dirty))
@@ -65,20 +76,26 @@ func (e *Engine) commit() error {
 			puts = append(puts, index.Op{Key: t.key, Slot: slot})
 		}
 	}
-	for _, m := range deleting {
-		rec.Deletes = append(rec.Deletes, m.hdr.ID)
+	sort.Slice(rec.Slots, func(i, j int) bool { return rec.Slots[i].Slot < rec.Slots[j].Slot })
+	var opErr error
+	if op != nil {
+		opErr = op(rec)
 	}
 	e.alloc.mu.Lock()
 	freeing := e.alloc.freeing
 	e.alloc.freeing = nil
 	e.alloc.mu.Unlock()
 	e.changes.Store(0)
-	e.epoch.Unlock()
-
-	if len(rec.Maps) == 0 && len(rec.Slots) == 0 && len(rec.Deletes) == 0 {
-		return nil
+	if op == nil {
+		e.epoch.Unlock()
+		holding = false
 	}
-	e.reserveFor(rec, puts, sealed)
+
+	if rec.empty() {
+		e.pages.reuse(sp.frees)
+		return opErr
+	}
+	e.reserveFor(rec, puts)
 	err := e.persist(rec, puts, sealed)
 	if err != nil && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, blockstore.ErrFull)) && e.useReserve() {
 		err = e.persist(rec, puts, sealed) // every step is idempotent
@@ -88,15 +105,71 @@ func (e *Engine) commit() error {
 		return fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	e.seq = rec.Seq
-	if len(freeing) > 0 {
+	for _, m := range e.closeAfter {
+		m.close()
+	}
+	e.closeAfter = nil
+	if len(freeing) > 0 || len(sp.frees) > 0 {
 		// Cached neighbourhoods read before this point may name these slots.
 		e.ix.Invalidate()
 		e.reuseMu.Lock()
 		e.alloc.mu.Lock()
 		e.alloc.free = append(e.alloc.free, freeing...)
 		e.alloc.mu.Unlock()
+		e.pages.reuse(sp.frees)
 		e.reuseMu.Unlock()
 	}
+	return opErr
+}
+
+// sealPages turns the sealed map changes and the page changes into the
+// record's leaf, table and root writes. The caller holds the epoch
+// exclusively: every changed entry's leaf is its volume's own by now.
+func (e *Engine) sealPages(rec *record, sealed []sealedMap, sp sealedPages) error {
+	ps := e.pages
+	byPage := make(map[uint32]*leafWrite, len(sp.newLeaves))
+	for n, init := range sp.newLeaves {
+		lw := &leafWrite{Page: n, Init: init, Zero: init == nil}
+		byPage[n] = lw
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, s := range sealed {
+		for lba, ent := range s.entries {
+			lp := ps.leafOf(s.m.root, lba)
+			if !live(lp) {
+				return fmt.Errorf("%w: volume %s block %d changed under no leaf (internal error)", ErrCorrupt, s.m.full, lba)
+			}
+			lw := byPage[lp]
+			if lw == nil {
+				lw = &leafWrite{Page: lp}
+				byPage[lp] = lw
+			}
+			lw.Entries = append(lw.Entries, leafEntry{Idx: uint16(lba % mapPerPage), Entry: ent})
+		}
+	}
+	rec.Leaves = make([]leafWrite, 0, len(byPage))
+	for _, lw := range byPage {
+		sort.Slice(lw.Entries, func(i, j int) bool { return lw.Entries[i].Idx < lw.Entries[j].Idx })
+		rec.Leaves = append(rec.Leaves, *lw)
+	}
+	sort.Slice(rec.Leaves, func(i, j int) bool { return rec.Leaves[i].Page < rec.Leaves[j].Page })
+	for n, p := range sp.tables {
+		rec.Tables = append(rec.Tables, tableWrite{Page: n, Ptrs: p})
+	}
+	sort.Slice(rec.Tables, func(i, j int) bool { return rec.Tables[i].Page < rec.Tables[j].Page })
+	e.devMu.RLock()
+	for _, m := range e.byID {
+		for t := range m.rootDirty {
+			rec.Roots = append(rec.Roots, rootChange{Vol: m.hdr.ID, Index: t, Page: m.root[t]})
+		}
+		clear(m.rootDirty)
+	}
+	e.devMu.RUnlock()
+	sort.Slice(rec.Roots, func(i, j int) bool {
+		a, b := rec.Roots[i], rec.Roots[j]
+		return a.Vol < b.Vol || a.Vol == b.Vol && a.Index < b.Index
+	})
 	return nil
 }
 
@@ -110,18 +183,19 @@ func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error
 	if e.crashHook != nil && e.crashHook("journaled") {
 		return errSimulatedCrash
 	}
-	if err := e.applyRecordOps(rec, puts); err != nil {
+	if err := e.applyRecordOps(rec, puts, false); err != nil {
 		return err
 	}
+	e.pages.applied() // before the overlays go: the file has both now
 	for _, s := range sealed {
 		s.m.dropSealed()
 	}
 	return e.jn.reset()
 }
 
-// applyRecord applies a journal record (at replay: index puts for every
+// applyRecord applies a journal record at replay (index puts for every
 // live indexed slot, since the record does not say which were new).
-func (e *Engine) applyRecord(rec *record, replay bool) error {
+func (e *Engine) applyRecord(rec *record) error {
 	var puts []index.Op
 	for _, c := range rec.Slots {
 		if c.Meta.Refs > 0 && c.Meta.Flags&blockstore.FlagIndexed != 0 {
@@ -129,46 +203,17 @@ func (e *Engine) applyRecord(rec *record, replay bool) error {
 			puts = append(puts, index.Op{Key: k, Slot: c.Slot})
 		}
 	}
-	return e.applyRecordOps(rec, puts)
+	return e.applyRecordOps(rec, puts, true)
 }
 
-func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
-	deleted := map[uint32]bool{}
-	for _, id := range rec.Deletes {
-		deleted[id] = true
+func (e *Engine) applyRecordOps(rec *record, puts []index.Op, replay bool) error {
+	if err := e.applyPages(rec); err != nil {
+		return err
 	}
-	// Maps.
-	byDev := map[uint32]map[uint64]mapEntry{}
-	for _, c := range rec.Maps {
-		if deleted[c.Dev] {
-			continue
-		}
-		if byDev[c.Dev] == nil {
-			byDev[c.Dev] = map[uint64]mapEntry{}
-		}
-		byDev[c.Dev][c.LBA] = c.Entry
-	}
-	e.devMu.RLock()
-	maps := make(map[uint32]*Map, len(byDev))
-	for id := range byDev {
-		maps[id] = e.byID[id]
-	}
-	e.devMu.RUnlock()
-	for id, entries := range byDev {
-		m := maps[id]
-		if m == nil {
-			if e.opts.Repair { // repair.go: its map was lost; fsck lists it
-				e.log.Error().Uint32("device_id", id).Int("entries", len(entries)).Msg("repair: journal names a device whose map is lost: its changes are dropped")
-				continue
-			}
-			return fmt.Errorf("%w: journal names device id %d, which has no map (%s); run blockhash fsck --repair", ErrCorrupt, id, e.brokenNames())
-		}
-		if err := m.writeEntries(entries); err != nil {
-			return err
-		}
+	if err := e.applyVolumes(rec, replay); err != nil {
+		return err
 	}
 	// Slot records, in runs of consecutive slots.
-	sort.Slice(rec.Slots, func(i, j int) bool { return rec.Slots[i].Slot < rec.Slots[j].Slot })
 	var ops []index.Op
 	for i := 0; i < len(rec.Slots); {
 		j := i + 1
@@ -199,46 +244,106 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op) error {
 	if len(ops) > 0 {
 		puts = append(append(make([]index.Op, 0, len(ops)+len(puts)), ops...), puts...)
 	}
-	if err := e.ix.Apply(puts); err != nil {
-		return err
+	return e.ix.Apply(puts)
+}
+
+// applyPages writes the record's leaves and tables into the page file.
+func (e *Engine) applyPages(rec *record) error {
+	if len(rec.Leaves) == 0 && len(rec.Tables) == 0 {
+		return nil
 	}
-	// Deleted devices.
-	if len(rec.Deletes) > 0 {
-		e.devMu.Lock()
-		for _, id := range rec.Deletes {
-			if m := e.byID[id]; m != nil {
-				m.close()
-				delete(e.byID, id)
-				if e.byName[m.hdr.Name] == m { // a replayed delete
-					delete(e.byName, m.hdr.Name)
+	f := e.pages.f
+	page := make([]byte, mapPageSize)
+	eb := make([]byte, mapEntrySize)
+	for _, lw := range rec.Leaves {
+		off := int64(lw.Page) * mapPageSize
+		if lw.Init == nil && !lw.Zero {
+			for _, le := range lw.Entries {
+				le.Entry.encode(eb)
+				if _, err := f.WriteAt(eb, off+int64(le.Idx)*mapEntrySize); err != nil {
+					return fmt.Errorf("engine: write map page: %w", err)
 				}
 			}
+			continue
 		}
-		e.devMu.Unlock()
-		dir := filepath.Join(e.dir, "devices")
-		ents, _ := e.fs.ReadDir(dir)
-		for _, de := range ents {
-			path := filepath.Join(dir, de.Name)
-			if filepath.Ext(path) != ".map" {
-				continue
+		if lw.Init != nil {
+			copy(page, lw.Init)
+		} else {
+			clear(page)
+		}
+		for _, le := range lw.Entries {
+			le.Entry.encode(page[int(le.Idx)*mapEntrySize:])
+		}
+		if _, err := f.WriteAt(page, off); err != nil {
+			return fmt.Errorf("engine: write map page: %w", err)
+		}
+	}
+	for _, tw := range rec.Tables {
+		tw.Ptrs.encode(page)
+		if _, err := f.WriteAt(page, int64(tw.Page)*mapPageSize); err != nil {
+			return fmt.Errorf("engine: write map table: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("engine: sync map pages: %w", err)
+	}
+	return nil
+}
+
+// applyVolumes writes the record's root pointers, volume files and
+// removals. Root pointers are patched into the root page as it is on disk,
+// checksum or not (a page torn by a crash during this very step holds, in
+// every pointer the record does not name, the same value before and
+// after); whole volume files come after them and win.
+func (e *Engine) applyVolumes(rec *record, replay bool) error {
+	if len(rec.Roots) == 0 && len(rec.Vols) == 0 && len(rec.Removes) == 0 {
+		return nil
+	}
+	removed := map[uint32]bool{}
+	for _, id := range rec.Removes {
+		removed[id] = true
+	}
+	e.devMu.RLock()
+	vols := maps.Clone(e.byID)
+	e.devMu.RUnlock()
+	page := make([]byte, mapPageSize)
+	for i := 0; i < len(rec.Roots); {
+		id := rec.Roots[i].Vol
+		j := i
+		for j < len(rec.Roots) && rec.Roots[j].Vol == id {
+			j++
+		}
+		m := vols[id]
+		switch {
+		case m != nil:
+			if err := m.patchRoot(rec.Roots[i:j], page); err != nil {
+				return err
 			}
-			f, err := e.fs.OpenFile(path, os.O_RDONLY, 0)
-			if err != nil {
-				continue
-			}
-			hb := make([]byte, mapHeaderSize)
-			_, rerr := f.ReadAt(hb, 0)
-			f.Close()
-			if rerr != nil {
-				continue
-			}
-			if h, err := decodeMapHeader(hb); err == nil && deleted[h.ID] {
-				if err := e.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("engine: remove map: %w", err)
-				}
+		case removed[id] || e.opts.Repair:
+			// removed by this record; or lost, and fsck lists it
+		default:
+			return fmt.Errorf("%w: journal names volume %d, which cannot be opened (%s); run blockhash fsck --repair", ErrCorrupt, id, e.brokenNames())
+		}
+		i = j
+	}
+	for _, v := range rec.Vols {
+		path := volPath(e.dir, v.ID)
+		if err := writeVolume(e.fs, path, v.Content); err != nil {
+			return err
+		}
+		if m := vols[v.ID]; m != nil && !replay {
+			if err := m.reopen(e.fs); err != nil {
+				return err
 			}
 		}
-		if err := e.fs.SyncDir(dir); err != nil {
+	}
+	for _, id := range rec.Removes {
+		if err := e.fs.Remove(volPath(e.dir, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("engine: remove volume: %w", err)
+		}
+	}
+	if len(rec.Vols) > 0 || len(rec.Removes) > 0 {
+		if err := e.fs.SyncDir(filepath.Join(e.dir, "devices")); err != nil {
 			return fmt.Errorf("engine: %w", err)
 		}
 	}

@@ -36,7 +36,7 @@ func (e *Engine) read(m *Map, p []byte, off int64) error {
 			continue
 		}
 		if ents[i].isLost() {
-			return fmt.Errorf("%w: device %s block %d is quarantined: its map entry was damaged and its data is lost (write it again; blockhash fsck lists such blocks)", ErrCorrupt, m.hdr.Name, b)
+			return fmt.Errorf("%w: device %s block %d is quarantined: its map entry was damaged and its data is lost (write it again; blockhash fsck lists such blocks)", ErrCorrupt, m.full, b)
 		}
 		j := i + 1
 		for j < len(ents) && ents[j].holds() && ents[j].Slot == ents[j-1].Slot+1 {
@@ -67,7 +67,7 @@ func (e *Engine) readRun(m *Map, p []byte, off, start int64, ents []mapEntry) er
 	for i, ent := range ents {
 		if crc32.Checksum(buf[i*BlockSize:(i+1)*BlockSize], castagnoli) != ent.Key.CRC {
 			e.markDamaged(ent.Slot, ent.Key)
-			return fmt.Errorf("%w: device %s block %d (slot %d) fails its checksum", ErrCorrupt, m.hdr.Name, start+int64(i), ent.Slot)
+			return fmt.Errorf("%w: device %s block %d (slot %d) fails its checksum", ErrCorrupt, m.full, start+int64(i), ent.Slot)
 		}
 	}
 	if !aligned {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -416,4 +417,26 @@ func TestMappedBlocks(t *testing.T) {
 	if err := d.MappedBlocks(func(uint64) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Fatalf("MappedBlocks after an error: %v, %d calls", err, n)
 	}
+}
+
+// entryLoc finds where block lba of device name keeps its map entry in a
+// closed store: the page file and the entry's offset in it.
+func entryLoc(t *testing.T, dir, name string, lba uint64) (string, int64) {
+	t.Helper()
+	e, err := Open(dir, Options{ReadOnly: true, CommitInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	d, err := e.Device(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pages.mu.RLock()
+	lp := e.pages.leafOf(d.m.root, lba)
+	e.pages.mu.RUnlock()
+	if !live(lp) {
+		t.Fatalf("block %d of %s has no leaf", lba, name)
+	}
+	return filepath.Join(dir, pagesName), int64(lp)*mapPageSize + int64(lba%mapPerPage)*mapEntrySize
 }

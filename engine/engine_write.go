@@ -20,7 +20,7 @@ func (e *Engine) checkRange(m *Map, off, n int64) error {
 		return fmt.Errorf("%w: %d+%d > %d", ErrRange, off, n, m.hdr.Size)
 	}
 	if m.deleted.Load() {
-		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
+		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.full)
 	}
 	return nil
 }
@@ -79,6 +79,9 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	if err := e.failedErr(); err != nil {
 		return err
 	}
+	if m.readOnly() {
+		return fmt.Errorf("%w: %s", ErrSnapshot, m.full)
+	}
 	if n == 0 {
 		return nil
 	}
@@ -113,7 +116,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	e.epoch.RLock()
 	defer e.epoch.RUnlock()
 	if m.deleted.Load() {
-		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
+		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.full)
 	}
 	unlock := e.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
 	defer unlock()
@@ -169,6 +172,15 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	r := &writeReq{heals: heals}
 	if len(lbas) == 0 {
 		return e.finishHeals(r)
+	}
+	// The leaves of the changed blocks become the volume's own (copied if
+	// a snapshot or clone shares them) before anything is acquired.
+	for i, lba := range lbas {
+		if i == 0 || lba/mapPerPage != lbas[i-1]/mapPerPage {
+			if err := e.ownLeaves(m, lba, lba); err != nil {
+				return err
+			}
+		}
 	}
 
 	var err error

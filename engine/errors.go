@@ -28,6 +28,12 @@ var (
 	ErrFailed = errors.New("engine: store failed, reopen to recover")
 	// ErrReadOnly means a change was asked of a store opened read-only.
 	ErrReadOnly = errors.New("engine: store opened read-only")
+	// ErrBusy means the volume is in a state that refuses the operation
+	// (a device with snapshots asked to be deleted without the recursive
+	// option).
+	ErrBusy = errors.New("engine: device busy")
+	// ErrSnapshot means a write to a snapshot (snapshots are read-only).
+	ErrSnapshot = errors.New("engine: snapshots are read-only")
 	// ErrClosed means the engine was closed.
 	ErrClosed = errors.New("engine: closed")
 )

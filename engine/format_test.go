@@ -17,11 +17,22 @@ func testRecord() *record {
 	k.Sum[0] = 1
 	m := blockstore.Meta{Refs: 3, Flags: blockstore.FlagIndexed}
 	k.Encode(m.Tag[:])
+	init := make([]byte, mapPageSize)
+	mapEntry{Key: k, Slot: 11}.encode(init[2*mapEntrySize:])
+	tbl := &ptrPage{3, 0, 5}
+	h := mapHeader{ID: 4, Size: 1 << 20, Created: time.Unix(1700000000, 7), Name: "vm1@s", Kind: kindDevice, Origin: "a@b"}
 	return &record{
-		Seq:     9,
-		Maps:    []mapChange{{Dev: 1, LBA: 5, Entry: mapEntry{Key: k, Slot: 12}}, {Dev: 2, LBA: 6}},
+		Seq: 9,
+		Leaves: []leafWrite{
+			{Page: 3, Entries: []leafEntry{{Idx: 5, Entry: mapEntry{Key: k, Slot: 12}}, {Idx: 6}}},
+			{Page: 5, Zero: true, Entries: []leafEntry{{Idx: 84, Entry: quarantined}}},
+			{Page: 6, Init: init},
+		},
+		Tables:  []tableWrite{{Page: 2, Ptrs: tbl}},
+		Vols:    []volWrite{{ID: 4, Content: encodeVolume(h, []uint32{2})}},
+		Roots:   []rootChange{{Vol: 1, Index: 0, Page: 2}},
+		Removes: []uint32{7},
 		Slots:   []slotChange{{Slot: 12, Meta: m}, {Slot: 13, Meta: blockstore.Meta{}}},
-		Deletes: []uint32{4},
 	}
 }
 
@@ -123,10 +134,11 @@ func TestSuperblock(t *testing.T) {
 		sb   Superblock
 		want error
 	}{
-		{"future version", Superblock{Version: 2, BlockSize: BlockSize, Hash: SHA256, ExtentSize: 1 << 30}, ErrFormat},
-		{"other block size", Superblock{Version: 1, BlockSize: 512, Hash: SHA256, ExtentSize: 1 << 30}, ErrFormat},
-		{"unknown hash", Superblock{Version: 1, BlockSize: BlockSize, Hash: 9, ExtentSize: 1 << 30}, ErrFormat},
-		{"bad extent size", Superblock{Version: 1, BlockSize: BlockSize, Hash: SHA1, ExtentSize: 100}, ErrCorrupt},
+		{"future version", Superblock{Version: FormatVersion + 1, BlockSize: BlockSize, Hash: SHA256, ExtentSize: 1 << 30}, ErrFormat},
+		{"older version (flat maps)", Superblock{Version: 1, BlockSize: BlockSize, Hash: SHA256, ExtentSize: 1 << 30}, ErrFormat},
+		{"other block size", Superblock{Version: FormatVersion, BlockSize: 512, Hash: SHA256, ExtentSize: 1 << 30}, ErrFormat},
+		{"unknown hash", Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: 9, ExtentSize: 1 << 30}, ErrFormat},
+		{"bad extent size", Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: SHA1, ExtentSize: 100}, ErrCorrupt},
 	}
 	for _, tc := range tests {
 		if _, err := DecodeSuperblock(tc.sb.Encode()); !errors.Is(err, tc.want) {

@@ -198,7 +198,7 @@ func (f *fsck) run() error {
 	}
 	e.devMu.RUnlock()
 	f.listLostMaps()
-	sort.Slice(f.maps, func(i, j int) bool { return f.maps[i].hdr.Name < f.maps[j].hdr.Name })
+	sort.Slice(f.maps, func(i, j int) bool { return f.maps[i].full < f.maps[j].full })
 	rep.Devices = len(f.maps)
 	f.n = e.bs.Slots()
 	f.exp = make([]uint32, f.n)
@@ -261,45 +261,70 @@ func (f *fsck) listLostMaps() {
 // store does not have are listed; repair rewrites both as quarantined.
 func (f *fsck) walkMaps() error {
 	rep := f.rep
+	// A leaf shared by several volumes holds one reference per entry, not
+	// one per volume: it is counted for the first volume that names it.
+	countedBy := map[uint32]*Map{}
 	for _, m := range f.maps {
-		err := m.each(func(lba uint64, ent mapEntry) error {
-			rep.MappedBlocks++
-			if ent.isLost() {
-				rep.LostBlocks++
-				f.ranges.add(m.hdr.Name, lba, WhyLostEntry)
-				return f.quarantine(m, lba)
+		var fnErr error
+		err := m.scanLeaves(func(lba uint64, ent mapEntry, page uint32) {
+			if fnErr != nil {
+				return
 			}
-			s := ent.Slot
-			if s >= f.n {
-				rep.BeyondStore++
-				f.ranges.add(m.hdr.Name, lba, WhyBeyondStore)
-				rep.problem("device %s block %d names slot %d, the store has %d", m.hdr.Name, lba, s, f.n)
-				return f.quarantine(m, lba)
-			}
-			k := keyFP(ent.Key)
-			switch f.fp[s] {
-			case 0:
-				f.fp[s] = k
-			case k:
-			default:
-				b := f.badSlot(s)
-				if !b.conflict {
-					b.conflict = true
-					rep.TagMismatches++
-					rep.problem("slot %d is mapped with two keys (device %s block %d says %v)", s, m.hdr.Name, lba, ent.Key)
+			if by := countedBy[page]; by != nil && by != m && live(page) {
+				if ent.isLost() { // listed for every volume that names it
+					rep.LostBlocks++
+					f.ranges.add(m.full, lba, WhyLostEntry)
 				}
+				rep.MappedBlocks++
+				return
 			}
-			if f.exp[s] < blockstore.MaxRefs {
-				f.exp[s]++
-			}
-			return nil
+			countedBy[page] = m
+			fnErr = f.walkEntry(m, lba, ent)
 		})
+		if err == nil {
+			err = fnErr
+		}
 		if err == nil {
 			err = f.flushQuarantine(m)
 		}
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// walkEntry counts one entry of a leaf not counted before.
+func (f *fsck) walkEntry(m *Map, lba uint64, ent mapEntry) error {
+	rep := f.rep
+	rep.MappedBlocks++
+	if ent.isLost() {
+		rep.LostBlocks++
+		f.ranges.add(m.full, lba, WhyLostEntry)
+		return f.quarantine(m, lba)
+	}
+	s := ent.Slot
+	if s >= f.n {
+		rep.BeyondStore++
+		f.ranges.add(m.full, lba, WhyBeyondStore)
+		rep.problem("device %s block %d names slot %d, the store has %d", m.full, lba, s, f.n)
+		return f.quarantine(m, lba)
+	}
+	k := keyFP(ent.Key)
+	switch f.fp[s] {
+	case 0:
+		f.fp[s] = k
+	case k:
+	default:
+		b := f.badSlot(s)
+		if !b.conflict {
+			b.conflict = true
+			rep.TagMismatches++
+			rep.problem("slot %d is mapped with two keys (device %s block %d says %v)", s, m.full, lba, ent.Key)
+		}
+	}
+	if f.exp[s] < blockstore.MaxRefs {
+		f.exp[s]++
 	}
 	return nil
 }
@@ -568,31 +593,22 @@ func (f *fsck) checkSlot(s uint64, rec *blockstore.Meta, recBad bool, data []byt
 // entries naming a block their slot does not hold, and (repair) writes
 // their records.
 func (f *fsck) walkBad() error {
-	rep := f.rep
+	countedBy := map[uint32]*Map{} // as in walkMaps: a shared leaf counts once
 	for _, m := range f.maps {
-		err := m.each(func(lba uint64, ent mapEntry) error {
-			if !ent.holds() || ent.Slot >= f.n {
-				return nil
+		var fnErr error
+		err := m.scanLeaves(func(lba uint64, ent mapEntry, page uint32) {
+			if fnErr != nil || !ent.holds() || ent.Slot >= f.n {
+				return
 			}
-			b := f.bad[ent.Slot]
-			if b == nil {
-				return nil
+			first := countedBy[page] == nil || countedBy[page] == m || !live(page)
+			if first {
+				countedBy[page] = m
 			}
-			switch {
-			case b.conflict && ent.Key != b.data:
-				rep.OtherBlock++
-				f.ranges.add(m.hdr.Name, lba, WhyOtherBlock)
-				return f.quarantine(m, lba)
-			case b.conflict:
-				b.refs++
-			default:
-				if !b.haveKey {
-					b.key, b.haveKey = ent.Key, true
-				}
-				f.ranges.add(m.hdr.Name, lba, WhyDamagedData)
-			}
-			return nil
+			fnErr = f.walkBadEntry(m, lba, ent, first)
 		})
+		if err == nil {
+			err = fnErr
+		}
 		if err == nil {
 			err = f.flushQuarantine(m)
 		}
@@ -600,6 +616,37 @@ func (f *fsck) walkBad() error {
 			return err
 		}
 	}
+	return f.writeBad()
+}
+
+// walkBadEntry handles one entry naming a bad slot; first is unset when
+// another volume's walk counted the entry's leaf already.
+func (f *fsck) walkBadEntry(m *Map, lba uint64, ent mapEntry, first bool) error {
+	rep := f.rep
+	b := f.bad[ent.Slot]
+	if b == nil {
+		return nil
+	}
+	switch {
+	case b.conflict && ent.Key != b.data:
+		rep.OtherBlock++
+		f.ranges.add(m.full, lba, WhyOtherBlock)
+		return f.quarantine(m, lba)
+	case b.conflict:
+		if first {
+			b.refs++
+		}
+	default:
+		if !b.haveKey {
+			b.key, b.haveKey = ent.Key, true
+		}
+		f.ranges.add(m.full, lba, WhyDamagedData)
+	}
+	return nil
+}
+
+// writeBad writes (repair) the records of the bad slots.
+func (f *fsck) writeBad() error {
 	if !f.repair {
 		return nil
 	}

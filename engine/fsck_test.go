@@ -169,8 +169,9 @@ func TestMapHeaderRebuilt(t *testing.T) {
 // it quarantined (stable: listed again, the store consistent).
 func TestFsckListsQuarantinedEntries(t *testing.T) {
 	dir, want := threeDevices(t)
-	f, _ := os.OpenFile(filepath.Join(dir, "devices", "c.map"), os.O_RDWR, 0)
-	f.WriteAt([]byte{0xff, 0xfe}, entryOffset(1)+3)
+	path, off := entryLoc(t, dir, "c", 1)
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	f.WriteAt([]byte{0xff, 0xfe}, off+3)
 	f.Close()
 	e := openOK(t, dir)
 	rep, err := e.Fsck(false)

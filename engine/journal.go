@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,23 +28,58 @@ import (
 //
 // Record: a 24-byte header, then the body.
 //
-//	header: 0 4 magic "BHJ1" | 4 8 sequence | 12 4 body length | 16 4 CRC-32C of body | 20 4 CRC-32C of bytes 0..19
-//	body:   4 count, then count map changes of 56 bytes:
-//	          0 4 device id | 4 8 block | 12 36 key | 48 8 slot   (a zero key and slot unmaps)
-//	        4 count, then count slot records of 56 bytes:
-//	          0 8 slot | 8 48 blockstore record
-//	        4 count, then count device ids of 4 bytes: devices deleted
+//	header: 0 4 magic "BHJ2" | 4 8 sequence | 12 4 body length | 16 4 CRC-32C of body | 20 4 CRC-32C of bytes 0..19
+//	body:   4 count, then count leaf writes:
+//	          0 4 page | 4 1 how (0 in place, 1 from zeros, 2 from the 4096 bytes
+//	          that follow) | [4096 first content] | 4 count, then count entries
+//	          of 46 bytes: 0 2 index in the leaf | 2 36 key | 38 8 slot
+//	        4 count, then count table writes: 0 4 page | 4 4096 pointer page
+//	        4 count, then count volume files: 0 4 id | 4 4 length | content
+//	        4 count, then count root pointers: 0 4 volume id | 4 4 index | 8 4 page
+//	        4 count, then count volume ids of 4 bytes: volume files removed
+//	        4 count, then count slot records of 56 bytes: 0 8 slot | 8 48 blockstore record
+//
+// Every change is an absolute value and a leaf's first content travels
+// with it (a copy-on-write does not read its source at replay), so applying
+// a record twice is harmless.
 type record struct {
 	Seq     uint64
-	Maps    []mapChange
+	Leaves  []leafWrite
+	Tables  []tableWrite
+	Vols    []volWrite
+	Roots   []rootChange
+	Removes []uint32
 	Slots   []slotChange
-	Deletes []uint32
 }
 
-type mapChange struct {
-	Dev   uint32
-	LBA   uint64
+// leafWrite changes one leaf page: from its current content (Init nil and
+// Zero unset), from zeros, or from Init, then Entries.
+type leafWrite struct {
+	Page    uint32
+	Zero    bool
+	Init    []byte // mapPageSize bytes
+	Entries []leafEntry
+}
+
+type leafEntry struct {
+	Idx   uint16
 	Entry mapEntry
+}
+
+type tableWrite struct {
+	Page uint32
+	Ptrs *ptrPage
+}
+
+type volWrite struct {
+	ID      uint32
+	Content []byte // the whole volume file
+}
+
+type rootChange struct {
+	Vol   uint32
+	Index uint32
+	Page  uint32
 }
 
 type slotChange struct {
@@ -54,46 +90,80 @@ type slotChange struct {
 const (
 	journalName       = "journal"
 	journalHeaderSize = 24
-	mapChangeSize     = 56
+	leafEntrySize     = 46
 	slotChangeSize    = 56
 	maxJournalBody    = 1 << 31
+	maxVolumeFile     = 64 << 20
 )
 
-var journalMagic = [4]byte{'B', 'H', 'J', '1'}
+var journalMagic = [4]byte{'B', 'H', 'J', '2'}
+
+func (r *record) empty() bool {
+	return len(r.Leaves) == 0 && len(r.Tables) == 0 && len(r.Vols) == 0 && len(r.Roots) == 0 &&
+		len(r.Removes) == 0 && len(r.Slots) == 0
+}
 
 func (r *record) encode() []byte {
-	n := 12 + len(r.Maps)*mapChangeSize + len(r.Slots)*slotChangeSize + 4*len(r.Deletes)
-	b := make([]byte, journalHeaderSize+n)
-	body := b[journalHeaderSize:]
-	p := body
-	binary.LittleEndian.PutUint32(p, uint32(len(r.Maps)))
-	p = p[4:]
-	for _, c := range r.Maps {
-		binary.LittleEndian.PutUint32(p, c.Dev)
-		binary.LittleEndian.PutUint64(p[4:], c.LBA)
-		c.Entry.Key.Encode(p[12:48])
-		binary.LittleEndian.PutUint64(p[48:], c.Entry.Slot)
-		p = p[mapChangeSize:]
+	w := make([]byte, journalHeaderSize, journalHeaderSize+64+len(r.Slots)*slotChangeSize)
+	u32 := func(v uint32) { w = binary.LittleEndian.AppendUint32(w, v) }
+	u32(uint32(len(r.Leaves)))
+	var eb [mapEntrySize]byte
+	for _, l := range r.Leaves {
+		u32(l.Page)
+		switch {
+		case l.Init != nil:
+			w = append(w, 2)
+			w = append(w, l.Init[:mapPageSize]...)
+		case l.Zero:
+			w = append(w, 1)
+		default:
+			w = append(w, 0)
+		}
+		u32(uint32(len(l.Entries)))
+		for _, e := range l.Entries {
+			w = binary.LittleEndian.AppendUint16(w, e.Idx)
+			e.Entry.Key.Encode(eb[:index.KeySize])
+			w = append(w, eb[:index.KeySize]...)
+			w = binary.LittleEndian.AppendUint64(w, e.Entry.Slot)
+		}
 	}
-	binary.LittleEndian.PutUint32(p, uint32(len(r.Slots)))
-	p = p[4:]
+	u32(uint32(len(r.Tables)))
+	pb := make([]byte, mapPageSize)
+	for _, t := range r.Tables {
+		u32(t.Page)
+		t.Ptrs.encode(pb)
+		w = append(w, pb...)
+	}
+	u32(uint32(len(r.Vols)))
+	for _, v := range r.Vols {
+		u32(v.ID)
+		u32(uint32(len(v.Content)))
+		w = append(w, v.Content...)
+	}
+	u32(uint32(len(r.Roots)))
+	for _, c := range r.Roots {
+		u32(c.Vol)
+		u32(c.Index)
+		u32(c.Page)
+	}
+	u32(uint32(len(r.Removes)))
+	for _, id := range r.Removes {
+		u32(id)
+	}
+	u32(uint32(len(r.Slots)))
 	for _, c := range r.Slots {
-		binary.LittleEndian.PutUint64(p, c.Slot)
-		c.Meta.Encode(p[8:])
-		p = p[slotChangeSize:]
+		w = binary.LittleEndian.AppendUint64(w, c.Slot)
+		var mb [blockstore.MetaSize]byte
+		c.Meta.Encode(mb[:])
+		w = append(w, mb[:]...)
 	}
-	binary.LittleEndian.PutUint32(p, uint32(len(r.Deletes)))
-	p = p[4:]
-	for _, d := range r.Deletes {
-		binary.LittleEndian.PutUint32(p, d)
-		p = p[4:]
-	}
-	copy(b, journalMagic[:])
-	binary.LittleEndian.PutUint64(b[4:], r.Seq)
-	binary.LittleEndian.PutUint32(b[12:], uint32(n))
-	binary.LittleEndian.PutUint32(b[16:], crc32.Checksum(body, castagnoli))
-	binary.LittleEndian.PutUint32(b[20:], crc32.Checksum(b[:20], castagnoli))
-	return b
+	body := w[journalHeaderSize:]
+	copy(w, journalMagic[:])
+	binary.LittleEndian.PutUint64(w[4:], r.Seq)
+	binary.LittleEndian.PutUint32(w[12:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(w[16:], crc32.Checksum(body, castagnoli))
+	binary.LittleEndian.PutUint32(w[20:], crc32.Checksum(w[:20], castagnoli))
+	return w
 }
 
 // decodeRecord parses a journal. It returns (nil, nil) for an empty journal
@@ -114,57 +184,104 @@ func decodeRecord(b []byte) (*record, error) {
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[16:]) {
 		return nil, fmt.Errorf("%w: journal body checksum", ErrCorrupt)
 	}
+	d := recordDecoder{b: body}
 	r := &record{Seq: binary.LittleEndian.Uint64(b[4:])}
-	bad := fmt.Errorf("%w: journal body malformed", ErrCorrupt)
-	count := func(size int) (int, bool) {
-		if len(body) < 4 {
-			return 0, false
+	for range d.count(4 + 1 + 4) {
+		l := leafWrite{Page: d.u32()}
+		switch d.byte() {
+		case 0:
+		case 1:
+			l.Zero = true
+		case 2:
+			l.Init = bytes.Clone(d.bytes(mapPageSize))
+		default:
+			d.bad = true
 		}
-		c := int(binary.LittleEndian.Uint32(body))
-		body = body[4:]
-		if c < 0 || c > len(body)/size {
-			return 0, false
+		l.Entries = make([]leafEntry, d.count(leafEntrySize))
+		for i := range l.Entries {
+			l.Entries[i].Idx = d.u16()
+			k, _ := index.DecodeKey(d.bytes(index.KeySize))
+			l.Entries[i].Entry = mapEntry{Key: k, Slot: d.u64()}
+			if l.Entries[i].Idx >= mapPerPage {
+				d.bad = true
+			}
 		}
-		return c, true
-	}
-	c, ok := count(mapChangeSize)
-	if !ok {
-		return nil, bad
-	}
-	r.Maps = make([]mapChange, c)
-	for i := range r.Maps {
-		k, _ := index.DecodeKey(body[12:48])
-		r.Maps[i] = mapChange{
-			Dev:   binary.LittleEndian.Uint32(body),
-			LBA:   binary.LittleEndian.Uint64(body[4:]),
-			Entry: mapEntry{Key: k, Slot: binary.LittleEndian.Uint64(body[48:])},
+		if d.bad {
+			break
 		}
-		body = body[mapChangeSize:]
+		r.Leaves = append(r.Leaves, l)
 	}
-	if c, ok = count(slotChangeSize); !ok {
-		return nil, bad
+	for range d.count(4 + mapPageSize) {
+		t := tableWrite{Page: d.u32()}
+		p, err := decodePtrPage(d.bytes(mapPageSize))
+		if err != nil {
+			d.bad = true
+			break
+		}
+		t.Ptrs = p
+		r.Tables = append(r.Tables, t)
 	}
-	r.Slots = make([]slotChange, c)
-	for i := range r.Slots {
-		m, ok := blockstore.DecodeMeta(body[8:slotChangeSize])
+	for range d.count(8) {
+		v := volWrite{ID: d.u32()}
+		n := d.u32()
+		if n > maxVolumeFile || int64(n) > int64(len(d.b)) {
+			d.bad = true
+			break
+		}
+		v.Content = bytes.Clone(d.bytes(int(n)))
+		r.Vols = append(r.Vols, v)
+	}
+	for range d.count(12) {
+		r.Roots = append(r.Roots, rootChange{Vol: d.u32(), Index: d.u32(), Page: d.u32()})
+	}
+	for range d.count(4) {
+		r.Removes = append(r.Removes, d.u32())
+	}
+	for range d.count(slotChangeSize) {
+		slot := d.u64()
+		m, ok := blockstore.DecodeMeta(d.bytes(blockstore.MetaSize))
 		if !ok {
-			return nil, bad
+			d.bad = true
+			break
 		}
-		r.Slots[i] = slotChange{Slot: binary.LittleEndian.Uint64(body), Meta: m}
-		body = body[slotChangeSize:]
+		r.Slots = append(r.Slots, slotChange{Slot: slot, Meta: m})
 	}
-	if c, ok = count(4); !ok {
-		return nil, bad
-	}
-	r.Deletes = make([]uint32, c)
-	for i := range r.Deletes {
-		r.Deletes[i] = binary.LittleEndian.Uint32(body)
-		body = body[4:]
-	}
-	if len(body) != 0 {
-		return nil, bad
+	if d.bad || len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: journal body malformed", ErrCorrupt)
 	}
 	return r, nil
+}
+
+// recordDecoder reads a record body; any short read sets bad and yields
+// zeros, so a malformed body is reported once, at the end.
+type recordDecoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *recordDecoder) bytes(n int) []byte {
+	if d.bad || n > len(d.b) {
+		d.bad = true
+		return make([]byte, n)
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+func (d *recordDecoder) byte() byte  { return d.bytes(1)[0] }
+func (d *recordDecoder) u16() uint16 { return binary.LittleEndian.Uint16(d.bytes(2)) }
+func (d *recordDecoder) u32() uint32 { return binary.LittleEndian.Uint32(d.bytes(4)) }
+func (d *recordDecoder) u64() uint64 { return binary.LittleEndian.Uint64(d.bytes(8)) }
+
+// count reads a count of items of at least min bytes each; a count the
+// rest of the body cannot hold is malformed (and yields 0).
+func (d *recordDecoder) count(min int) int {
+	c := int(d.u32())
+	if d.bad || c < 0 || c > len(d.b)/min {
+		d.bad = true
+		return 0
+	}
+	return c
 }
 
 // journal is the open journal file.

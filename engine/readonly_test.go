@@ -123,14 +123,16 @@ func TestReadOnlyRefusesPendingJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := d.ID()
+	e.pages.mu.RLock()
+	leaf := e.pages.leafOf(d.m.root, 0)
+	e.pages.mu.RUnlock()
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
 	// The record of a commit that shares block 0's data with block 1.
 	m := blockstore.Meta{Refs: 2, Flags: blockstore.FlagIndexed}
 	ent.Key.Encode(m.Tag[:])
-	rec := &record{Seq: 50, Maps: []mapChange{{Dev: id, LBA: 1, Entry: ent}},
+	rec := &record{Seq: 50, Leaves: []leafWrite{{Page: leaf, Entries: []leafEntry{{Idx: 1, Entry: ent}}}},
 		Slots: []slotChange{{Slot: ent.Slot, Meta: m}}}
 	if err := os.WriteFile(filepath.Join(dir, journalName), rec.encode(), 0o600); err != nil {
 		t.Fatal(err)

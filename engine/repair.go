@@ -117,8 +117,9 @@ func (e *Engine) rebuildBrokenMaps(rep *FsckReport, lost *rangeList) {
 }
 
 func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
-	if err := ValidName(b.Name); err != nil {
-		return nil, err
+	var id uint32
+	if _, err := fmt.Sscanf(filepath.Base(b.Path), "%d.vol", &id); err != nil || id == 0 {
+		return nil, fmt.Errorf("%s is not a volume file name", b.Path)
 	}
 	st, err := e.fs.Stat(b.Path)
 	if err != nil {
@@ -127,9 +128,9 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 	if st.IsDir {
 		return nil, fmt.Errorf("%s is not a regular file", b.Path)
 	}
-	pages := (st.Size - mapHeaderSize) / mapPageSize
+	pages := (st.Size - rootOffset) / mapPageSize
 	if pages <= 0 {
-		return nil, fmt.Errorf("%s is too short (%d bytes) to hold any block", b.Path, st.Size)
+		return nil, fmt.Errorf("%s is too short (%d bytes) to hold a root", b.Path, st.Size)
 	}
 	f, err := e.fs.OpenFile(b.Path, os.O_RDWR, 0)
 	if err != nil {
@@ -137,18 +138,21 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 	}
 	old := make([]byte, mapHeaderSize)
 	f.ReadAt(old, 0)
-	h := salvageMapHeader(old, st.Size)
-	h.Name = b.Name
+	h := salvageMapHeader(old, pages)
+	h.ID = id
+	h.Name = fmt.Sprintf("recovered-%d", id)
 	e.devMu.Lock()
 	defer e.devMu.Unlock()
 	if _, taken := e.byName[h.Name]; taken {
 		f.Close()
 		return nil, fmt.Errorf("device name %s is taken", h.Name)
 	}
-	if _, taken := e.byID[h.ID]; taken || h.ID == 0 || h.ID >= e.nextID+1<<20 {
-		h.ID = e.nextID
+	if _, taken := e.byID[h.ID]; taken {
+		f.Close()
+		return nil, fmt.Errorf("volume id %d is taken", h.ID)
 	}
-	if _, err := f.WriteAt(h.encode(), 0); err != nil {
+	hb := h.encode()
+	if _, err := f.WriteAt(append(hb, hb...), 0); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -156,34 +160,20 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 		f.Close()
 		return nil, err
 	}
-	m := &Map{hdr: h, path: b.Path, f: f, blocks: uint64(h.Size / BlockSize), cur: map[uint64]mapEntry{}}
-	if err := m.scan(nil); err != nil {
-		f.Close()
-		return nil, err
-	}
-	e.byName[h.Name], e.byID[h.ID] = m, m
+	m := newMap(h, b.Path, f, e.pages)
+	e.byName[m.full], e.byID[h.ID] = m, m
 	e.nextID = max(e.nextID, h.ID+1)
 	return m, nil
 }
 
-// salvageMapHeader keeps the fields of a damaged header that agree with
-// the file: its size (when the file's length is the length a map of that
-// size has), its id and creation time. Otherwise the size is the most
-// blocks the file's pages can hold.
-func salvageMapHeader(b []byte, fileSize int64) mapHeader {
-	var h mapHeader
-	pages := (fileSize - mapHeaderSize) / mapPageSize
-	h.Size = pages * mapPerPage * BlockSize
-	h.Created = time.Now()
-	if [8]byte(b[:8]) != mapMagic {
-		return h
-	}
-	size := int64(binary.LittleEndian.Uint64(b[16:]))
-	if size > 0 && size%BlockSize == 0 && mapFileSize(uint64(size/BlockSize)) == fileSize {
-		h.Size = size
-	}
-	h.ID = binary.LittleEndian.Uint32(b[12:])
-	if c := int64(binary.LittleEndian.Uint64(b[24:])); c > 0 {
+// salvageMapHeader makes a device header for a volume whose header and
+// copy are both damaged: its size is the most blocks its root pages can
+// name (the data is kept; the device may be larger than it was), its
+// creation time the old one if that field looks sane.
+func salvageMapHeader(b []byte, rootPages int64) mapHeader {
+	h := mapHeader{Kind: kindDevice, Created: time.Now()}
+	h.Size = rootPages * ptrsPerPage * tableBlocks * BlockSize
+	if c := int64(binary.LittleEndian.Uint64(b[24:])); [8]byte(b[:8]) == mapMagic && c > 0 {
 		h.Created = time.Unix(0, c)
 	}
 	return h

@@ -165,7 +165,7 @@ func (e *Engine) mayGrow() bool {
 // worse than using the reserve first. The estimate is an upper bound:
 // the journal record, a map page per changed entry's page, a slot record
 // page per changed slot's page and LevelDB's log.
-func (e *Engine) reserveFor(rec *record, puts []index.Op, sealed []sealedMap) {
+func (e *Engine) reserveFor(rec *record, puts []index.Op) {
 	if e.lowSpace.Load() || e.opts.ReadOnly || e.opts.reserveBytes() <= 0 {
 		return
 	}
@@ -173,21 +173,19 @@ func (e *Engine) reserveFor(rec *record, puts []index.Op, sealed []sealedMap) {
 	if err != nil {
 		return
 	}
-	journal := int64(journalHeaderSize + 12 + len(rec.Maps)*mapChangeSize + len(rec.Slots)*slotChangeSize)
+	entries := 0
+	for _, l := range rec.Leaves {
+		entries += len(l.Entries)
+	}
+	vols := 0
+	for _, v := range rec.Vols {
+		vols += len(v.Content)
+	}
+	pages := int64(len(rec.Leaves)+len(rec.Tables)) * mapPageSize
+	journal := int64(journalHeaderSize+64+entries*leafEntrySize+len(rec.Slots)*slotChangeSize+vols) + pages
 	leveldb := int64(len(puts)+len(rec.Slots)) * 64
 	slots := int64(len(rec.Slots)) * blockstore.MetaSize
-	if free > 2*(journal+leveldb+slots)+int64(len(rec.Maps))*mapPageSize {
-		return // plenty, whatever the pages
-	}
-	pages := int64(0)
-	for _, sm := range sealed {
-		seen := map[uint64]bool{}
-		for lba := range sm.entries {
-			seen[lba/mapPerPage] = true
-		}
-		pages += int64(len(seen))
-	}
-	if free < journal+leveldb+slots+pages*mapPageSize+(1<<20) {
+	if free < journal+leveldb+slots+pages+int64(vols)+int64(len(rec.Roots))*mapPageSize+(1<<20) {
 		e.useReserve()
 	}
 }

@@ -246,7 +246,7 @@ func (e *Engine) damagedRanges(rep *ScrubReport) error {
 		maps = append(maps, m)
 	}
 	e.devMu.RUnlock()
-	sort.Slice(maps, func(i, j int) bool { return maps[i].hdr.Name < maps[j].hdr.Name })
+	sort.Slice(maps, func(i, j int) bool { return maps[i].full < maps[j].full })
 	var l rangeList
 	for _, m := range maps {
 		if m.lost.Load() == 0 && len(bad) == 0 {
@@ -255,9 +255,9 @@ func (e *Engine) damagedRanges(rep *ScrubReport) error {
 		err := m.each(func(lba uint64, ent mapEntry) error {
 			switch {
 			case ent.isLost():
-				l.add(m.hdr.Name, lba, WhyLostEntry)
+				l.add(m.full, lba, WhyLostEntry)
 			case bad[ent.Slot]:
-				l.add(m.hdr.Name, lba, WhyDamagedData)
+				l.add(m.full, lba, WhyDamagedData)
 			}
 			return nil
 		})

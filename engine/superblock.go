@@ -38,7 +38,9 @@ const (
 	superblockName = "superblock"
 	superblockSize = 64
 	// FormatVersion is the on-disk format this code reads and writes.
-	FormatVersion = 1
+	// Version 2: device maps are copy-on-write page trees (snapshots and
+	// clones); version 1 kept one flat map file per device.
+	FormatVersion = 2
 )
 
 var superMagic = [8]byte{'B', 'L', 'K', 'H', 'A', 'S', 'H', 0}
@@ -80,8 +82,11 @@ func DecodeSuperblock(b []byte) (Superblock, error) {
 	s.Verify = b[17]&1 != 0
 	s.ExtentSize = int64(binary.LittleEndian.Uint64(b[24:]))
 	s.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(b[32:])))
+	if s.Version < FormatVersion {
+		return s, fmt.Errorf("%w: the store has format version %d, made by an older blockhash; this one reads version %d (export its devices with the blockhash that made it and import them into a new store)", ErrFormat, s.Version, FormatVersion)
+	}
 	if s.Version != FormatVersion {
-		return s, fmt.Errorf("%w: format version %d, this blockhash reads version %d", ErrFormat, s.Version, FormatVersion)
+		return s, fmt.Errorf("%w: format version %d, made by a newer blockhash; this one reads version %d", ErrFormat, s.Version, FormatVersion)
 	}
 	if s.BlockSize != blockstore.BlockSize {
 		return s, fmt.Errorf("%w: block size %d, want %d", ErrFormat, s.BlockSize, blockstore.BlockSize)

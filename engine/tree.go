@@ -1,0 +1,363 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Copy-on-write of map pages (the tree's shape is described in pages.go).
+// A write makes the leaves it touches the volume's own first (ownLeaves):
+// a hole gets a new zero leaf; a shared table is copied (its leaves gain a
+// parent); a shared leaf is copied (its blocks gain a reference: the copy
+// names them too). The changes are journaled by the next commit: new
+// leaves with their first content, changed tables whole, changed root
+// pointers. Lock order: a block's lock -> pages.mu -> a key's lock.
+
+// lostLeaf is the first content of a leaf that replaces a lost one.
+func lostLeaf() []byte {
+	b := make([]byte, mapPageSize)
+	fillLost(b, 0)
+	return b
+}
+
+// ownLeaves makes every leaf covering blocks first..last the volume's own.
+// The caller holds the epoch shared and the blocks' locks.
+func (e *Engine) ownLeaves(m *Map, first, last uint64) error {
+	for leaf := first / mapPerPage; leaf <= last/mapPerPage; leaf++ {
+		if err := e.ownLeaf(m, leaf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leafState reads where leaf stands. The caller holds pages.mu.
+func (ps *pageSpace) leafState(m *Map, leaf uint64) (tp, lp uint32, private, copyLeaf bool) {
+	tp = m.root[leaf/ptrsPerPage]
+	switch {
+	case tp == lostPage:
+		lp = lostPage
+	case tp != 0:
+		lp = ps.tables[tp][leaf%ptrsPerPage]
+	}
+	private = live(tp) && ps.refs[tp] == 1 && live(lp) && ps.refs[lp] == 1
+	copyLeaf = live(lp) && (ps.refs[lp] > 1 || ps.refs[tp] > 1)
+	return
+}
+
+func (e *Engine) ownLeaf(m *Map, leaf uint64) error {
+	ps := e.pages
+	var src []byte
+	var srcPage uint32
+	for {
+		ps.mu.RLock()
+		_, lp, private, copyLeaf := ps.leafState(m, leaf)
+		ps.mu.RUnlock()
+		if private {
+			return nil
+		}
+		// A shared leaf is read before the lock is taken (it cannot
+		// change: it is shared, and pages are reused only after a commit).
+		if copyLeaf && srcPage != lp {
+			src = make([]byte, mapPageSize)
+			if err := ps.readPage(src, lp); err != nil {
+				return err
+			}
+			srcPage = lp
+		}
+		ps.mu.Lock()
+		tp, lp, private, copyLeaf := ps.leafState(m, leaf)
+		if private {
+			ps.mu.Unlock()
+			return nil
+		}
+		if copyLeaf && srcPage != lp {
+			ps.mu.Unlock()
+			continue // another writer changed it meanwhile
+		}
+		t := uint32(leaf / ptrsPerPage)
+		// The table.
+		if !live(tp) || ps.refs[tp] > 1 {
+			n := ps.alloc()
+			tbl := new(ptrPage)
+			switch {
+			case tp == lostPage:
+				for i := range tbl {
+					tbl[i] = lostPage
+				}
+			case live(tp):
+				*tbl = *ps.tables[tp]
+				for _, p := range tbl {
+					if live(p) {
+						ps.refs[p]++
+					}
+				}
+				ps.refs[tp]--
+			}
+			ps.tables[n] = tbl
+			m.root[t] = n
+			m.rootDirty[t] = true
+			tp = n
+		}
+		ps.dirtyTables[tp] = true
+		// The leaf.
+		tbl := ps.tables[tp]
+		l := leaf % ptrsPerPage
+		lp = tbl[l]
+		var marks []dirtyMark
+		switch {
+		case lp == 0:
+			n := ps.alloc()
+			ps.newLeaves[n] = nil
+			tbl[l] = n
+		case lp == lostPage:
+			n := ps.alloc()
+			ps.newLeaves[n] = lostLeaf()
+			tbl[l] = n
+		case ps.refs[lp] > 1:
+			n := ps.alloc()
+			ps.newLeaves[n] = src
+			tbl[l] = n
+			ps.refs[lp]--
+			// Every block the copy names gains a reference.
+			for i := range mapPerPage {
+				ent, ok := decodeMapEntry(src[i*mapEntrySize:])
+				if !ok || !ent.holds() {
+					continue
+				}
+				kl := e.keyLock(ent.Key)
+				kl.Lock()
+				e.incRef(ent.Slot)
+				kl.Unlock()
+				marks = append(marks, dirtyMark{slot: ent.Slot, key: ent.Key})
+			}
+		}
+		ps.mu.Unlock()
+		e.markDirtyMany(marks)
+		e.changes.Add(int64(1 + len(marks)))
+		return nil
+	}
+}
+
+// shareRoot returns a copy of m's root whose tables gain a parent: a
+// snapshot or clone of m. The caller holds the epoch exclusively.
+func (e *Engine) shareRoot(m *Map) []uint32 {
+	ps := e.pages
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	root := slices.Clone(m.root)
+	for _, tp := range root {
+		if live(tp) {
+			ps.refs[tp]++
+		}
+	}
+	return root
+}
+
+// dropRoot removes m's root pointer t (a volume being deleted) and
+// releases what only it held: the table, the leaves only that table held,
+// and a reference to every block those leaves name. The caller holds the
+// epoch shared; the volume takes no writes and its changes are committed
+// (its leaves are read from the page file). It returns the number of
+// block references released.
+func (e *Engine) dropRoot(m *Map, t int) (int, error) {
+	ps := e.pages
+	ps.mu.Lock()
+	tp := m.root[t]
+	if tp == 0 {
+		ps.mu.Unlock()
+		return 0, nil
+	}
+	m.root[t] = 0
+	m.rootDirty[uint32(t)] = true
+	var leaves []uint32
+	if live(tp) && ps.refs[tp] == 1 {
+		for _, lp := range ps.tables[tp] {
+			if live(lp) && ps.dropRef(lp) {
+				leaves = append(leaves, lp)
+			}
+		}
+		delete(ps.tables, tp)
+		delete(ps.dirtyTables, tp)
+	}
+	ps.dropRef(tp)
+	ps.mu.Unlock()
+	// The freed leaves keep their content until the next commit is
+	// applied: only then are their pages reused.
+	released := 0
+	buf := make([]byte, mapPageSize)
+	for _, lp := range leaves {
+		if err := ps.readPage(buf, lp); err != nil {
+			return released, err
+		}
+		for i := range mapPerPage {
+			ent, ok := decodeMapEntry(buf[i*mapEntrySize:])
+			if !ok || !ent.holds() {
+				continue
+			}
+			if err := e.release(ent); err != nil {
+				return released, err
+			}
+			released++
+		}
+	}
+	e.changes.Add(int64(1 + released))
+	return released, nil
+}
+
+// Range is a run of blocks [Start, Start+Blocks) of a device.
+type Range struct {
+	Start  uint64 `json:"start"`
+	Blocks uint64 `json:"blocks"`
+}
+
+// diffMaps lists the blocks whose content differs between a and b (both
+// committed: no pending changes). Subtrees a and b share are skipped
+// without reading them, so the cost follows the change, not the size.
+func (e *Engine) diffMaps(a, b *Map) ([]Range, error) {
+	type pair struct {
+		first  uint64
+		pa, pb uint32
+	}
+	ps := e.pages
+	var leaves []pair
+	ps.mu.RLock()
+	blocks := max(a.blocks, b.blocks)
+	at := func(root []uint32, t int) uint32 {
+		if t < len(root) {
+			return root[t]
+		}
+		return 0
+	}
+	for t := range rootsFor(blocks) {
+		ta, tb := at(a.root, t), at(b.root, t)
+		if ta == tb && ta != lostPage {
+			continue
+		}
+		for l := range ptrsPerPage {
+			first := uint64(t)*tableBlocks + uint64(l)*mapPerPage
+			if first >= blocks {
+				break
+			}
+			la, lb := tablePtr(ps, ta, l), tablePtr(ps, tb, l)
+			if la != lb || la == lostPage {
+				leaves = append(leaves, pair{first, la, lb})
+			}
+		}
+	}
+	ps.mu.RUnlock()
+	var out []Range
+	add := func(lba uint64) {
+		if n := len(out); n > 0 && out[n-1].Start+out[n-1].Blocks == lba {
+			out[n-1].Blocks++
+			return
+		}
+		out = append(out, Range{Start: lba, Blocks: 1})
+	}
+	ea, eb := make([]mapEntry, mapPerPage), make([]mapEntry, mapPerPage)
+	for _, p := range leaves {
+		if err := ps.readEntries(p.pa, 0, ea); err != nil {
+			return nil, err
+		}
+		if err := ps.readEntries(p.pb, 0, eb); err != nil {
+			return nil, err
+		}
+		for i := range mapPerPage {
+			lba := p.first + uint64(i)
+			if lba >= blocks {
+				break
+			}
+			// Content is compared by key: the slot is a local hint.
+			if ea[i].Key != eb[i].Key || ea[i].isLost() {
+				add(lba)
+			}
+		}
+	}
+	return out, nil
+}
+
+// tablePtr is pointer l of table tp (a hole or lost table included). The
+// caller holds pages.mu.
+func tablePtr(ps *pageSpace, tp uint32, l int) uint32 {
+	switch {
+	case tp == 0:
+		return 0
+	case tp == lostPage:
+		return lostPage
+	}
+	return ps.tables[tp][l]
+}
+
+// walkPages counts, at open, the parents of every page: a table's are the
+// roots naming it, a leaf's the live tables naming it. Each table is read
+// once, leaves not at all. A table that cannot be read or fails its
+// checksum is lost for every volume naming it (their blocks under it read
+// as I/O errors until written; fsck lists them).
+func (e *Engine) walkPages(maps []*Map) error {
+	ps := e.pages
+	size, err := ps.f.Size()
+	if err != nil {
+		return fmt.Errorf("engine: map pages: %w", err)
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.hwm = max(1, uint32(min(int64(lostPage-1), (size+mapPageSize-1)/mapPageSize)))
+	ps.refs = make([]uint32, ps.hwm)
+	buf := make([]byte, mapPageSize)
+	lost := map[uint32]bool{}
+	for _, m := range maps {
+		for t, tp := range m.root {
+			if !live(tp) {
+				continue
+			}
+			if lost[tp] || tp >= ps.hwm {
+				m.root[t] = lostPage
+				if !lost[tp] {
+					lost[tp] = true
+					e.log.Error().Str("volume", m.full).Uint32("page", tp).
+						Msg("map table page is past the end of the page file: the blocks under it read as I/O errors until written")
+				}
+				continue
+			}
+			ps.refs[tp]++
+			if ps.refs[tp] > 1 {
+				continue
+			}
+			if _, err := ps.f.ReadAt(buf, int64(tp)*mapPageSize); err != nil {
+				return fmt.Errorf("engine: read map table %d: %w", tp, err)
+			}
+			tbl, err := decodePtrPage(buf)
+			if err != nil {
+				e.log.Error().Err(err).Str("volume", m.full).Uint32("page", tp).
+					Msg("map table page is damaged: the blocks under it read as I/O errors until written (fsck lists them)")
+				ps.refs[tp] = 0
+				lost[tp] = true
+				m.root[t] = lostPage
+				continue
+			}
+			for i, lp := range tbl {
+				if live(lp) && lp >= ps.hwm {
+					tbl[i] = lostPage // named past the file's end
+				}
+			}
+			ps.tables[tp] = tbl
+			for _, lp := range tbl {
+				if live(lp) {
+					ps.refs[lp]++
+				}
+			}
+		}
+	}
+	// The root of a volume that named a lost table was changed in memory
+	// only: a write under it makes a new table (ownLeaf), which the commit
+	// writes with the root. Free pages: every page no one names.
+	ps.free = ps.free[:0]
+	for n := ps.hwm - 1; n >= 1; n-- {
+		if ps.refs[n] == 0 {
+			ps.free = append(ps.free, n)
+		}
+	}
+	slices.Reverse(ps.free)
+	slices.SortFunc(ps.free, func(a, b uint32) int { return int(int64(b) - int64(a)) })
+	return nil
+}
