@@ -88,11 +88,8 @@ type Engine struct {
 	// epoch is held shared by every metadata change and exclusively by a
 	// commit while it seals the changes made so far.
 	epoch sync.RWMutex
-	// blockLocks serialise changes to logical blocks (striped by device and
-	// 1 MiB range; see lockBlocks).
-	blockLocks [1024]sync.Mutex
-	// keyLocks serialise lookup, reference and release of one key (striped).
-	keyLocks [1024]sync.Mutex
+	// locks holds the striped block and key locks (locks.go).
+	locks lockTable
 	// reuseMu is held shared by readers while they read slots, and
 	// exclusively while freed slots are handed back for reuse, so a reader
 	// never reads a slot that was reused under it.
@@ -801,15 +798,9 @@ func (e *Engine) unreserve(r *writeReq) {
 	r.reserved = nil
 }
 
-func stripe(x uint64) int { return int((x * 0x9E3779B97F4A7C15) >> 54) } // 10 bits
-
-func (e *Engine) keyLock(k index.Key) *sync.Mutex {
-	return &e.keyLocks[stripe(uint64(k.CRC)<<32|uint64(k.Sum[0])<<24|uint64(k.Sum[1])<<16|uint64(k.Sum[2])<<8|uint64(k.Sum[3]))]
-}
-
 // release drops one reference to the block in ent.
 func (e *Engine) release(ent mapEntry) error {
-	kl := e.keyLock(ent.Key)
+	kl := e.locks.keyLock(ent.Key)
 	kl.Lock()
 	defer kl.Unlock()
 	p := e.refs.ptr(ent.Slot)

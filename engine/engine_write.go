@@ -115,7 +115,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	if m.deleted.Load() {
 		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
 	}
-	unlock := e.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
+	unlock := e.locks.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
 	defer unlock()
 
 	olds := make([]mapEntry, last-first+1)
@@ -237,26 +237,6 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	return nil
 }
 
-// lockBlocks locks the stripes covering blocks [first, last] of a device in
-// a global order and returns the unlock function. Stripes cover 1 MiB
-// ranges, so a request takes one or two locks.
-func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
-	var idx []int
-	for r := first >> 8; r <= last>>8; r++ {
-		idx = append(idx, stripe(r^uint64(dev)<<48))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		e.blockLocks[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			e.blockLocks[i].Unlock()
-		}
-	}
-}
-
 // acquire returns a slot holding data (whose key is k) with one more
 // reference: an existing one if the block is stored, a new one if not. A new
 // slot's data is written later by the request (writeFresh). remaining is
@@ -264,7 +244,7 @@ func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
 // It never waits for another request while holding k's lock; in verify
 // mode it compares with another request's pending block in memory.
 func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (uint64, error) {
-	kl := e.keyLock(k)
+	kl := e.locks.keyLock(k)
 	kl.Lock()
 	defer kl.Unlock()
 	hit, err := e.ix.Lookup(k)
