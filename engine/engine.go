@@ -7,11 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,16 +184,6 @@ type allocator struct {
 	free    []uint64 // freed slots, reusable
 	hwm     uint64   // slots at or above hwm were never used
 	freeing []uint64 // freed since the last seal: reusable once committed
-}
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// ValidName checks a device name.
-func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: device name %q (use 1-64 letters, digits, '.', '_', '-')", ErrInvalid, name)
-	}
-	return nil
 }
 
 // Create initialises an empty store in dir.
@@ -443,68 +431,6 @@ func (e *Engine) openReadOnly() error {
 	return e.loadSlots()
 }
 
-// openMaps opens every device's map (header and size only). A map that
-// cannot be opened (damaged header, two maps with one id) is left out and
-// reported, so one damaged device does not take the others offline.
-func (e *Engine) openMaps() error {
-	dir := filepath.Join(e.dir, "devices")
-	if !e.opts.ReadOnly {
-		if err := e.fs.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
-	}
-	ents, err := e.fs.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	for _, de := range ents {
-		name := de.Name
-		if strings.HasSuffix(name, ".tmp") {
-			if !e.opts.ReadOnly {
-				e.fs.Remove(filepath.Join(dir, name)) // a create that did not finish
-			}
-			continue
-		}
-		if !strings.HasSuffix(name, ".map") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		m, err := openMap(e.fs, path, e.log, e.opts.ReadOnly)
-		if err == nil && m.hdr.Name+".map" != name {
-			m.close()
-			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
-		}
-		if err == nil {
-			if other, dup := e.byID[m.hdr.ID]; dup {
-				m.close()
-				err = fmt.Errorf("%s: %w: device id %d is also %s's", path, ErrCorrupt, m.hdr.ID, other.hdr.Name)
-			}
-		}
-		if err != nil {
-			e.log.Error().Err(err).Msg("device map cannot be opened: the device is offline (run blockhash fsck --repair)")
-			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".map"), Path: path, Err: err})
-			continue
-		}
-		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
-		e.nextID = max(e.nextID, m.hdr.ID+1)
-	}
-	return nil
-}
-
-// BrokenDevice is a device whose map could not be opened.
-type BrokenDevice struct {
-	Name string
-	Path string
-	Err  error
-}
-
-// Broken lists the devices left out at open because their maps are damaged.
-func (e *Engine) Broken() []BrokenDevice {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	return slices.Clone(e.broken)
-}
-
 // loadSlots reads every slot record: reference counts, free slots, the high
 // water mark.
 func (e *Engine) loadSlots() error {
@@ -650,108 +576,6 @@ func (e *Engine) Superblock() Superblock { return e.sb }
 // Dir is the store directory.
 func (e *Engine) Dir() string { return e.dir }
 
-// CreateDevice makes a new, all-zero device.
-func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
-	if err := ValidName(name); err != nil {
-		return nil, err
-	}
-	if size <= 0 || size%BlockSize != 0 {
-		return nil, fmt.Errorf("%w: device size %d must be a positive multiple of 4096", ErrInvalid, size)
-	}
-	if err := e.failedErr(); err != nil {
-		return nil, err
-	}
-	e.devMu.Lock()
-	defer e.devMu.Unlock()
-	if _, ok := e.byName[name]; ok {
-		return nil, fmt.Errorf("%w: %s", ErrExists, name)
-	}
-	path := filepath.Join(e.dir, "devices", name+".map")
-	if _, err := e.fs.Stat(path); err == nil {
-		return nil, fmt.Errorf("%w: %s (being deleted)", ErrExists, name)
-	}
-	m, err := createMap(e.fs, path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
-	if err != nil {
-		return nil, err
-	}
-	if err := e.fs.SyncDir(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	e.nextID++
-	e.byName[name], e.byID[m.hdr.ID] = m, m
-	return &Device{e: e, m: m}, nil
-}
-
-// Device returns the open device called name.
-func (e *Engine) Device(name string) (*Device, error) {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	m, ok := e.byName[name]
-	if !ok {
-		for _, b := range e.broken {
-			if b.Name == name {
-				return nil, fmt.Errorf("device %s is offline: %w", name, b.Err)
-			}
-		}
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
-	return &Device{e: e, m: m}, nil
-}
-
-// Devices lists the device names in order.
-func (e *Engine) Devices() []string {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	names := make([]string, 0, len(e.byName))
-	for n := range e.byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// DeleteDevice removes a device and releases its blocks; it returns once
-// the deletion is committed.
-func (e *Engine) DeleteDevice(name string) error {
-	if err := e.failedErr(); err != nil {
-		return err
-	}
-	e.epoch.Lock() // no write of the device is half done
-	e.devMu.Lock()
-	m, ok := e.byName[name]
-	if ok {
-		delete(e.byName, name)
-		m.deleted.Store(true)
-	}
-	e.devMu.Unlock()
-	e.epoch.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
-	e.epoch.RLock()
-	err := m.each(func(_ uint64, ent mapEntry) error {
-		if !ent.holds() {
-			return nil
-		}
-		return e.release(ent)
-	})
-	if err == nil {
-		e.dirtyMu.Lock()
-		e.deleting = append(e.deleting, m)
-		e.dirtyMu.Unlock()
-	}
-	e.epoch.RUnlock()
-	if err != nil {
-		e.fail(err)
-		return err
-	}
-	return e.commit()
-}
-
-// Flush commits every change made so far: when it returns, every write
-// that completed before it survives a crash.
-func (e *Engine) Flush() error { return e.commit() }
-
 // allocRun returns up to n free slots: freed ones if any, else consecutive
 // never-used ones (growing the store if needed).
 func (e *Engine) allocRun(n int) ([]uint64, error) {
@@ -828,117 +652,4 @@ func (e *Engine) release(ent mapEntry) error {
 		e.alloc.mu.Unlock()
 	}
 	return nil
-}
-
-// DeviceStats describes one device.
-type DeviceStats struct {
-	Name         string    `json:"name"`
-	ID           uint32    `json:"id"`
-	LogicalBytes int64     `json:"logical_bytes"`
-	Blocks       uint64    `json:"blocks"`
-	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
-	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
-	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
-	Created      time.Time `json:"created"`
-}
-
-// Stats describes the whole store.
-type Stats struct {
-	Devices         []DeviceStats `json:"devices"`
-	LogicalBytes    int64         `json:"logical_bytes"`
-	ZeroBlocks      uint64        `json:"zero_blocks"`
-	DataBlocks      uint64        `json:"data_blocks"`      // non-zero blocks over all devices
-	UniqueBlocks    uint64        `json:"unique_blocks"`    // blocks stored once
-	DuplicateBlocks uint64        `json:"duplicate_blocks"` // data blocks that share a stored block
-	StoredBytes     int64         `json:"stored_bytes"`     // block data on disk: unique blocks * 4096
-	AllocatedBytes  int64         `json:"allocated_bytes"`  // preallocated extent space
-	MetadataBytes   int64         `json:"metadata_bytes"`   // index, maps, slot records, journal, superblock
-	SavedPercent    float64       `json:"saved_percent"`    // 1 - stored/logical
-	Hash            string        `json:"hash"`
-	IndexEntries    int           `json:"index_entries"`
-	IndexRAMBytes   int           `json:"index_ram_bytes"`
-	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
-	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
-}
-
-// Stats computes current figures.
-func (e *Engine) Stats() (Stats, error) {
-	s := Stats{Hash: e.sb.Hash.String()}
-	e.devMu.RLock()
-	for _, m := range e.byName {
-		d := m.stats()
-		s.Devices = append(s.Devices, d)
-		s.LogicalBytes += d.LogicalBytes
-		s.ZeroBlocks += d.ZeroBlocks
-		s.DataBlocks += d.DataBlocks
-	}
-	var mapBytes int64
-	for _, m := range e.byID {
-		st, _ := e.fs.Stat(m.path)
-		b := st.Allocated
-		mapBytes += b
-	}
-	for _, b := range e.broken {
-		s.OfflineDevices = append(s.OfflineDevices, b.Name)
-	}
-	e.devMu.RUnlock()
-	s.DamagedBlocks = uint64(max(0, e.damagedN.Load()))
-	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
-	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
-	if s.DataBlocks > s.UniqueBlocks {
-		s.DuplicateBlocks = s.DataBlocks - s.UniqueBlocks
-	}
-	s.StoredBytes = int64(s.UniqueBlocks) * BlockSize
-	u, err := e.bs.Usage()
-	if err != nil {
-		return s, err
-	}
-	s.AllocatedBytes = u.DataBytes
-	ixBytes, err := dirBytes(e.fs, filepath.Join(e.dir, "index"))
-	if err != nil {
-		return s, err
-	}
-	other := int64(0)
-	for _, n := range []string{superblockName, journalName} {
-		st, _ := e.fs.Stat(filepath.Join(e.dir, n))
-		b := st.Allocated
-		other += b
-	}
-	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
-	if s.LogicalBytes > 0 {
-		s.SavedPercent = 100 * (1 - float64(s.StoredBytes)/float64(s.LogicalBytes))
-	}
-	is := e.ix.Stats()
-	s.IndexEntries, s.IndexRAMBytes = is.Entries, is.FilterBytes
-	return s, nil
-}
-
-// IndexStats exposes the index's counters.
-func (e *Engine) IndexStats() index.Stats { return e.ix.Stats() }
-
-// dirBytes is the space the files under dir occupy.
-func dirBytes(fsys vfs.FS, dir string) (int64, error) {
-	ents, err := fsys.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("engine: %w", err)
-	}
-	var total int64
-	for _, de := range ents {
-		if de.IsDir {
-			b, err := dirBytes(fsys, filepath.Join(dir, de.Name))
-			if err != nil {
-				return 0, err
-			}
-			total += b
-			continue
-		}
-		total += de.Allocated
-	}
-	return total, nil
-}
-
-func (m *Map) stats() DeviceStats {
-	mapped := uint64(max(0, m.mapped.Load()))
-	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
-		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

@@ -21,6 +21,10 @@ type sealedMap struct {
 	entries map[uint64]mapEntry
 }
 
+// Flush commits every change made so far: when it returns, every write
+// that completed before it survives a crash.
+func (e *Engine) Flush() error { return e.commit() }
+
 // commit makes every change made so far durable. Steps: seal the changes
 // (briefly excluding writers), sync the new block data, write and sync the
 // journal record (the commit point), apply it to maps, slot records and the
