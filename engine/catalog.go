@@ -172,9 +172,9 @@ func (e *Engine) DeleteDevice(name string) error {
 		return e.release(ent)
 	})
 	if err == nil {
-		e.dirtyMu.Lock()
+		e.deletingMu.Lock()
 		e.deleting = append(e.deleting, m)
-		e.dirtyMu.Unlock()
+		e.deletingMu.Unlock()
 	}
 	e.epoch.RUnlock()
 	if err != nil {

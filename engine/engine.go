@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,20 +94,13 @@ type Engine struct {
 	// commit at a time, writers go on meanwhile).
 	commitMu sync.Mutex
 
-	refs  refTable
-	alloc allocator
+	// slots owns the slots' state: reference counts, allocation, pending
+	// writes, dirty records, the unindexed and damaged sets (slots.go).
+	slots *slotSpace
 
-	// pendMu guards pending: slots whose data a request is still writing.
-	pendMu  sync.Mutex
-	pending map[uint64]*pendingSlot
-
-	// dirtyMu guards dirty, unindexed, damaged and deleting.
-	dirtyMu   sync.Mutex
-	dirty     map[uint64]slotTag // slots changed since the last seal
-	unindexed map[uint64]bool    // live slots not in the index (verify collisions)
-	damaged   map[uint64]bool    // live slots whose data fails its digest (damage.go)
-	deleting  []*Map             // devices deleted since the last seal
-	damagedN  atomic.Int64       // len(damaged), read without the lock
+	// deletingMu guards deleting: devices deleted since the last seal.
+	deletingMu sync.Mutex
+	deleting   []*Map
 
 	// devMu guards byName, byID, nextID and broken.
 	devMu  sync.RWMutex
@@ -124,7 +115,6 @@ type Engine struct {
 	hashTokens chan struct{}
 
 	changes atomic.Int64 // uncommitted block changes
-	unique  atomic.Int64 // live slots
 	seq     uint64       // last commit's sequence (under commitMu)
 	failed  atomic.Pointer[error]
 
@@ -144,46 +134,6 @@ type Engine struct {
 	// lowSpace is set while the reserve is released at run time (useReserve):
 	// no new extent until it can be made again (mayGrow).
 	lowSpace atomic.Bool
-}
-
-type slotTag struct {
-	key   index.Key
-	flags uint32
-	fresh bool // stored in this epoch: its index entry is new
-}
-
-// refTable holds each slot's reference count in memory (4 bytes a slot).
-type refTable struct {
-	// mu guards chunks (append only; a chunk never moves).
-	mu     sync.RWMutex
-	chunks [][]uint32
-	per    uint64
-}
-
-func (r *refTable) ptr(slot uint64) *uint32 {
-	r.mu.RLock()
-	c := r.chunks[slot/r.per]
-	r.mu.RUnlock()
-	return &c[slot%r.per]
-}
-
-func (r *refTable) get(slot uint64) uint32 { return atomic.LoadUint32(r.ptr(slot)) }
-
-func (r *refTable) grow(slots uint64) {
-	r.mu.Lock()
-	for uint64(len(r.chunks))*r.per < slots {
-		r.chunks = append(r.chunks, make([]uint32, r.per))
-	}
-	r.mu.Unlock()
-}
-
-// allocator hands out free slots.
-type allocator struct {
-	// mu guards free, hwm and freeing.
-	mu      sync.Mutex
-	free    []uint64 // freed slots, reusable
-	hwm     uint64   // slots at or above hwm were never used
-	freeing []uint64 // freed since the last seal: reusable once committed
 }
 
 // Create initialises an empty store in dir.
@@ -285,10 +235,10 @@ func Open(dir string, o Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{fs: fsys, dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
-		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, damaged: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	e.slots = newSlotSpace(storeSlots{e}, uint64(sb.ExtentSize/BlockSize), o.Logger)
 	if !o.ReadOnly {
 		e.openReserve()
 	}
@@ -431,62 +381,27 @@ func (e *Engine) openReadOnly() error {
 	return e.loadSlots()
 }
 
-// loadSlots reads every slot record: reference counts, free slots, the high
-// water mark.
+// loadSlots loads the slot space from the slot records (slots.go); a
+// corrupt record is an error unless the store opens for repair or check.
 func (e *Engine) loadSlots() error {
-	per := e.sb.ExtentSize / BlockSize
-	e.refs.per = uint64(per)
-	total := e.bs.Slots()
-	e.refs.grow(total)
-	const chunk = 4096
-	recs := make([]blockstore.Meta, chunk)
-	var unique int64
-	defer func() {
-		if n := e.damagedN.Load(); n > 0 {
-			e.log.Error().Int64("slots", n).Msg("store holds damaged blocks: reads of them fail until the same content is written again (blockhash fsck lists the devices and blocks)")
-		}
-	}()
-	for first := uint64(0); first < total; first += chunk {
-		n := min(chunk, total-first)
-		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
-		var ce *blockstore.CorruptError
-		if errors.As(err, &ce) {
-			if !e.opts.Repair && !e.opts.Check {
-				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
-			}
-			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")
-		} else if err != nil {
-			return err
-		}
-		for i := range n {
-			r := &recs[i]
-			slot := first + i
-			if r.IsZero() {
-				continue
-			}
-			e.alloc.hwm = slot + 1
-			*e.refs.ptr(slot) = r.Refs
-			if r.Refs > 0 {
-				unique++
-				if r.Flags&blockstore.FlagIndexed == 0 {
-					e.unindexed[slot] = true
-				}
-				if r.Flags&blockstore.FlagDamaged != 0 {
-					e.damaged[slot] = true
-					e.damagedN.Add(1)
-				}
-			}
-		}
+	return e.slots.load(e.opts.Repair || e.opts.Check)
+}
+
+// storeSlots is the block store as the slot space sees it: no new extent
+// while the store's reserve is released (mayGrow).
+type storeSlots struct{ e *Engine }
+
+func (b storeSlots) Slots() uint64 { return b.e.bs.Slots() }
+
+func (b storeSlots) ReadMeta(first blockstore.Slot, recs []blockstore.Meta) error {
+	return b.e.bs.ReadMeta(first, recs)
+}
+
+func (b storeSlots) Grow() error {
+	if !b.e.mayGrow() {
+		return fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
 	}
-	for slot := range e.alloc.hwm {
-		if e.refs.get(slot) == 0 {
-			e.alloc.free = append(e.alloc.free, slot)
-		}
-	}
-	// Hand out low slots first.
-	sort.Slice(e.alloc.free, func(i, j int) bool { return e.alloc.free[i] > e.alloc.free[j] })
-	e.unique.Store(unique)
-	return nil
+	return b.e.bs.Grow()
 }
 
 // Close commits pending changes and closes the store.
@@ -575,81 +490,3 @@ func (e *Engine) Superblock() Superblock { return e.sb }
 
 // Dir is the store directory.
 func (e *Engine) Dir() string { return e.dir }
-
-// allocRun returns up to n free slots: freed ones if any, else consecutive
-// never-used ones (growing the store if needed).
-func (e *Engine) allocRun(n int) ([]uint64, error) {
-	a := &e.alloc
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n = max(1, min(n, 256))
-	if k := len(a.free); k > 0 {
-		take := min(n, k)
-		run := slices.Clone(a.free[k-take:])
-		slices.Reverse(run)
-		a.free = a.free[:k-take]
-		return run, nil
-	}
-	if a.hwm >= e.bs.Slots() {
-		if !e.mayGrow() {
-			return nil, fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
-		}
-		if err := e.bs.Grow(); err != nil {
-			return nil, err
-		}
-		e.refs.grow(e.bs.Slots())
-	}
-	take := min(uint64(n), e.bs.Slots()-a.hwm)
-	run := make([]uint64, take)
-	for i := range run {
-		run[i] = a.hwm + uint64(i)
-	}
-	a.hwm += take
-	return run, nil
-}
-
-// unreserve gives back slots a request set aside but did not use; nothing
-// refers to them.
-func (e *Engine) unreserve(r *writeReq) {
-	if len(r.reserved) == 0 {
-		return
-	}
-	e.alloc.mu.Lock()
-	for i := len(r.reserved) - 1; i >= 0; i-- {
-		e.alloc.free = append(e.alloc.free, r.reserved[i])
-	}
-	e.alloc.mu.Unlock()
-	r.reserved = nil
-}
-
-// release drops one reference to the block in ent.
-func (e *Engine) release(ent mapEntry) error {
-	kl := e.locks.keyLock(ent.Key)
-	kl.Lock()
-	defer kl.Unlock()
-	p := e.refs.ptr(ent.Slot)
-	n := atomic.LoadUint32(p)
-	if n == 0 {
-		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
-	}
-	if n == blockstore.MaxRefs {
-		return nil // saturated: kept for good (see incRef)
-	}
-	atomic.StoreUint32(p, n-1)
-	e.markDirtyMany([]dirtyMark{{slot: ent.Slot, key: ent.Key}})
-	if n == 1 {
-		e.unique.Add(-1)
-		e.dirtyMu.Lock()
-		indexed := !e.unindexed[ent.Slot]
-		delete(e.unindexed, ent.Slot)
-		e.forgetDamagedLocked(ent.Slot)
-		e.dirtyMu.Unlock()
-		if indexed {
-			e.ix.Remove(ent.Key, ent.Slot)
-		}
-		e.alloc.mu.Lock()
-		e.alloc.freeing = append(e.alloc.freeing, ent.Slot)
-		e.alloc.mu.Unlock()
-	}
-	return nil
-}

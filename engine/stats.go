@@ -62,9 +62,9 @@ func (e *Engine) Stats() (Stats, error) {
 		s.OfflineDevices = append(s.OfflineDevices, b.Name)
 	}
 	e.devMu.RUnlock()
-	s.DamagedBlocks = uint64(max(0, e.damagedN.Load()))
+	s.DamagedBlocks = uint64(max(0, e.slots.damagedCount()))
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
-	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
+	s.UniqueBlocks = uint64(max(0, e.slots.uniqueCount()))
 	if s.DataBlocks > s.UniqueBlocks {
 		s.DuplicateBlocks = s.DataBlocks - s.UniqueBlocks
 	}
