@@ -21,6 +21,10 @@ type sealedMap struct {
 	entries map[uint64]mapEntry
 }
 
+// Flush commits every change made so far: when it returns, every write
+// that completed before it survives a crash.
+func (e *Engine) Flush() error { return e.commit() }
+
 // commit makes every change made so far durable. Steps: seal the changes
 // (briefly excluding writers), sync the new block data, write and sync the
 // journal record (the commit point), apply it to map pages, volume files,
@@ -62,29 +66,14 @@ func (e *Engine) commitWith(op func(rec *record) error) error {
 		return err
 	}
 	e.ix.Seal()
-	e.dirtyMu.Lock()
-	dirty := e.dirty
-	e.dirty = make(map[uint64]slotTag, len(dirty))
-	e.dirtyMu.Unlock()
-	puts := make([]index.Op, 0, len(dirty))
-	rec.Slots = make([]slotChange, 0, len(dirty))
-	for slot, t := range dirty {
-		m := blockstore.Meta{Refs: e.refs.get(slot), Flags: t.flags}
-		t.key.Encode(m.Tag[:])
-		rec.Slots = append(rec.Slots, slotChange{Slot: slot, Meta: m})
-		if t.fresh && m.Refs > 0 && t.flags&blockstore.FlagIndexed != 0 {
-			puts = append(puts, index.Op{Key: t.key, Slot: slot})
-		}
-	}
+	ss := e.slots.seal()
+	rec.Slots = ss.changes
+	puts, freeing := ss.puts, ss.freed
 	sort.Slice(rec.Slots, func(i, j int) bool { return rec.Slots[i].Slot < rec.Slots[j].Slot })
 	var opErr error
 	if op != nil {
 		opErr = op(rec)
 	}
-	e.alloc.mu.Lock()
-	freeing := e.alloc.freeing
-	e.alloc.freeing = nil
-	e.alloc.mu.Unlock()
 	e.changes.Store(0)
 	if op == nil {
 		e.epoch.Unlock()
@@ -113,9 +102,7 @@ func (e *Engine) commitWith(op func(rec *record) error) error {
 		// Cached neighbourhoods read before this point may name these slots.
 		e.ix.Invalidate()
 		e.reuseMu.Lock()
-		e.alloc.mu.Lock()
-		e.alloc.free = append(e.alloc.free, freeing...)
-		e.alloc.mu.Unlock()
+		e.slots.reuse(freeing)
 		e.pages.reuse(sp.frees)
 		e.reuseMu.Unlock()
 	}

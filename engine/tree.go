@@ -125,15 +125,15 @@ func (e *Engine) ownLeaf(m *Map, leaf uint64) error {
 				if !ok || !ent.holds() {
 					continue
 				}
-				kl := e.keyLock(ent.Key)
+				kl := e.locks.keyLock(ent.Key)
 				kl.Lock()
-				e.incRef(ent.Slot)
+				e.slots.incRef(ent.Slot)
 				kl.Unlock()
 				marks = append(marks, dirtyMark{slot: ent.Slot, key: ent.Key})
 			}
 		}
 		ps.mu.Unlock()
-		e.markDirtyMany(marks)
+		e.slots.markDirty(marks)
 		e.changes.Add(int64(1 + len(marks)))
 		return nil
 	}
