@@ -347,7 +347,36 @@ func (e *Engine) loadTrees() error {
 		vols = append(vols, m)
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].hdr.ID < vols[j].hdr.ID })
+	// An offline volume's pages stay taken (its header may be rebuilt by
+	// fsck --repair): its root pages are read as far as they are sound.
+	for _, b := range e.broken {
+		if root := salvageRoot(e.fs, b.Path); len(root) > 0 {
+			vols = append(vols, &Map{full: b.Name, root: root, rootDirty: map[uint32]bool{}, ps: e.pages})
+		}
+	}
 	return e.walkPages(vols)
+}
+
+// salvageRoot reads the root pages of a volume file whose header is
+// damaged, up to the first that fails its checksum.
+func salvageRoot(fsys vfs.FS, path string) []uint32 {
+	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var root []uint32
+	b := make([]byte, mapPageSize)
+	for off := int64(rootOffset); ; off += mapPageSize {
+		if n, _ := f.ReadAt(b, off); n < mapPageSize {
+			return root
+		}
+		p, err := decodePtrPage(b)
+		if err != nil {
+			return root
+		}
+		root = append(root, p[:]...)
+	}
 }
 
 // closeMaps closes every volume file and forgets the volumes.

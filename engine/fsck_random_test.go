@@ -10,7 +10,8 @@ import (
 	"testing"
 )
 
-// Random damage to the metadata (map headers and entries, slot records,
+// Random damage to the metadata (volume headers and roots, map tables and
+// entries, slot records,
 // stored data, the index's files):
 // repair must always succeed, leave a consistent store, be stable (a
 // second repair has nothing to do) and keep every block it does not list
@@ -21,9 +22,10 @@ func TestFsckRandomDamage(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 99))
 			dir, want := threeDevices(t)
 			files := []string{
-				filepath.Join(dir, "devices", "a.map"),
-				filepath.Join(dir, "devices", "b.map"),
-				filepath.Join(dir, "devices", "c.map"),
+				filepath.Join(dir, "devices", "1.vol"), // a
+				filepath.Join(dir, "devices", "2.vol"), // b
+				filepath.Join(dir, "devices", "3.vol"), // c
+				filepath.Join(dir, pagesName),
 				filepath.Join(dir, "blocks", "extent-000000.meta"),
 				filepath.Join(dir, "blocks", "extent-000000.dat"),
 			}
@@ -37,11 +39,13 @@ func TestFsckRandomDamage(t *testing.T) {
 				path := files[r.IntN(len(files))]
 				var off int64
 				switch filepath.Ext(path) {
-				case ".map": // the header's fields or an entry of the first page
+				case ".vol": // the header's fields, or the root's first pointers
 					off = int64(r.IntN(64))
 					if r.IntN(3) > 0 {
-						off = mapHeaderSize + int64(r.IntN(4*mapEntrySize))
+						off = rootOffset + int64(r.IntN(16))
 					}
+				case "": // map pages: a table or a leaf's first entries
+					off = mapPageSize*int64(1+r.IntN(4)) + int64(r.IntN(4*mapEntrySize))
 				case ".dat":
 					off = int64(r.IntN(8 * BlockSize))
 				case ".meta":

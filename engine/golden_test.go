@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"blockhash/index"
+	"blockhash/vfs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -55,13 +56,32 @@ func TestGoldenFormats(t *testing.T) {
 	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: SHA256, Verify: true,
 		ExtentSize: 1 << 30, Created: time.Unix(1700000000, 5)}
-	hdr := mapHeader{ID: 7, Size: 1 << 30, Created: time.Unix(1700000000, 6), Name: "vm-disk.1"}
+	hdr := mapHeader{ID: 7, Size: 1 << 30, Created: time.Unix(1700000000, 6), Name: "vm-disk.1", Origin: "golden@v1"}
+	snap := mapHeader{ID: 8, Size: 1 << 30, Created: time.Unix(1700000000, 9), Name: "before-upgrade", Kind: kindSnapshot, Parent: 7}
+	tbl := ptrPage{}
+	tbl[0], tbl[1], tbl[1022] = 2, lostPage, 0x01020304
+	tblBytes := make([]byte, mapPageSize)
+	tbl.encode(tblBytes)
+	pagesHeader := func() []byte {
+		dir := t.TempDir()
+		ps, err := openPages(vfs.OS, filepath.Join(dir, pagesName), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps.close()
+		b, _ := os.ReadFile(filepath.Join(dir, pagesName))
+		return b
+	}
 	for _, tc := range []struct {
 		name string
 		b    []byte
 	}{
 		{"superblock.golden", sb.Encode()},
-		{"map-header.golden", hdr.encode()},
+		{"volume-header.golden", hdr.encode()},
+		{"snapshot-header.golden", snap.encode()},
+		{"volume-file.golden", encodeVolume(hdr, []uint32{1, 0, lostPage, 9})},
+		{"table-page.golden", tblBytes},
+		{"map-pages-header.golden", pagesHeader()},
 		{"map-entry.golden", entry(mapEntry{Key: k, Slot: 0x1122334455})},
 		{"map-entry-zero.golden", entry(mapEntry{})},
 		{"map-entry-quarantined.golden", entry(quarantined)},
@@ -75,9 +95,17 @@ func TestGoldenFormats(t *testing.T) {
 				if got, err := DecodeSuperblock(tc.b); err != nil || got != sb {
 					t.Fatalf("%+v %v", got, err)
 				}
-			case "map-header.golden":
+			case "volume-header.golden":
 				if got, err := decodeMapHeader(tc.b); err != nil || got != hdr {
 					t.Fatalf("%+v %v", got, err)
+				}
+			case "snapshot-header.golden":
+				if got, err := decodeMapHeader(tc.b); err != nil || got != snap {
+					t.Fatalf("%+v %v", got, err)
+				}
+			case "table-page.golden":
+				if got, err := decodePtrPage(tc.b); err != nil || *got != tbl {
+					t.Fatalf("%v", err)
 				}
 			case "map-entry-quarantined.golden":
 				if got, ok := decodeMapEntry(tc.b); !ok || !got.isLost() {

@@ -312,6 +312,7 @@ func (e *Engine) walkPages(maps []*Map) error {
 			}
 			if lost[tp] || tp >= ps.hwm {
 				m.root[t] = lostPage
+				m.rootDirty[uint32(t)] = true
 				if !lost[tp] {
 					lost[tp] = true
 					e.log.Error().Str("volume", m.full).Uint32("page", tp).
@@ -333,11 +334,13 @@ func (e *Engine) walkPages(maps []*Map) error {
 				ps.refs[tp] = 0
 				lost[tp] = true
 				m.root[t] = lostPage
+				m.rootDirty[uint32(t)] = true
 				continue
 			}
 			for i, lp := range tbl {
 				if live(lp) && lp >= ps.hwm {
 					tbl[i] = lostPage // named past the file's end
+					ps.dirtyTables[tp] = true
 				}
 			}
 			ps.tables[tp] = tbl
@@ -348,16 +351,15 @@ func (e *Engine) walkPages(maps []*Map) error {
 			}
 		}
 	}
-	// The root of a volume that named a lost table was changed in memory
-	// only: a write under it makes a new table (ownLeaf), which the commit
-	// writes with the root. Free pages: every page no one names.
+	// A root or table that named a lost page now names lostPage: the next
+	// commit writes it (rootDirty, dirtyTables), before or with any reuse
+	// of the lost page, which is free from now on. Free pages: every page
+	// no one names.
 	ps.free = ps.free[:0]
-	for n := ps.hwm - 1; n >= 1; n-- {
+	for n := ps.hwm - 1; n >= 1; n-- { // highest first: low pages are handed out first
 		if ps.refs[n] == 0 {
 			ps.free = append(ps.free, n)
 		}
 	}
-	slices.Reverse(ps.free)
-	slices.SortFunc(ps.free, func(a, b uint32) int { return int(int64(b) - int64(a)) })
 	return nil
 }
