@@ -534,12 +534,13 @@ func TestDamagedMapDeviceStaysRemembered(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Damage a's map header.
-	path := filepath.Join(dir, "devices", "a.map")
+	path := filepath.Join(dir, "devices", "1.vol") // a: the header and its copy
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.WriteAt([]byte("XX"), 40)
+	f.WriteAt([]byte("XX"), 4096+40)
 	f.Close()
 	d = open(t, dir, k)
 	l := d.List()

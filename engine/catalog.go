@@ -60,7 +60,7 @@ func (e *Engine) openMaps() error {
 		}
 		if err != nil {
 			e.log.Error().Err(err).Msg("volume cannot be opened: the device is offline (run blockhash fsck --repair)")
-			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".vol"), Path: path, Err: err})
+			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".vol"), Path: path, Err: err, Unnamed: true})
 			continue
 		}
 		vols = append(vols, m)
@@ -100,9 +100,12 @@ func (e *Engine) openMaps() error {
 
 // BrokenDevice is a device whose map could not be opened.
 type BrokenDevice struct {
-	Name string
-	Path string
-	Err  error
+	// Unnamed is set when the volume's header (and its copy) cannot be
+	// read: Name is then its file's, not the device's.
+	Unnamed bool
+	Name    string
+	Path    string
+	Err     error
 }
 
 // Broken lists the devices left out at open because their maps are damaged.
@@ -112,16 +115,25 @@ func (e *Engine) Broken() []BrokenDevice {
 	return slices.Clone(e.broken)
 }
 
-// Device returns the open device called name.
+// Device returns the open device called name. A name not found while some
+// volume's header cannot be read (its name is unknown) is reported offline
+// rather than missing: it may be that volume.
 func (e *Engine) Device(name string) (*Device, error) {
 	e.devMu.RLock()
 	defer e.devMu.RUnlock()
 	m, ok := e.byName[name]
 	if !ok {
+		var unnamed []string
 		for _, b := range e.broken {
 			if b.Name == name {
 				return nil, fmt.Errorf("device %s is offline: %w", name, b.Err)
 			}
+			if b.Unnamed {
+				unnamed = append(unnamed, filepath.Base(b.Path))
+			}
+		}
+		if len(unnamed) > 0 {
+			return nil, fmt.Errorf("device %s is offline: %w: it is not in the store, but volumes whose headers cannot be read are (%s) and it may be one of them (blockhash fsck --repair rebuilds them)", name, ErrCorrupt, strings.Join(unnamed, ", "))
 		}
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}

@@ -19,6 +19,8 @@ type DeviceStats struct {
 	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
 	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
 	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
+	Kind         string    `json:"kind"`             // "device" or "snapshot" (read-only)
+	Origin       string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
 	Created      time.Time `json:"created"`
 }
 
@@ -48,6 +50,9 @@ func (e *Engine) Stats() (Stats, error) {
 	for _, m := range e.byName {
 		d := m.stats()
 		s.Devices = append(s.Devices, d)
+		if m.readOnly() {
+			continue // a snapshot's blocks are its device's, as they were
+		}
 		s.LogicalBytes += d.LogicalBytes
 		s.ZeroBlocks += d.ZeroBlocks
 		s.DataBlocks += d.DataBlocks
@@ -79,7 +84,7 @@ func (e *Engine) Stats() (Stats, error) {
 		return s, err
 	}
 	other := int64(0)
-	for _, n := range []string{superblockName, journalName} {
+	for _, n := range []string{superblockName, journalName, pagesName} {
 		st, _ := e.fs.Stat(filepath.Join(e.dir, n))
 		b := st.Allocated
 		other += b
@@ -119,6 +124,10 @@ func dirBytes(fsys vfs.FS, dir string) (int64, error) {
 
 func (m *Map) stats() DeviceStats {
 	mapped := uint64(max(0, m.mapped.Load()))
-	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
+	kind := "device"
+	if m.readOnly() {
+		kind = "snapshot"
+	}
+	return DeviceStats{Name: m.full, Kind: kind, Origin: m.hdr.Origin, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
 		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 )
 
@@ -324,10 +326,11 @@ func (e *Engine) walkPages(maps []*Map) error {
 			if ps.refs[tp] > 1 {
 				continue
 			}
-			if _, err := ps.f.ReadAt(buf, int64(tp)*mapPageSize); err != nil {
+			n, err := ps.f.ReadAt(buf, int64(tp)*mapPageSize)
+			if err != nil && !errors.Is(err, io.EOF) {
 				return fmt.Errorf("engine: read map table %d: %w", tp, err)
 			}
-			tbl, err := decodePtrPage(buf)
+			tbl, err := decodePtrPage(buf[:n]) // cut short: lost
 			if err != nil {
 				e.log.Error().Err(err).Str("volume", m.full).Uint32("page", tp).
 					Msg("map table page is damaged: the blocks under it read as I/O errors until written (fsck lists them)")

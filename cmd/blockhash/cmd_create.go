@@ -9,7 +9,7 @@ import (
 
 func init() {
 	register(&command{name: "create", usage: "NAME --size SIZE", summary: "create a device in the store", run: runCreate})
-	register(&command{name: "delete", usage: "NAME", summary: "delete a device and release its blocks", run: runDelete})
+	register(&command{name: "delete", usage: "NAME|DEV@SNAP [--recursive]", summary: "delete a device (with --recursive, its snapshots too) or a snapshot, and release what only it held", run: runDelete})
 }
 
 func runCreate(e *env, args []string) error {
@@ -37,7 +37,9 @@ func runCreate(e *env, args []string) error {
 }
 
 func runDelete(e *env, args []string) error {
-	pos, err := parseArgs(newFlags("delete"), args, 1)
+	fs := newFlags("delete")
+	recursive := fs.Bool("recursive", false, "delete the device's snapshots with it")
+	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
@@ -46,7 +48,7 @@ func runDelete(e *env, args []string) error {
 		return err
 	}
 	defer eng.Close()
-	if err := eng.DeleteDevice(pos[0]); err != nil {
+	if err := eng.DeleteDevice(pos[0], engine.DeleteOptions{Recursive: *recursive, Wait: true}); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted %s\n", pos[0])

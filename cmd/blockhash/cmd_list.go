@@ -34,9 +34,13 @@ func runList(e *env, args []string) error {
 		return e.printJSON(s.Devices)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS")
+	fmt.Fprintln(tw, "NAME\tKIND\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS\tORIGIN")
 	for _, d := range s.Devices {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", d.Name, d.ID, human(d.LogicalBytes), d.DataBlocks, d.ZeroBlocks)
+		origin := d.Origin
+		if origin == "" {
+			origin = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\n", d.Name, d.Kind, d.ID, human(d.LogicalBytes), d.DataBlocks, d.ZeroBlocks, origin)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+)
+
+// A snapshot keeps the device's content of the moment; the device goes on;
+// a clone of the snapshot is independent of both; rollback returns the
+// device to the snapshot; deletes free only what nothing else holds; fsck
+// agrees at every step, and across a reopen.
+func TestSnapshotCloneRollback(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	const blocks = 3 * mapPerPage // three leaves
+	d, err := e.CreateDevice("vm", blocks*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := make([]byte, blocks*BlockSize)
+	for lba := range int64(blocks) {
+		copy(img[lba*BlockSize:], block(uint64(lba+1)))
+	}
+	writeBlocks(t, d, 0, split(img)...)
+	if err := e.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	fsckOK(t, e)
+	// Write to the device after the snapshot: one leaf is copied.
+	writeBlocks(t, d, 1, block(1000))
+	after := slices.Clone(img)
+	copy(after[BlockSize:], block(1000))
+	s, err := e.Device("vm@s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, s, 0, int64(len(img))); !bytes.Equal(got, img) {
+		t.Fatal("the snapshot changed with the device")
+	}
+	if got := mustRead(t, d, 0, int64(len(img))); !bytes.Equal(got, after) {
+		t.Fatal("the device reads wrong after the snapshot")
+	}
+	if _, err := s.WriteAt(block(5), 0); !errors.Is(err, ErrSnapshot) {
+		t.Fatalf("write to a snapshot: %v, want ErrSnapshot", err)
+	}
+	rs, err := e.Diff("vm@s1", "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Range{{Start: 1, Blocks: 1}}; !slices.Equal(rs, want) {
+		t.Fatalf("diff %v, want %v", rs, want)
+	}
+	fsckOK(t, e)
+
+	// A clone of the snapshot, written on its own.
+	if err := e.Clone("vm@s1", "vm2"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := e.Device("vm2")
+	writeBlocks(t, c, 200, block(2000))
+	clone := slices.Clone(img)
+	copy(clone[200*BlockSize:], block(2000))
+	if err := e.DeleteDevice("vm", DeleteOptions{}); !errors.Is(err, ErrBusy) {
+		t.Fatalf("delete of a device with snapshots: %v, want ErrBusy", err)
+	}
+	// Rollback: the device reads as the snapshot again.
+	if err := e.Rollback("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, d, 0, int64(len(img))); !bytes.Equal(got, img) {
+		t.Fatal("rollback did not restore the snapshot")
+	}
+	waitDeletes(e)
+	fsckOK(t, e)
+	// Delete the source and its snapshot: the clone is intact.
+	if err := e.DeleteDevice("vm", DeleteOptions{Recursive: true, Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, c, 0, int64(len(clone))); !bytes.Equal(got, clone) {
+		t.Fatal("the clone changed when its source was deleted")
+	}
+	fsckOK(t, e)
+	st, _ := e.Stats()
+	if st.UniqueBlocks != blocks { // one of its blocks replaced by another
+		t.Fatalf("%d unique blocks, want %d (the clone's)", st.UniqueBlocks, blocks)
+	}
+	e.Close()
+	e = openOK(t, dir)
+	c, _ = e.Device("vm2")
+	if got := mustRead(t, c, 0, int64(len(clone))); !bytes.Equal(got, clone) {
+		t.Fatal("the clone reads wrong after a reopen")
+	}
+	if _, err := e.Device("vm@s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted snapshot: %v", err)
+	}
+	fsckOK(t, e)
+	// Deleting the clone returns the store to empty.
+	if err := e.DeleteDevice("vm2"); err != nil {
+		t.Fatal(err)
+	}
+	fsckOK(t, e)
+	if st, _ := e.Stats(); st.UniqueBlocks != 0 {
+		t.Fatalf("%d unique blocks left", st.UniqueBlocks)
+	}
+}
+
+// A crash at the commit point of a snapshot, clone, rollback or delete
+// leaves the old or the new state, and fsck agrees.
+func TestSnapshotCrash(t *testing.T) {
+	for _, op := range []string{"snapshot", "clone", "rollback", "delete"} {
+		t.Run(op, func(t *testing.T) {
+			dir, e := newStore(t, Options{})
+			d, _ := e.CreateDevice("vm", 200*BlockSize)
+			writeBlocks(t, d, 0, block(1), block(2), block(3))
+			if err := e.Snapshot("vm", "base"); err != nil {
+				t.Fatal(err)
+			}
+			writeBlocks(t, d, 100, block(4))
+			if err := e.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			armed := true
+			e.crashHook = func(stage string) bool {
+				return stage == "journaled" && armed
+			}
+			var err error
+			switch op {
+			case "snapshot":
+				err = e.Snapshot("vm", "s2")
+			case "clone":
+				err = e.Clone("vm@base", "c")
+			case "rollback":
+				err = e.Rollback("vm", "base")
+			case "delete":
+				err = e.DeleteDevice("vm@base")
+			}
+			if err == nil {
+				t.Fatal("the simulated crash did not stop the operation")
+			}
+			e.closeFiles()
+			e = openOK(t, dir)
+			fsckOK(t, e)
+			d, _ = e.Device("vm")
+			got := mustRead(t, d, 100*BlockSize, BlockSize)
+			switch op {
+			case "rollback":
+				if !bytes.Equal(got, make([]byte, BlockSize)) {
+					t.Fatal("the replayed rollback left the device's later write")
+				}
+			default:
+				if !bytes.Equal(got, block(4)) {
+					t.Fatal("the device lost a write")
+				}
+			}
+			switch op {
+			case "snapshot":
+				if _, err := e.Device("vm@s2"); err != nil {
+					t.Fatalf("the replayed snapshot: %v", err)
+				}
+			case "clone":
+				c, err := e.Device("c")
+				if err != nil {
+					t.Fatalf("the replayed clone: %v", err)
+				}
+				if got := mustRead(t, c, 0, BlockSize); !bytes.Equal(got, block(1)) {
+					t.Fatal("the clone reads wrong")
+				}
+			case "delete":
+				if _, err := e.Device("vm@base"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("the deleted snapshot: %v", err)
+				}
+				waitDeletes(e)
+				fsckOK(t, e)
+			}
+		})
+	}
+}
+
+// waitDeletes waits for the background release of deleted volumes.
+func waitDeletes(e *Engine) { e.deleters.Wait() }
+
+func split(img []byte) [][]byte {
+	var out [][]byte
+	for i := 0; i < len(img); i += BlockSize {
+		out = append(out, img[i:i+BlockSize])
+	}
+	return out
+}
