@@ -40,12 +40,18 @@ const (
 	propDir     = "/store"
 	propDevSize = 96 << 10
 	propMaxDevs = 3
+	propMaxVols = 6 // devices and snapshots
 	propReserve = 64 << 10 // a small reserve: crash images copy every file
 )
 
 type propOp struct {
-	kind  byte // 'W' write, 'D' discard, 'F' flush, 'C' create, 'X' delete
+	// 'W' write, 'D' discard, 'F' flush, 'C' create, 'X' delete (a
+	// device with its snapshots, or a snapshot), 'S' snapshot dev as dst,
+	// 'K' clone dev (a device or snapshot) as dst, 'R' roll dev back to
+	// dst
+	kind  byte
 	dev   string
+	dst   string
 	off   int64
 	data  []byte // W
 	n     int64  // D
@@ -89,8 +95,22 @@ func (s propState) apply(op propOp) {
 		s[op.dev] = make([]byte, propDevSize)
 	case 'X':
 		delete(s, op.dev)
+		if !strings.Contains(op.dev, "@") {
+			for name := range s {
+				if strings.HasPrefix(name, op.dev+"@") {
+					delete(s, name)
+				}
+			}
+		}
+	case 'S', 'K':
+		s[op.dst] = bytes.Clone(s[op.dev])
+	case 'R':
+		s[op.dev] = bytes.Clone(s[op.dst])
 	}
 }
+
+// barrier reports whether an acknowledged op commits everything before it.
+func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKR", rune(op.kind)) }
 
 type propRun struct {
 	t        *testing.T
@@ -106,6 +126,7 @@ type propRun struct {
 	trace    []string // the file operations since the last reopen (BLOCKHASH_POWERCUT_TRACE=1)
 	ops      int
 	acked    int
+	catalog  int // acknowledged snapshots, clones, rollbacks and deletes
 	matchAge []int // how many operations past the last barrier each crash kept
 }
 
@@ -137,19 +158,41 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 			}
 		}
 	})
+	devices := func() []string {
+		return slices.DeleteFunc(slices.Clone(live), func(s string) bool { return strings.Contains(s, "@") })
+	}
+	snapsOf := func(dev string) []string {
+		return slices.DeleteFunc(slices.Clone(live), func(s string) bool { return !strings.HasPrefix(s, dev+"@") })
+	}
 	for len(ops) < limit {
 		var op propOp
 		k := p.r.IntN(100)
+		devs := devices()
 		switch {
-		case len(live) == 0 || (k < 3 && len(live) < propMaxDevs):
+		case len(devs) == 0 || (k < 3 && len(devs) < propMaxDevs && len(live) < propMaxVols):
 			op = propOp{kind: 'C', dev: fmt.Sprintf("d%d", p.nextDev)}
 			p.nextDev++
 		case k < 5 && len(live) > 1:
 			op = propOp{kind: 'X', dev: live[p.r.IntN(len(live))]}
+		case k < 7 && len(live) < propMaxVols:
+			dev := devs[p.r.IntN(len(devs))]
+			op = propOp{kind: 'S', dev: dev, dst: fmt.Sprintf("%s@s%d", dev, p.nextDev)}
+			p.nextDev++
+		case k < 8 && len(live) < propMaxVols && len(devs) < propMaxDevs:
+			op = propOp{kind: 'K', dev: live[p.r.IntN(len(live))], dst: fmt.Sprintf("d%d", p.nextDev)}
+			p.nextDev++
+		case k < 9:
+			dev := devs[p.r.IntN(len(devs))]
+			snaps := snapsOf(dev)
+			if len(snaps) == 0 {
+				op = propOp{kind: 'F'}
+				break
+			}
+			op = propOp{kind: 'R', dev: dev, dst: snaps[p.r.IntN(len(snaps))]}
 		case k < 20:
 			op = propOp{kind: 'F'}
 		default:
-			dev := live[p.r.IntN(len(live))]
+			dev := devs[p.r.IntN(len(devs))]
 			off := int64(p.r.IntN(propDevSize/SectorSize)) * SectorSize
 			n := min(int64(p.r.IntN(24)+1)*SectorSize, propDevSize-off)
 			if k < 30 {
@@ -166,8 +209,20 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 				live = append(live, op.dev)
 			}
 		case 'X':
-			err = e.DeleteDevice(op.dev)
-			live = slices.DeleteFunc(live, func(s string) bool { return s == op.dev })
+			err = e.DeleteDevice(op.dev, DeleteOptions{Recursive: true, Wait: p.r.IntN(2) == 0})
+			live = slices.DeleteFunc(live, func(s string) bool { return s == op.dev || strings.HasPrefix(s, op.dev+"@") })
+		case 'S':
+			dev, snap := SplitName(op.dst)
+			if err = e.Snapshot(dev, snap); err == nil {
+				live = append(live, op.dst)
+			}
+		case 'K':
+			if err = e.Clone(op.dev, op.dst); err == nil {
+				live = append(live, op.dst)
+			}
+		case 'R':
+			_, snap := SplitName(op.dst)
+			err = e.Rollback(op.dev, snap)
 		case 'F':
 			err = e.Flush()
 		case 'W', 'D':
@@ -223,7 +278,7 @@ func (p *propRun) open(secondCrash bool) *Engine {
 func (p *propRun) check(e *Engine, ops []propOp) {
 	barrier := -1
 	for i, op := range ops {
-		if op.acked && (op.kind == 'F' || op.kind == 'X') {
+		if op.barrier() {
 			barrier = i
 		}
 	}
@@ -301,7 +356,7 @@ func (p *propRun) matches(got, state propState, later []propOp) bool {
 func (p *propRun) describe(got propState, ops []propOp) string {
 	var b bytes.Buffer
 	for _, op := range ops {
-		fmt.Fprintf(&b, "  %c %s off %d len %d acked %v\n", op.kind, op.dev, op.off, max(op.n, int64(len(op.data))), op.acked)
+		fmt.Fprintf(&b, "  %c %s %s off %d len %d acked %v\n", op.kind, op.dev, op.dst, op.off, max(op.n, int64(len(op.data))), op.acked)
 	}
 	fmt.Fprintf(&b, "  devices after the crash: %v; before: %v", slices.Sorted(mapKeys(got)), slices.Sorted(mapKeys(p.model)))
 	if len(p.trace) > 0 {
@@ -409,6 +464,9 @@ func TestPowerCutProperty(t *testing.T) {
 				if op.acked && op.kind == 'F' {
 					p.acked++
 				}
+				if op.acked && strings.ContainsRune("SKRX", rune(op.kind)) {
+					p.catalog++
+				}
 			}
 		}
 		e.Close()
@@ -418,6 +476,7 @@ func TestPowerCutProperty(t *testing.T) {
 		total.fulls += p.fulls
 		total.ops += p.ops
 		total.acked += p.acked
+		total.catalog += p.catalog
 		total.matchAge = append(total.matchAge, p.matchAge...)
 	}
 	lost := 0
@@ -426,9 +485,9 @@ func TestPowerCutProperty(t *testing.T) {
 			lost++
 		}
 	}
-	t.Logf("%d failures (%d of them an I/O error or a full disk (%d filled up), the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes; %d failures kept operations past the last flush",
-		total.crashes, total.ioErrors, total.fulls, total.replays, total.ops, total.acked, lost)
-	if total.acked == 0 || total.replays == 0 {
+	t.Logf("%d failures (%d of them an I/O error or a full disk (%d filled up), the rest power cuts; %d second cuts during reopen), %d operations, %d acknowledged flushes, %d snapshots, clones, rollbacks and deletes; %d failures kept operations past the last flush",
+		total.crashes, total.ioErrors, total.fulls, total.replays, total.ops, total.acked, total.catalog, lost)
+	if total.acked == 0 || total.replays == 0 || total.catalog == 0 {
 		t.Fatal("no flush acknowledged or no second crash: the test checked little")
 	}
 }

@@ -32,12 +32,21 @@ func (e *Engine) Flush() error { return e.commit() }
 // and pages back for reuse.
 func (e *Engine) commit() error { return e.commitWith(nil) }
 
+// commitThen commits and runs fn on the committed state, writers still
+// held off (fsck: the maps in memory and on disk then agree with the slot
+// records, however busy copy-on-write and deletes are).
+func (e *Engine) commitThen(fn func() error) error {
+	return e.commitOps(nil, fn)
+}
+
 // commitWith is a commit during which op changes the catalog (snapshot,
 // clone, rollback, delete): op runs once the changes are sealed and adds
 // its own to the record; writers wait until the record is applied, so no
 // write copies a page the record has yet to write. An op that fails
 // changes nothing; the sealed changes are committed all the same.
-func (e *Engine) commitWith(op func(rec *record) error) error {
+func (e *Engine) commitWith(op func(rec *record) error) error { return e.commitOps(op, nil) }
+
+func (e *Engine) commitOps(op func(rec *record) error, then func() error) error {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
 	if p := e.failed.Load(); p != nil {
@@ -75,13 +84,16 @@ func (e *Engine) commitWith(op func(rec *record) error) error {
 		opErr = op(rec)
 	}
 	e.changes.Store(0)
-	if op == nil {
+	if op == nil && then == nil {
 		e.epoch.Unlock()
 		holding = false
 	}
 
 	if rec.empty() {
 		e.pages.reuse(sp.frees)
+		if opErr == nil && then != nil {
+			return then()
+		}
 		return opErr
 	}
 	e.reserveFor(rec, puts)
@@ -105,6 +117,9 @@ func (e *Engine) commitWith(op func(rec *record) error) error {
 		e.slots.reuse(freeing)
 		e.pages.reuse(sp.frees)
 		e.reuseMu.Unlock()
+	}
+	if opErr == nil && then != nil {
+		return then()
 	}
 	return opErr
 }

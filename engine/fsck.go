@@ -77,30 +77,15 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	if repair && e.opts.ReadOnly {
 		return rep, fmt.Errorf("%w: fsck --repair", ErrReadOnly)
 	}
-	if err := e.commit(); err != nil {
-		return rep, err
-	}
-	e.commitMu.Lock()
-	defer e.commitMu.Unlock()
-	e.epoch.Lock()
-	defer e.epoch.Unlock()
-	f := &fsck{e: e, rep: &rep, repair: repair}
-	err := f.run()
-	if repair && errors.Is(err, errIndexDamaged) {
-		// A damaged LevelDB table: start an empty index and check again,
-		// which rebuilds it from the slot records.
-		cause := err
-		if err = e.replaceIndex(cause); err == nil {
-			first := rep
-			rep = FsckReport{MapsRebuilt: first.MapsRebuilt}
-			rep.Problems = first.Problems
-			rep.problem("%v: moved aside and rebuilt from the slot records", cause)
-			// (maps the first run moved aside are listed again by listLostMaps)
-			f = &fsck{e: e, rep: &rep, repair: repair}
-			err = f.run()
-			rep.IndexStale++ // the damaged index was stale
-			rep.Repaired = err == nil
-		}
+	// The check runs on a committed state, writers and deletes held off
+	// until it ends (commitThen).
+	var f *fsck
+	var err error
+	if cerr := e.commitThen(func() error {
+		f, err = e.fsckLocked(&rep, repair)
+		return nil
+	}); cerr != nil {
+		return rep, cerr
 	}
 	if n := len(f.ranges.ranges); n > 0 {
 		sort.SliceStable(f.ranges.ranges, func(i, j int) bool {
@@ -113,6 +98,29 @@ func (e *Engine) Fsck(repair bool) (FsckReport, error) {
 	}
 	rep.Damaged, rep.DamagedBlocks, rep.DamagedTruncated = f.ranges.ranges, f.ranges.blocks, f.ranges.truncated
 	return rep, err
+}
+
+// fsckLocked runs the check; the caller holds commitMu and the epoch.
+func (e *Engine) fsckLocked(rep *FsckReport, repair bool) (*fsck, error) {
+	f := &fsck{e: e, rep: rep, repair: repair}
+	err := f.run()
+	if repair && errors.Is(err, errIndexDamaged) {
+		// A damaged LevelDB table: start an empty index and check again,
+		// which rebuilds it from the slot records.
+		cause := err
+		if err = e.replaceIndex(cause); err == nil {
+			first := *rep
+			*rep = FsckReport{MapsRebuilt: first.MapsRebuilt}
+			rep.Problems = first.Problems
+			rep.problem("%v: moved aside and rebuilt from the slot records", cause)
+			// (maps the first run moved aside are listed again by listLostMaps)
+			f = &fsck{e: e, rep: rep, repair: repair}
+			err = f.run()
+			rep.IndexStale++ // the damaged index was stale
+			rep.Repaired = err == nil
+		}
+	}
+	return f, err
 }
 
 // errIndexDamaged marks an index read that failed on damaged LevelDB data.
