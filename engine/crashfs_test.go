@@ -40,7 +40,7 @@ const (
 	propDir     = "/store"
 	propDevSize = 96 << 10
 	propMaxDevs = 3
-	propMaxVols = 6 // devices and snapshots
+	propMaxVols = 6        // devices and snapshots
 	propReserve = 64 << 10 // a small reserve: crash images copy every file
 )
 
@@ -126,7 +126,7 @@ type propRun struct {
 	trace    []string // the file operations since the last reopen (BLOCKHASH_POWERCUT_TRACE=1)
 	ops      int
 	acked    int
-	catalog  int // acknowledged snapshots, clones, rollbacks and deletes
+	catalog  int   // acknowledged snapshots, clones, rollbacks and deletes
 	matchAge []int // how many operations past the last barrier each crash kept
 }
 

@@ -100,7 +100,6 @@ type Engine struct {
 	// writes, dirty records, the unindexed and damaged sets (slots.go).
 	slots *slotSpace
 
-
 	// devMu guards byName, byID, nextID and broken.
 	devMu sync.RWMutex
 	// byName holds devices ("dev") and snapshots ("dev@snap"); byID every

@@ -16,9 +16,9 @@ type DeviceStats struct {
 	ID           uint32    `json:"id"`
 	LogicalBytes int64     `json:"logical_bytes"`
 	Blocks       uint64    `json:"blocks"`
-	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
-	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
-	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
+	DataBlocks   uint64    `json:"data_blocks"`      // blocks holding non-zero data
+	ZeroBlocks   uint64    `json:"zero_blocks"`      // unwritten or zero blocks: no space
+	LostBlocks   uint64    `json:"lost_blocks"`      // quarantined: map entry damaged, data lost
 	Kind         string    `json:"kind"`             // "device" or "snapshot" (read-only)
 	Origin       string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
 	Created      time.Time `json:"created"`
