@@ -44,6 +44,13 @@ func TestSnapshotCloneRollback(t *testing.T) {
 	if _, err := s.WriteAt(block(5), 0); !errors.Is(err, ErrSnapshot) {
 		t.Fatalf("write to a snapshot: %v, want ErrSnapshot", err)
 	}
+	// Deleting the snapshot would free the one block only it holds.
+	if u, err := e.Used("vm@s1"); err != nil || u != 1 {
+		t.Fatalf("used by the snapshot: %d %v, want 1", u, err)
+	}
+	if st, _ := e.Stats(); len(st.Devices) != 2 || st.Devices[1].Name != "vm@s1" || st.Devices[1].UsedBlocks != 1 || st.Devices[1].Kind != "snapshot" {
+		t.Fatalf("stats: %+v", st.Devices)
+	}
 	rs, err := e.Diff("vm@s1", "vm")
 	if err != nil {
 		t.Fatal(err)
