@@ -12,19 +12,19 @@ import (
 
 // DeviceStats describes one device.
 type DeviceStats struct {
-	Name         string    `json:"name"`
-	ID           uint32    `json:"id"`
-	LogicalBytes int64     `json:"logical_bytes"`
-	Blocks       uint64    `json:"blocks"`
-	DataBlocks   uint64    `json:"data_blocks"`      // blocks holding non-zero data
-	ZeroBlocks   uint64    `json:"zero_blocks"`      // unwritten or zero blocks: no space
-	LostBlocks   uint64    `json:"lost_blocks"`      // quarantined: map entry damaged, data lost
-	Kind         string    `json:"kind"`             // "device" or "snapshot" (read-only)
+	Name         string `json:"name"`
+	ID           uint32 `json:"id"`
+	LogicalBytes int64  `json:"logical_bytes"`
+	Blocks       uint64 `json:"blocks"`
+	DataBlocks   uint64 `json:"data_blocks"` // blocks holding non-zero data
+	ZeroBlocks   uint64 `json:"zero_blocks"` // unwritten or zero blocks: no space
+	LostBlocks   uint64 `json:"lost_blocks"` // quarantined: map entry damaged, data lost
+	Kind         string `json:"kind"`        // "device" or "snapshot" (read-only)
 	// UsedBlocks (snapshots) is what deleting it would free: blocks only
 	// it holds (see Engine.Used).
-	UsedBlocks uint64 `json:"used_blocks,omitempty"`
-	Origin       string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
-	Created      time.Time `json:"created"`
+	UsedBlocks uint64    `json:"used_blocks,omitempty"`
+	Origin     string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
+	Created    time.Time `json:"created"`
 }
 
 // Stats describes the whole store.
