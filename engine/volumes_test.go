@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -193,4 +194,32 @@ func split(img []byte) [][]byte {
 		out = append(out, img[i:i+BlockSize])
 	}
 	return out
+}
+
+// A delete in the background shows its progress, frees the space when it
+// ends, and one cut short by a close resumes at the next open.
+func TestDeleteInBackground(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	d, _ := e.CreateDevice("big", 3*tableBlocks*BlockSize) // three tables
+	for _, lba := range []int64{0, tableBlocks, 2 * tableBlocks} {
+		writeBlocks(t, d, lba, block(uint64(lba+1)), block(uint64(lba+2)))
+	}
+	if err := e.DeleteDevice("big", DeleteOptions{}); err != nil { // no Wait
+		t.Fatal(err)
+	}
+	if _, err := e.Device("big"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted device: %v", err)
+	}
+	// Stop it half way (the close stops it at a table boundary), reopen:
+	// it resumes and ends.
+	e.Close()
+	e = openOK(t, dir)
+	waitDeletes(e)
+	if st, _ := e.Stats(); st.UniqueBlocks != 0 || len(st.Deleting) != 0 {
+		t.Fatalf("after the delete: %d unique blocks, deleting %+v", st.UniqueBlocks, st.Deleting)
+	}
+	fsckOK(t, e)
+	if vols, _ := filepath.Glob(filepath.Join(dir, "devices", "*.vol")); len(vols) != 0 {
+		t.Fatalf("volume files left: %v", vols)
+	}
 }
