@@ -37,12 +37,27 @@
 // An Engine and its Devices are safe for concurrent use. Lock order:
 // epoch (shared by writers, exclusive only while a commit seals) -> a
 // block's lock (striped by device and block) -> a key's lock (striped by
-// key) -> the small mutexes of the allocator, dirty set, maps and index.
+// key) -> the small mutexes of the slot space, the device catalog, maps
+// and index.
+//
+// The striped locks are a lockTable (locks.go): lockBlocks takes a
+// request's block stripes in one global order, keyLock is a key's stripe.
+// The slots' state is a slotSpace (slots.go), changed only through its
+// methods: its allocMu guards the free list, the high water mark and the
+// slots freed since the last seal; pendMu the slots whose data a request
+// is still writing; mu the dirty slot records and the unindexed and
+// damaged sets; refs.mu the reference count table's chunks (counts
+// themselves are atomic, changed under the key's lock). Among them the
+// order is allocMu -> mu -> refs.mu. The device catalog (catalog.go) is
+// guarded by devMu, the devices deleted since the last seal by deletingMu.
+//
 // Two writers of one block never interleave; a read concurrent with a write
 // returns old or new content. Readers hold reuseMu shared, so a slot they
-// looked up is not reused before they read it. Commits are serialised by
-// commitMu, the only lock held across fsync; writers go on meanwhile.
-// Hashing of large requests is spread over one goroutine per core.
+// looked up is not reused before they read it: a commit holds it
+// exclusively while it hands the slots it freed back to the slot space.
+// Commits are serialised by commitMu, the only lock held across fsync;
+// writers go on meanwhile. Hashing of large requests is spread over one
+// goroutine per core.
 //
 // # Memory
 //

@@ -7,11 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,11 +84,8 @@ type Engine struct {
 	// epoch is held shared by every metadata change and exclusively by a
 	// commit while it seals the changes made so far.
 	epoch sync.RWMutex
-	// blockLocks serialise changes to logical blocks (striped by device and
-	// 1 MiB range; see lockBlocks).
-	blockLocks [1024]sync.Mutex
-	// keyLocks serialise lookup, reference and release of one key (striped).
-	keyLocks [1024]sync.Mutex
+	// locks holds the striped block and key locks (locks.go).
+	locks lockTable
 	// reuseMu is held shared by readers while they read slots, and
 	// exclusively while freed slots are handed back for reuse, so a reader
 	// never reads a slot that was reused under it.
@@ -101,20 +94,13 @@ type Engine struct {
 	// commit at a time, writers go on meanwhile).
 	commitMu sync.Mutex
 
-	refs  refTable
-	alloc allocator
+	// slots owns the slots' state: reference counts, allocation, pending
+	// writes, dirty records, the unindexed and damaged sets (slots.go).
+	slots *slotSpace
 
-	// pendMu guards pending: slots whose data a request is still writing.
-	pendMu  sync.Mutex
-	pending map[uint64]*pendingSlot
-
-	// dirtyMu guards dirty, unindexed, damaged and deleting.
-	dirtyMu   sync.Mutex
-	dirty     map[uint64]slotTag // slots changed since the last seal
-	unindexed map[uint64]bool    // live slots not in the index (verify collisions)
-	damaged   map[uint64]bool    // live slots whose data fails its digest (damage.go)
-	deleting  []*Map             // devices deleted since the last seal
-	damagedN  atomic.Int64       // len(damaged), read without the lock
+	// deletingMu guards deleting: devices deleted since the last seal.
+	deletingMu sync.Mutex
+	deleting   []*Map
 
 	// devMu guards byName, byID, nextID and broken.
 	devMu  sync.RWMutex
@@ -129,7 +115,6 @@ type Engine struct {
 	hashTokens chan struct{}
 
 	changes atomic.Int64 // uncommitted block changes
-	unique  atomic.Int64 // live slots
 	seq     uint64       // last commit's sequence (under commitMu)
 	failed  atomic.Pointer[error]
 
@@ -149,56 +134,6 @@ type Engine struct {
 	// lowSpace is set while the reserve is released at run time (useReserve):
 	// no new extent until it can be made again (mayGrow).
 	lowSpace atomic.Bool
-}
-
-type slotTag struct {
-	key   index.Key
-	flags uint32
-	fresh bool // stored in this epoch: its index entry is new
-}
-
-// refTable holds each slot's reference count in memory (4 bytes a slot).
-type refTable struct {
-	// mu guards chunks (append only; a chunk never moves).
-	mu     sync.RWMutex
-	chunks [][]uint32
-	per    uint64
-}
-
-func (r *refTable) ptr(slot uint64) *uint32 {
-	r.mu.RLock()
-	c := r.chunks[slot/r.per]
-	r.mu.RUnlock()
-	return &c[slot%r.per]
-}
-
-func (r *refTable) get(slot uint64) uint32 { return atomic.LoadUint32(r.ptr(slot)) }
-
-func (r *refTable) grow(slots uint64) {
-	r.mu.Lock()
-	for uint64(len(r.chunks))*r.per < slots {
-		r.chunks = append(r.chunks, make([]uint32, r.per))
-	}
-	r.mu.Unlock()
-}
-
-// allocator hands out free slots.
-type allocator struct {
-	// mu guards free, hwm and freeing.
-	mu      sync.Mutex
-	free    []uint64 // freed slots, reusable
-	hwm     uint64   // slots at or above hwm were never used
-	freeing []uint64 // freed since the last seal: reusable once committed
-}
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// ValidName checks a device name.
-func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: device name %q (use 1-64 letters, digits, '.', '_', '-')", ErrInvalid, name)
-	}
-	return nil
 }
 
 // Create initialises an empty store in dir.
@@ -300,10 +235,10 @@ func Open(dir string, o Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{fs: fsys, dir: dir, sb: sb, opts: o, verify: sb.Verify, log: o.Logger, lock: lock,
-		dirty: map[uint64]slotTag{}, unindexed: map[uint64]bool{}, damaged: map[uint64]bool{}, pending: map[uint64]*pendingSlot{},
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	e.slots = newSlotSpace(storeSlots{e}, uint64(sb.ExtentSize/BlockSize), o.Logger)
 	if !o.ReadOnly {
 		e.openReserve()
 	}
@@ -446,124 +381,27 @@ func (e *Engine) openReadOnly() error {
 	return e.loadSlots()
 }
 
-// openMaps opens every device's map (header and size only). A map that
-// cannot be opened (damaged header, two maps with one id) is left out and
-// reported, so one damaged device does not take the others offline.
-func (e *Engine) openMaps() error {
-	dir := filepath.Join(e.dir, "devices")
-	if !e.opts.ReadOnly {
-		if err := e.fs.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
-	}
-	ents, err := e.fs.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("engine: %w", err)
-	}
-	for _, de := range ents {
-		name := de.Name
-		if strings.HasSuffix(name, ".tmp") {
-			if !e.opts.ReadOnly {
-				e.fs.Remove(filepath.Join(dir, name)) // a create that did not finish
-			}
-			continue
-		}
-		if !strings.HasSuffix(name, ".map") {
-			continue
-		}
-		path := filepath.Join(dir, name)
-		m, err := openMap(e.fs, path, e.log, e.opts.ReadOnly)
-		if err == nil && m.hdr.Name+".map" != name {
-			m.close()
-			err = fmt.Errorf("%s: %w: map names device %q", path, ErrCorrupt, m.hdr.Name)
-		}
-		if err == nil {
-			if other, dup := e.byID[m.hdr.ID]; dup {
-				m.close()
-				err = fmt.Errorf("%s: %w: device id %d is also %s's", path, ErrCorrupt, m.hdr.ID, other.hdr.Name)
-			}
-		}
-		if err != nil {
-			e.log.Error().Err(err).Msg("device map cannot be opened: the device is offline (run blockhash fsck --repair)")
-			e.broken = append(e.broken, BrokenDevice{Name: strings.TrimSuffix(name, ".map"), Path: path, Err: err})
-			continue
-		}
-		e.byName[m.hdr.Name], e.byID[m.hdr.ID] = m, m
-		e.nextID = max(e.nextID, m.hdr.ID+1)
-	}
-	return nil
-}
-
-// BrokenDevice is a device whose map could not be opened.
-type BrokenDevice struct {
-	Name string
-	Path string
-	Err  error
-}
-
-// Broken lists the devices left out at open because their maps are damaged.
-func (e *Engine) Broken() []BrokenDevice {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	return slices.Clone(e.broken)
-}
-
-// loadSlots reads every slot record: reference counts, free slots, the high
-// water mark.
+// loadSlots loads the slot space from the slot records (slots.go); a
+// corrupt record is an error unless the store opens for repair or check.
 func (e *Engine) loadSlots() error {
-	per := e.sb.ExtentSize / BlockSize
-	e.refs.per = uint64(per)
-	total := e.bs.Slots()
-	e.refs.grow(total)
-	const chunk = 4096
-	recs := make([]blockstore.Meta, chunk)
-	var unique int64
-	defer func() {
-		if n := e.damagedN.Load(); n > 0 {
-			e.log.Error().Int64("slots", n).Msg("store holds damaged blocks: reads of them fail until the same content is written again (blockhash fsck lists the devices and blocks)")
-		}
-	}()
-	for first := uint64(0); first < total; first += chunk {
-		n := min(chunk, total-first)
-		err := e.bs.ReadMeta(blockstore.Slot(first), recs[:n])
-		var ce *blockstore.CorruptError
-		if errors.As(err, &ce) {
-			if !e.opts.Repair && !e.opts.Check {
-				return fmt.Errorf("%w (run blockhash fsck --repair)", err)
-			}
-			e.log.Warn().Int("records", len(ce.Slots)).Msg("corrupt slot records, treating as free for repair")
-		} else if err != nil {
-			return err
-		}
-		for i := range n {
-			r := &recs[i]
-			slot := first + i
-			if r.IsZero() {
-				continue
-			}
-			e.alloc.hwm = slot + 1
-			*e.refs.ptr(slot) = r.Refs
-			if r.Refs > 0 {
-				unique++
-				if r.Flags&blockstore.FlagIndexed == 0 {
-					e.unindexed[slot] = true
-				}
-				if r.Flags&blockstore.FlagDamaged != 0 {
-					e.damaged[slot] = true
-					e.damagedN.Add(1)
-				}
-			}
-		}
+	return e.slots.load(e.opts.Repair || e.opts.Check)
+}
+
+// storeSlots is the block store as the slot space sees it: no new extent
+// while the store's reserve is released (mayGrow).
+type storeSlots struct{ e *Engine }
+
+func (b storeSlots) Slots() uint64 { return b.e.bs.Slots() }
+
+func (b storeSlots) ReadMeta(first blockstore.Slot, recs []blockstore.Meta) error {
+	return b.e.bs.ReadMeta(first, recs)
+}
+
+func (b storeSlots) Grow() error {
+	if !b.e.mayGrow() {
+		return fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
 	}
-	for slot := range e.alloc.hwm {
-		if e.refs.get(slot) == 0 {
-			e.alloc.free = append(e.alloc.free, slot)
-		}
-	}
-	// Hand out low slots first.
-	sort.Slice(e.alloc.free, func(i, j int) bool { return e.alloc.free[i] > e.alloc.free[j] })
-	e.unique.Store(unique)
-	return nil
+	return b.e.bs.Grow()
 }
 
 // Close commits pending changes and closes the store.
@@ -652,302 +490,3 @@ func (e *Engine) Superblock() Superblock { return e.sb }
 
 // Dir is the store directory.
 func (e *Engine) Dir() string { return e.dir }
-
-// CreateDevice makes a new, all-zero device.
-func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
-	if err := ValidName(name); err != nil {
-		return nil, err
-	}
-	if size <= 0 || size%BlockSize != 0 {
-		return nil, fmt.Errorf("%w: device size %d must be a positive multiple of 4096", ErrInvalid, size)
-	}
-	if err := e.failedErr(); err != nil {
-		return nil, err
-	}
-	e.devMu.Lock()
-	defer e.devMu.Unlock()
-	if _, ok := e.byName[name]; ok {
-		return nil, fmt.Errorf("%w: %s", ErrExists, name)
-	}
-	path := filepath.Join(e.dir, "devices", name+".map")
-	if _, err := e.fs.Stat(path); err == nil {
-		return nil, fmt.Errorf("%w: %s (being deleted)", ErrExists, name)
-	}
-	m, err := createMap(e.fs, path, mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name})
-	if err != nil {
-		return nil, err
-	}
-	if err := e.fs.SyncDir(filepath.Dir(path)); err != nil {
-		return nil, err
-	}
-	e.nextID++
-	e.byName[name], e.byID[m.hdr.ID] = m, m
-	return &Device{e: e, m: m}, nil
-}
-
-// Device returns the open device called name.
-func (e *Engine) Device(name string) (*Device, error) {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	m, ok := e.byName[name]
-	if !ok {
-		for _, b := range e.broken {
-			if b.Name == name {
-				return nil, fmt.Errorf("device %s is offline: %w", name, b.Err)
-			}
-		}
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
-	return &Device{e: e, m: m}, nil
-}
-
-// Devices lists the device names in order.
-func (e *Engine) Devices() []string {
-	e.devMu.RLock()
-	defer e.devMu.RUnlock()
-	names := make([]string, 0, len(e.byName))
-	for n := range e.byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// DeleteDevice removes a device and releases its blocks; it returns once
-// the deletion is committed.
-func (e *Engine) DeleteDevice(name string) error {
-	if err := e.failedErr(); err != nil {
-		return err
-	}
-	e.epoch.Lock() // no write of the device is half done
-	e.devMu.Lock()
-	m, ok := e.byName[name]
-	if ok {
-		delete(e.byName, name)
-		m.deleted.Store(true)
-	}
-	e.devMu.Unlock()
-	e.epoch.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, name)
-	}
-	e.epoch.RLock()
-	err := m.each(func(_ uint64, ent mapEntry) error {
-		if !ent.holds() {
-			return nil
-		}
-		return e.release(ent)
-	})
-	if err == nil {
-		e.dirtyMu.Lock()
-		e.deleting = append(e.deleting, m)
-		e.dirtyMu.Unlock()
-	}
-	e.epoch.RUnlock()
-	if err != nil {
-		e.fail(err)
-		return err
-	}
-	return e.commit()
-}
-
-// Flush commits every change made so far: when it returns, every write
-// that completed before it survives a crash.
-func (e *Engine) Flush() error { return e.commit() }
-
-// allocRun returns up to n free slots: freed ones if any, else consecutive
-// never-used ones (growing the store if needed).
-func (e *Engine) allocRun(n int) ([]uint64, error) {
-	a := &e.alloc
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n = max(1, min(n, 256))
-	if k := len(a.free); k > 0 {
-		take := min(n, k)
-		run := slices.Clone(a.free[k-take:])
-		slices.Reverse(run)
-		a.free = a.free[:k-take]
-		return run, nil
-	}
-	if a.hwm >= e.bs.Slots() {
-		if !e.mayGrow() {
-			return nil, fmt.Errorf("%w: the file system is full (the store used its reserve to keep its metadata consistent)", blockstore.ErrFull)
-		}
-		if err := e.bs.Grow(); err != nil {
-			return nil, err
-		}
-		e.refs.grow(e.bs.Slots())
-	}
-	take := min(uint64(n), e.bs.Slots()-a.hwm)
-	run := make([]uint64, take)
-	for i := range run {
-		run[i] = a.hwm + uint64(i)
-	}
-	a.hwm += take
-	return run, nil
-}
-
-// unreserve gives back slots a request set aside but did not use; nothing
-// refers to them.
-func (e *Engine) unreserve(r *writeReq) {
-	if len(r.reserved) == 0 {
-		return
-	}
-	e.alloc.mu.Lock()
-	for i := len(r.reserved) - 1; i >= 0; i-- {
-		e.alloc.free = append(e.alloc.free, r.reserved[i])
-	}
-	e.alloc.mu.Unlock()
-	r.reserved = nil
-}
-
-func stripe(x uint64) int { return int((x * 0x9E3779B97F4A7C15) >> 54) } // 10 bits
-
-func (e *Engine) keyLock(k index.Key) *sync.Mutex {
-	return &e.keyLocks[stripe(uint64(k.CRC)<<32|uint64(k.Sum[0])<<24|uint64(k.Sum[1])<<16|uint64(k.Sum[2])<<8|uint64(k.Sum[3]))]
-}
-
-// release drops one reference to the block in ent.
-func (e *Engine) release(ent mapEntry) error {
-	kl := e.keyLock(ent.Key)
-	kl.Lock()
-	defer kl.Unlock()
-	p := e.refs.ptr(ent.Slot)
-	n := atomic.LoadUint32(p)
-	if n == 0 {
-		return fmt.Errorf("%w: slot %d released with no references", ErrCorrupt, ent.Slot)
-	}
-	if n == blockstore.MaxRefs {
-		return nil // saturated: kept for good (see incRef)
-	}
-	atomic.StoreUint32(p, n-1)
-	e.markDirtyMany([]dirtyMark{{slot: ent.Slot, key: ent.Key}})
-	if n == 1 {
-		e.unique.Add(-1)
-		e.dirtyMu.Lock()
-		indexed := !e.unindexed[ent.Slot]
-		delete(e.unindexed, ent.Slot)
-		e.forgetDamagedLocked(ent.Slot)
-		e.dirtyMu.Unlock()
-		if indexed {
-			e.ix.Remove(ent.Key, ent.Slot)
-		}
-		e.alloc.mu.Lock()
-		e.alloc.freeing = append(e.alloc.freeing, ent.Slot)
-		e.alloc.mu.Unlock()
-	}
-	return nil
-}
-
-// DeviceStats describes one device.
-type DeviceStats struct {
-	Name         string    `json:"name"`
-	ID           uint32    `json:"id"`
-	LogicalBytes int64     `json:"logical_bytes"`
-	Blocks       uint64    `json:"blocks"`
-	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
-	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
-	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
-	Created      time.Time `json:"created"`
-}
-
-// Stats describes the whole store.
-type Stats struct {
-	Devices         []DeviceStats `json:"devices"`
-	LogicalBytes    int64         `json:"logical_bytes"`
-	ZeroBlocks      uint64        `json:"zero_blocks"`
-	DataBlocks      uint64        `json:"data_blocks"`      // non-zero blocks over all devices
-	UniqueBlocks    uint64        `json:"unique_blocks"`    // blocks stored once
-	DuplicateBlocks uint64        `json:"duplicate_blocks"` // data blocks that share a stored block
-	StoredBytes     int64         `json:"stored_bytes"`     // block data on disk: unique blocks * 4096
-	AllocatedBytes  int64         `json:"allocated_bytes"`  // preallocated extent space
-	MetadataBytes   int64         `json:"metadata_bytes"`   // index, maps, slot records, journal, superblock
-	SavedPercent    float64       `json:"saved_percent"`    // 1 - stored/logical
-	Hash            string        `json:"hash"`
-	IndexEntries    int           `json:"index_entries"`
-	IndexRAMBytes   int           `json:"index_ram_bytes"`
-	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
-	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
-}
-
-// Stats computes current figures.
-func (e *Engine) Stats() (Stats, error) {
-	s := Stats{Hash: e.sb.Hash.String()}
-	e.devMu.RLock()
-	for _, m := range e.byName {
-		d := m.stats()
-		s.Devices = append(s.Devices, d)
-		s.LogicalBytes += d.LogicalBytes
-		s.ZeroBlocks += d.ZeroBlocks
-		s.DataBlocks += d.DataBlocks
-	}
-	var mapBytes int64
-	for _, m := range e.byID {
-		st, _ := e.fs.Stat(m.path)
-		b := st.Allocated
-		mapBytes += b
-	}
-	for _, b := range e.broken {
-		s.OfflineDevices = append(s.OfflineDevices, b.Name)
-	}
-	e.devMu.RUnlock()
-	s.DamagedBlocks = uint64(max(0, e.damagedN.Load()))
-	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
-	s.UniqueBlocks = uint64(max(0, e.unique.Load()))
-	if s.DataBlocks > s.UniqueBlocks {
-		s.DuplicateBlocks = s.DataBlocks - s.UniqueBlocks
-	}
-	s.StoredBytes = int64(s.UniqueBlocks) * BlockSize
-	u, err := e.bs.Usage()
-	if err != nil {
-		return s, err
-	}
-	s.AllocatedBytes = u.DataBytes
-	ixBytes, err := dirBytes(e.fs, filepath.Join(e.dir, "index"))
-	if err != nil {
-		return s, err
-	}
-	other := int64(0)
-	for _, n := range []string{superblockName, journalName} {
-		st, _ := e.fs.Stat(filepath.Join(e.dir, n))
-		b := st.Allocated
-		other += b
-	}
-	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
-	if s.LogicalBytes > 0 {
-		s.SavedPercent = 100 * (1 - float64(s.StoredBytes)/float64(s.LogicalBytes))
-	}
-	is := e.ix.Stats()
-	s.IndexEntries, s.IndexRAMBytes = is.Entries, is.FilterBytes
-	return s, nil
-}
-
-// IndexStats exposes the index's counters.
-func (e *Engine) IndexStats() index.Stats { return e.ix.Stats() }
-
-// dirBytes is the space the files under dir occupy.
-func dirBytes(fsys vfs.FS, dir string) (int64, error) {
-	ents, err := fsys.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("engine: %w", err)
-	}
-	var total int64
-	for _, de := range ents {
-		if de.IsDir {
-			b, err := dirBytes(fsys, filepath.Join(dir, de.Name))
-			if err != nil {
-				return 0, err
-			}
-			total += b
-			continue
-		}
-		total += de.Allocated
-	}
-	return total, nil
-}
-
-func (m *Map) stats() DeviceStats {
-	mapped := uint64(max(0, m.mapped.Load()))
-	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
-		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
-}

@@ -21,6 +21,10 @@ type sealedMap struct {
 	entries map[uint64]mapEntry
 }
 
+// Flush commits every change made so far: when it returns, every write
+// that completed before it survives a crash.
+func (e *Engine) Flush() error { return e.commit() }
+
 // commit makes every change made so far durable. Steps: seal the changes
 // (briefly excluding writers), sync the new block data, write and sync the
 // journal record (the commit point), apply it to maps, slot records and the
@@ -51,27 +55,16 @@ func (e *Engine) commit() error {
 		}
 	}
 	e.ix.Seal()
-	e.dirtyMu.Lock()
-	dirty, deleting := e.dirty, e.deleting
-	e.dirty, e.deleting = make(map[uint64]slotTag, len(dirty)), nil
-	e.dirtyMu.Unlock()
-	puts := make([]index.Op, 0, len(dirty))
-	rec.Slots = make([]slotChange, 0, len(dirty))
-	for slot, t := range dirty {
-		m := blockstore.Meta{Refs: e.refs.get(slot), Flags: t.flags}
-		t.key.Encode(m.Tag[:])
-		rec.Slots = append(rec.Slots, slotChange{Slot: slot, Meta: m})
-		if t.fresh && m.Refs > 0 && t.flags&blockstore.FlagIndexed != 0 {
-			puts = append(puts, index.Op{Key: t.key, Slot: slot})
-		}
-	}
+	e.deletingMu.Lock()
+	deleting := e.deleting
+	e.deleting = nil
+	e.deletingMu.Unlock()
+	ss := e.slots.seal()
+	rec.Slots = ss.changes
+	puts, freeing := ss.puts, ss.freed
 	for _, m := range deleting {
 		rec.Deletes = append(rec.Deletes, m.hdr.ID)
 	}
-	e.alloc.mu.Lock()
-	freeing := e.alloc.freeing
-	e.alloc.freeing = nil
-	e.alloc.mu.Unlock()
 	e.changes.Store(0)
 	e.epoch.Unlock()
 
@@ -92,9 +85,7 @@ func (e *Engine) commit() error {
 		// Cached neighbourhoods read before this point may name these slots.
 		e.ix.Invalidate()
 		e.reuseMu.Lock()
-		e.alloc.mu.Lock()
-		e.alloc.free = append(e.alloc.free, freeing...)
-		e.alloc.mu.Unlock()
+		e.slots.reuse(freeing)
 		e.reuseMu.Unlock()
 	}
 	return nil

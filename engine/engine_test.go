@@ -237,8 +237,8 @@ func TestNoSpaceLeak(t *testing.T) {
 		}
 	}
 	// Freed slots were reused: three rounds fit in the slots of one.
-	if e.alloc.hwm > 200 {
-		t.Fatalf("high water mark %d: freed slots are not reused", e.alloc.hwm)
+	if hwm := e.slots.highWater(); hwm > 200 {
+		t.Fatalf("high water mark %d: freed slots are not reused", hwm)
 	}
 	rep, err := e.Fsck(false)
 	if err != nil || !rep.OK() {

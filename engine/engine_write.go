@@ -115,7 +115,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	if m.deleted.Load() {
 		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.hdr.Name)
 	}
-	unlock := e.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
+	unlock := e.locks.lockBlocks(m.hdr.ID, uint64(first), uint64(last))
 	defer unlock()
 
 	olds := make([]mapEntry, last-first+1)
@@ -156,7 +156,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 			k = e.sb.Hash.blockKey(data)
 		}
 		if old.Key == k {
-			if old.holds() && e.isDamaged(old.Slot) {
+			if old.holds() && e.slots.isDamaged(old.Slot) {
 				heals = append(heals, heal{slot: old.Slot, key: k, data: data})
 			}
 			continue // same content (or zero over zero)
@@ -183,19 +183,20 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		news[j].Slot = slot
 		r.acquired = append(r.acquired, news[j])
 	}
-	e.unreserve(r)
+	e.slots.unreserve(r.reserved)
+	r.reserved = nil
 	// Write the new blocks (even after a failure above: another request may
 	// already share one of them), in runs of consecutive slots.
 	if werr := e.writeFresh(r.fresh); werr != nil {
 		e.fail(werr)
 		err = werr
 	}
-	e.finishPending(r.fresh, err)
+	e.slots.finishPending(r.fresh, err)
 	if err == nil {
 		err = e.finishHeals(r)
 	}
 	if err != nil {
-		e.markDirtyMany(r.dirty)
+		e.slots.markDirty(r.dirty)
 		for _, a := range r.acquired {
 			if rerr := e.release(a); rerr != nil {
 				e.fail(rerr)
@@ -224,7 +225,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 		}
 	}
 	m.mapped.Add(delta)
-	e.markDirtyMany(r.dirty)
+	e.slots.markDirty(r.dirty)
 	for _, old := range prev {
 		if !old.holds() {
 			continue
@@ -237,26 +238,6 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
 	return nil
 }
 
-// lockBlocks locks the stripes covering blocks [first, last] of a device in
-// a global order and returns the unlock function. Stripes cover 1 MiB
-// ranges, so a request takes one or two locks.
-func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
-	var idx []int
-	for r := first >> 8; r <= last>>8; r++ {
-		idx = append(idx, stripe(r^uint64(dev)<<48))
-	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		e.blockLocks[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			e.blockLocks[i].Unlock()
-		}
-	}
-}
-
 // acquire returns a slot holding data (whose key is k) with one more
 // reference: an existing one if the block is stored, a new one if not. A new
 // slot's data is written later by the request (writeFresh). remaining is
@@ -264,7 +245,7 @@ func (e *Engine) lockBlocks(dev uint32, first, last uint64) func() {
 // It never waits for another request while holding k's lock; in verify
 // mode it compares with another request's pending block in memory.
 func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (uint64, error) {
-	kl := e.keyLock(k)
+	kl := e.locks.keyLock(k)
 	kl.Lock()
 	defer kl.Unlock()
 	hit, err := e.ix.Lookup(k)
@@ -276,7 +257,7 @@ func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (
 	}
 	var ps *pendingSlot
 	if hit.Overlay && !r.owns(hit.Slot) {
-		ps = e.pendingOf(hit.Slot)
+		ps = e.slots.pendingOf(hit.Slot)
 	}
 	if e.verify {
 		same, damaged, err := e.sameContent(hit.Slot, k, data, r, ps)
@@ -291,10 +272,10 @@ func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (
 			e.log.Warn().Stringer("key", k).Uint64("slot", hit.Slot).Msg("hash collision: storing the block unshared")
 			return e.store(k, data, false, r, remaining)
 		}
-	} else if e.isDamaged(hit.Slot) {
+	} else if e.slots.isDamaged(hit.Slot) {
 		r.heals = append(r.heals, heal{slot: hit.Slot, key: k, data: data})
 	}
-	e.incRef(hit.Slot)
+	e.slots.incRef(hit.Slot)
 	r.dirty = append(r.dirty, dirtyMark{slot: hit.Slot, key: k})
 	if ps != nil {
 		r.waits = append(r.waits, ps)
@@ -305,13 +286,30 @@ func (e *Engine) acquire(k index.Key, data []byte, r *writeReq, remaining int) (
 	return hit.Slot, nil
 }
 
+// release drops one reference to the block in ent; a block no longer
+// referenced leaves the index at once (its slot is reused after the next
+// commit).
+func (e *Engine) release(ent mapEntry) error {
+	kl := e.locks.keyLock(ent.Key)
+	kl.Lock()
+	defer kl.Unlock()
+	freed, indexed, err := e.slots.release(ent.Slot, ent.Key)
+	if err != nil {
+		return err
+	}
+	if freed && indexed {
+		e.ix.Remove(ent.Key, ent.Slot)
+	}
+	return nil
+}
+
 // store allocates a slot for a new block; its data is written by the
 // request before anything that names the slot is published. The caller
 // holds k's lock.
 func (e *Engine) store(k index.Key, data []byte, indexed bool, r *writeReq, remaining int) (uint64, error) {
 	if len(r.reserved) == 0 {
 		var err error
-		if r.reserved, err = e.allocRun(remaining); err != nil {
+		if r.reserved, err = e.slots.allocRun(remaining); err != nil {
 			return 0, err
 		}
 	}
@@ -321,29 +319,13 @@ func (e *Engine) store(k index.Key, data []byte, indexed bool, r *writeReq, rema
 	if e.verify {
 		ps.data = slices.Clone(data)
 	}
-	e.pendMu.Lock()
-	e.pending[slot] = ps
-	e.pendMu.Unlock()
-	atomic.StoreUint32(e.refs.ptr(slot), 1)
-	e.unique.Add(1)
+	e.slots.claim(slot, ps, indexed)
 	if indexed {
 		e.ix.Insert(k, slot)
 	}
-	e.dirtyMu.Lock()
-	if !indexed {
-		e.unindexed[slot] = true
-	}
-	e.forgetDamagedLocked(slot) // a reused slot starts clean
-	e.dirtyMu.Unlock()
 	r.fresh = append(r.fresh, freshBlock{slot: slot, data: data})
 	r.dirty = append(r.dirty, dirtyMark{slot: slot, key: k, fresh: true})
 	return slot, nil
-}
-
-func (e *Engine) pendingOf(slot uint64) *pendingSlot {
-	e.pendMu.Lock()
-	defer e.pendMu.Unlock()
-	return e.pending[slot]
 }
 
 // writeFresh writes the data of newly allocated slots, one call per run of
@@ -369,33 +351,6 @@ func (e *Engine) writeFresh(fresh []freshBlock) error {
 		i = j
 	}
 	return nil
-}
-
-func (e *Engine) finishPending(fresh []freshBlock, err error) {
-	if len(fresh) == 0 {
-		return
-	}
-	e.pendMu.Lock()
-	for _, f := range fresh {
-		if ps := e.pending[f.slot]; ps != nil {
-			ps.err = err
-			close(ps.done)
-			delete(e.pending, f.slot)
-		}
-	}
-	e.pendMu.Unlock()
-}
-
-func (e *Engine) markDirtyMany(marks []dirtyMark) {
-	if len(marks) == 0 {
-		return
-	}
-	e.dirtyMu.Lock()
-	for _, d := range marks {
-		t := e.dirty[d.slot]
-		e.dirty[d.slot] = slotTag{key: d.key, flags: e.slotFlagsLocked(d.slot), fresh: t.fresh || d.fresh}
-	}
-	e.dirtyMu.Unlock()
 }
 
 // sameContent compares data with the block in slot: this request's own
@@ -440,9 +395,7 @@ const prefetchWindow = 512
 
 func (e *Engine) prefetch(hit uint64) {
 	tok := e.ix.PrimeToken()
-	e.alloc.mu.Lock()
-	hwm := e.alloc.hwm
-	e.alloc.mu.Unlock()
+	hwm := e.slots.highWater()
 	lo := hit - min(hit, 16)
 	hi := min(hit+prefetchWindow, hwm)
 	if hi <= lo {
@@ -454,7 +407,7 @@ func (e *Engine) prefetch(hit uint64) {
 	for i := range recs {
 		rec := &recs[i]
 		slot := lo + uint64(i)
-		if rec.Refs == 0 || rec.Flags&blockstore.FlagIndexed == 0 || slot == hit || e.refs.get(slot) == 0 {
+		if rec.Refs == 0 || rec.Flags&blockstore.FlagIndexed == 0 || slot == hit || e.slots.refCount(slot) == 0 {
 			continue
 		}
 		k, _ := index.DecodeKey(rec.Tag[:])

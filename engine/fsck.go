@@ -407,9 +407,7 @@ func (f *fsck) indexed(k index.Key) (uint64, bool, error) {
 func (f *fsck) walkSlots() error {
 	e, rep := f.e, f.rep
 	hwm := uint64(0)
-	e.alloc.mu.Lock()
-	hwm = e.alloc.hwm
-	e.alloc.mu.Unlock()
+	hwm = e.slots.highWater()
 	for s := f.n; s > hwm; s-- {
 		if f.exp[s-1] > 0 {
 			hwm = s

@@ -154,11 +154,11 @@ func TestRefCountSaturates(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Pretend 2^32-2 other references exist (16 TiB of this block).
-	*e.refs.ptr(ent.Slot) = blockstore.MaxRefs - 1
+	e.slots.setRefs(ent.Slot, blockstore.MaxRefs-1)
 	for lba := int64(1); lba <= 3; lba++ {
 		writeBlocks(t, d, lba, block(5))
 	}
-	if n := e.refs.get(ent.Slot); n != blockstore.MaxRefs {
+	if n := e.slots.refCount(ent.Slot); n != blockstore.MaxRefs {
 		t.Fatalf("count %d after passing the maximum, want it saturated at %d", n, uint32(blockstore.MaxRefs))
 	}
 	for lba := int64(0); lba <= 3; lba++ {
@@ -167,15 +167,11 @@ func TestRefCountSaturates(t *testing.T) {
 	if err := e.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.refs.get(ent.Slot); n != blockstore.MaxRefs {
+	if n := e.slots.refCount(ent.Slot); n != blockstore.MaxRefs {
 		t.Fatalf("count %d after releases, want it kept at the maximum", n)
 	}
-	e.alloc.mu.Lock()
-	defer e.alloc.mu.Unlock()
-	for _, s := range e.alloc.free {
-		if s == ent.Slot {
-			t.Fatal("a saturated slot was freed")
-		}
+	if e.slots.isFree(ent.Slot) {
+		t.Fatal("a saturated slot was freed")
 	}
 }
 
@@ -305,7 +301,7 @@ func TestDamagedBlockHeals(t *testing.T) {
 			}
 			e.Close()
 			e = openOK(t, dir)
-			if n := e.damagedN.Load(); n != 0 {
+			if n := e.slots.damagedCount(); n != 0 {
 				t.Fatalf("%d slots still marked damaged after the heal was committed", n)
 			}
 			fsckOK(t, e)

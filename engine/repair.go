@@ -195,20 +195,7 @@ func salvageMapHeader(b []byte, fileSize int64) mapHeader {
 func (e *Engine) reloadSlots() error {
 	e.reuseMu.Lock()
 	defer e.reuseMu.Unlock()
-	e.alloc.mu.Lock()
-	defer e.alloc.mu.Unlock()
-	e.refs.mu.Lock()
-	for _, c := range e.refs.chunks {
-		clear(c)
-	}
-	e.refs.mu.Unlock()
-	e.alloc.free, e.alloc.freeing, e.alloc.hwm = nil, nil, 0
-	e.dirtyMu.Lock()
-	clear(e.unindexed)
-	clear(e.damaged)
-	e.damagedN.Store(0)
-	e.dirtyMu.Unlock()
-	if err := e.loadSlots(); err != nil {
+	if err := e.slots.reload(e.opts.Repair || e.opts.Check); err != nil {
 		return err
 	}
 	return e.ix.Reload()

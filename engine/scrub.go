@@ -111,9 +111,7 @@ func (e *Engine) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 // ScrubSlots is the number of slots a scrub started now would scan (every
 // slot ever used).
 func (e *Engine) ScrubSlots() uint64 {
-	e.alloc.mu.Lock()
-	hwm := e.alloc.hwm
-	e.alloc.mu.Unlock()
+	hwm := e.slots.highWater()
 	return min(hwm, e.bs.Slots())
 }
 
@@ -156,25 +154,16 @@ func (e *Engine) scrubRead(first uint64, recs []blockstore.Meta, keys []index.Ke
 
 // scrubKey returns the key slot s must hold, if it is to be checked now.
 func (e *Engine) scrubKey(s uint64, rec blockstore.Meta, recBad bool, rep *ScrubReport) (index.Key, bool) {
-	if e.refs.get(s) == 0 {
+	st := e.slots.state(s)
+	if !st.live || st.pending {
 		return index.Key{}, false
 	}
-	e.pendMu.Lock()
-	_, pending := e.pending[s]
-	e.pendMu.Unlock()
-	if pending {
-		return index.Key{}, false
-	}
-	e.dirtyMu.Lock()
-	t, dirty := e.dirty[s]
-	damaged := e.damaged[s]
-	e.dirtyMu.Unlock()
 	switch {
-	case damaged:
+	case st.damaged:
 		rep.KnownDamaged++
 		return index.Key{}, false
-	case dirty:
-		return t.key, !t.key.IsZero()
+	case st.dirty:
+		return st.tag.key, !st.tag.key.IsZero()
 	case recBad || rec.IsZero() || rec.Refs == 0:
 		// Not committed yet (its dirty mark is on its way), or an
 		// unreadable record: fsck's business.
@@ -233,12 +222,7 @@ func pace(ctx context.Context, start time.Time, read, rate int64) error {
 // damagedRanges walks the maps and lists the device blocks that name a
 // damaged slot, and the quarantined ones.
 func (e *Engine) damagedRanges(rep *ScrubReport) error {
-	e.dirtyMu.Lock()
-	bad := make(map[uint64]bool, len(e.damaged))
-	for s := range e.damaged {
-		bad[s] = true
-	}
-	e.dirtyMu.Unlock()
+	bad := e.slots.damagedSlots()
 	rep.DamagedSlots = len(bad)
 	e.devMu.RLock()
 	maps := make([]*Map, 0, len(e.byName))

@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"blockhash/index"
+	"blockhash/vfs"
+)
+
+// DeviceStats describes one device.
+type DeviceStats struct {
+	Name         string    `json:"name"`
+	ID           uint32    `json:"id"`
+	LogicalBytes int64     `json:"logical_bytes"`
+	Blocks       uint64    `json:"blocks"`
+	DataBlocks   uint64    `json:"data_blocks"` // blocks holding non-zero data
+	ZeroBlocks   uint64    `json:"zero_blocks"` // unwritten or zero blocks: no space
+	LostBlocks   uint64    `json:"lost_blocks"` // quarantined: map entry damaged, data lost
+	Created      time.Time `json:"created"`
+}
+
+// Stats describes the whole store.
+type Stats struct {
+	Devices         []DeviceStats `json:"devices"`
+	LogicalBytes    int64         `json:"logical_bytes"`
+	ZeroBlocks      uint64        `json:"zero_blocks"`
+	DataBlocks      uint64        `json:"data_blocks"`      // non-zero blocks over all devices
+	UniqueBlocks    uint64        `json:"unique_blocks"`    // blocks stored once
+	DuplicateBlocks uint64        `json:"duplicate_blocks"` // data blocks that share a stored block
+	StoredBytes     int64         `json:"stored_bytes"`     // block data on disk: unique blocks * 4096
+	AllocatedBytes  int64         `json:"allocated_bytes"`  // preallocated extent space
+	MetadataBytes   int64         `json:"metadata_bytes"`   // index, maps, slot records, journal, superblock
+	SavedPercent    float64       `json:"saved_percent"`    // 1 - stored/logical
+	Hash            string        `json:"hash"`
+	IndexEntries    int           `json:"index_entries"`
+	IndexRAMBytes   int           `json:"index_ram_bytes"`
+	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
+	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
+}
+
+// Stats computes current figures.
+func (e *Engine) Stats() (Stats, error) {
+	s := Stats{Hash: e.sb.Hash.String()}
+	e.devMu.RLock()
+	for _, m := range e.byName {
+		d := m.stats()
+		s.Devices = append(s.Devices, d)
+		s.LogicalBytes += d.LogicalBytes
+		s.ZeroBlocks += d.ZeroBlocks
+		s.DataBlocks += d.DataBlocks
+	}
+	var mapBytes int64
+	for _, m := range e.byID {
+		st, _ := e.fs.Stat(m.path)
+		b := st.Allocated
+		mapBytes += b
+	}
+	for _, b := range e.broken {
+		s.OfflineDevices = append(s.OfflineDevices, b.Name)
+	}
+	e.devMu.RUnlock()
+	s.DamagedBlocks = uint64(max(0, e.slots.damagedCount()))
+	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
+	s.UniqueBlocks = uint64(max(0, e.slots.uniqueCount()))
+	if s.DataBlocks > s.UniqueBlocks {
+		s.DuplicateBlocks = s.DataBlocks - s.UniqueBlocks
+	}
+	s.StoredBytes = int64(s.UniqueBlocks) * BlockSize
+	u, err := e.bs.Usage()
+	if err != nil {
+		return s, err
+	}
+	s.AllocatedBytes = u.DataBytes
+	ixBytes, err := dirBytes(e.fs, filepath.Join(e.dir, "index"))
+	if err != nil {
+		return s, err
+	}
+	other := int64(0)
+	for _, n := range []string{superblockName, journalName} {
+		st, _ := e.fs.Stat(filepath.Join(e.dir, n))
+		b := st.Allocated
+		other += b
+	}
+	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
+	if s.LogicalBytes > 0 {
+		s.SavedPercent = 100 * (1 - float64(s.StoredBytes)/float64(s.LogicalBytes))
+	}
+	is := e.ix.Stats()
+	s.IndexEntries, s.IndexRAMBytes = is.Entries, is.FilterBytes
+	return s, nil
+}
+
+// IndexStats exposes the index's counters.
+func (e *Engine) IndexStats() index.Stats { return e.ix.Stats() }
+
+// dirBytes is the space the files under dir occupy.
+func dirBytes(fsys vfs.FS, dir string) (int64, error) {
+	ents, err := fsys.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("engine: %w", err)
+	}
+	var total int64
+	for _, de := range ents {
+		if de.IsDir {
+			b, err := dirBytes(fsys, filepath.Join(dir, de.Name))
+			if err != nil {
+				return 0, err
+			}
+			total += b
+			continue
+		}
+		total += de.Allocated
+	}
+	return total, nil
+}
+
+func (m *Map) stats() DeviceStats {
+	mapped := uint64(max(0, m.mapped.Load()))
+	return DeviceStats{Name: m.hdr.Name, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
+		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
+}
