@@ -84,7 +84,7 @@ func runBench(e *env, args []string) error {
 		return err
 	}
 	if deviceSize.v < 32*4096 || deviceSize.v%4096 != 0 || *deviceTime <= 0 {
-		return usagef("--device-size must be a multiple of 4096 of 128 KiB or more and --device-time positive")
+		return usagef("--device-size must be a multiple of 4096, 128 KiB or more, and --device-time positive")
 	}
 	o := bench.Options{Dir: *dir, IngestBytes: size.v, ReadTime: *readTime, IndexBlocks: *indexBlocks,
 		DeviceTime: *deviceTime, DeviceBytes: deviceSize.v, Log: e.stderr}
@@ -100,7 +100,7 @@ func runBench(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "random 4K reads      %8.0f IOPS   (plain file: %.0f IOPS, ratio %.2f)\n", res.RandomReadIOPS, res.RawRandomReadIOPS, res.ReadRatio)
 	fmt.Fprintf(e.stdout, "index RAM            %8.2f bytes per unique block (%d blocks; Go heap of the reopened index: %.2f)\n", res.IndexRAMBytesPerBlock, res.IndexBlocks, res.IndexHeapBytesPerBlock)
 	fmt.Fprintf(e.stdout, "index disk           %8.1f bytes per entry\n", res.IndexDiskBytesPerEntry)
-	fmt.Fprintf(e.stdout, "SHA-256 of 4K blocks %8.0f MB/s   (%d cores; unique ingest is %.0f%% of it)\n", res.SHA256MBs, res.Cores, 100*res.UniqueIngestMBs/res.SHA256MBs)
+	fmt.Fprintf(e.stdout, "SHA-256, 4K blocks   %8.0f MB/s   (%d cores; unique ingest is %.0f%% of it)\n", res.SHA256MBs, res.Cores, 100*res.UniqueIngestMBs/res.SHA256MBs)
 	fmt.Fprintf(e.stdout, "device path: random 4 KiB requests, %d in flight, a flush every %d writes, %s device, %s per pattern\n",
 		res.Inflight, res.FlushEvery, human(res.DeviceBytes), time.Duration(res.DeviceSeconds*float64(time.Second)))
 	fmt.Fprintf(e.stdout, "  device writes      %8.0f IOPS   unique data\n", res.DeviceRandWriteIOPS)
