@@ -43,11 +43,13 @@ soak: fuzz-long
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --env BHVM_CYCLES=$(SOAK_CYCLES) --scenario-timeout $(SOAK_TIMEOUT) \
 		$(foreach s,$(SOAK_SCENARIOS),--scenario $(s))
 
-# Speed and memory figures (reported, never asserted).
+# Speed and memory figures (reported, never asserted). BENCH_FLAGS go to
+# `blockhash bench`, e.g. "--device-time 20s" for longer device patterns.
+BENCH_FLAGS ?=
 bench: build
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x ./engine/
 	$(GO) test -run '^$$' -bench . -skip Ingest ./engine/ ./index/ ./ublk/
-	$(BIN)/blockhash bench
+	$(BIN)/blockhash bench $(BENCH_FLAGS)
 
 # Every decoder's fuzzer, as package:name. Each runs at thousands of
 # executions per second or more (checksummed formats fuzz the bytes before

@@ -164,6 +164,9 @@ func TestBadInput(t *testing.T) {
 		{"recover without an id", []string{"recover"}, "-n ID is required"},
 		{"sample with a bad size", []string{"sample", "--size", "4000", filepath.Join(dir, "s.img")}, "multiple of 4096"},
 		{"sample over an existing file", []string{"sample", "--size", "64K", big}, "file exists"},
+		{"bench with a small device", []string{"bench", "--dir", dir, "--device-size", "64K"}, "128 KiB or more"},
+		{"bench with a device size not a block multiple", []string{"bench", "--dir", dir, "--device-size", "1000000"}, "multiple of 4096"},
+		{"bench with no device time", []string{"bench", "--dir", dir, "--device-time", "0s"}, "--device-time positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
