@@ -246,7 +246,6 @@ func TestCorruptStoreFiles(t *testing.T) {
 		{"volume header and copy bit flip", func(s string) error {
 			return errors.Join(flip(filepath.Join(s, "devices", "1.vol"), 40), flip(filepath.Join(s, "devices", "1.vol"), 4096+40))
 		}, []string{"export", "d"}, "cannot be read"},
-		{"map pages truncated", func(s string) error { return os.Truncate(filepath.Join(s, "mappages"), 5000) }, []string{"export", "d"}, "quarantined"},
 		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "mappages"), 2*4096+48+3) }, []string{"export", "d"}, "quarantined"},
 		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, nil, "corrupt"},
 		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, nil, "extent"},
