@@ -146,7 +146,11 @@ func (d *Daemon) do(r Request) Response {
 		d.log.Warn().Str("op", r.Op).Err(err).Msg("request failed")
 		resp.Error = err.Error()
 	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" && r.Op != "diff" {
-		d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID).Msg("request done")
+		ev := d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID)
+		if r.Snap != "" || r.Target != "" {
+			ev = ev.Str("snap", r.Snap).Str("target", r.Target)
+		}
+		ev.Msg("request done")
 	}
 	return resp
 }

@@ -137,13 +137,18 @@ func runRecover(e *env, args []string) error {
 	return nil
 }
 
-// daemonList prints the daemon's devices; ok is false when no daemon runs.
+// daemonList prints the daemon's devices (with --json; else the served
+// devices, then the store's volumes); ok is false when no daemon runs.
 func daemonList(e *env, asJSON bool) (ok bool, err error) {
 	c := e.client()
 	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
 		return false, nil
 	}
-	resp, err := c.Do(daemon.Request{Op: "list"})
+	op := "list"
+	if !asJSON {
+		op = "stats" // the served devices and the store's volumes
+	}
+	resp, err := c.Do(daemon.Request{Op: op})
 	if err != nil {
 		return true, err
 	}
@@ -163,7 +168,11 @@ func daemonList(e *env, asJSON bool) (ok bool, err error) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", d.ID, d.Name, human(d.Size), d.Path, d.State,
 			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks, mode)
 	}
-	return true, tw.Flush()
+	if err := tw.Flush(); err != nil || resp.Stats == nil {
+		return true, err
+	}
+	fmt.Fprintln(e.stdout)
+	return true, printVolumes(e, *resp.Stats)
 }
 
 func runStatus(e *env, args []string) error {

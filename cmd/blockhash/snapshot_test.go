@@ -196,6 +196,10 @@ func TestSnapshotCommandsServed(t *testing.T) {
 				t.Fatalf("list lacks %s:\n%s", name, list)
 			}
 		}
+		// list shows the store's volumes too: d@s is not served.
+		if !strings.Contains(list, "\nd@s ") || !strings.Contains(list, "snapshot") {
+			t.Fatalf("list through the daemon lacks the store's snapshots:\n%s", list)
+		}
 		// A snapshot can be taken of a served device.
 		if r := cliSock(store, sock, "snapshot", "d", "s2"); r.code != 0 || r.stdout != "snapshot d@s2 taken\n" {
 			t.Fatalf("snapshot of a served device: %d %q %q", r.code, r.stdout, r.stderr)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# bhvm-timeout: 240
+# bhvm-timeout: 180
 # Snapshots, clones and rollbacks through the daemon, on the real driver.
 # A mounted ext4 device is frozen (fsfreeze) and snapshotted while fio
 # writes to another file of it (fio goes on after the thaw); the snapshot,
@@ -59,6 +59,7 @@ run bh snapshot fs0 s1
 t1=$(date +%s)
 run fsfreeze --unfreeze /mnt/fs0
 metric snapshot_seconds $((t1 - t0))
+kill -0 "$fio_pid" || fail "fio ended during the freeze: $(tail -n 20 "$BHVM_WORK/fio.log")"
 wait "$fio_pid" || fail "fio failed across the freeze: $(tail -n 20 "$BHVM_WORK/fio.log")"
 log "fio: $(grep -m1 -E 'write: IOPS' "$BHVM_WORK/fio.log")"
 echo "after the snapshot" >/mnt/fs0/dir/note
