@@ -142,3 +142,40 @@ func FuzzDecodeState(f *testing.F) {
 		checkStateRoundTrip(t, devs)
 	})
 }
+
+// NotServed refuses exactly the volumes the state file lists.
+func TestNotServed(t *testing.T) {
+	dir := t.TempDir()
+	if err := NotServed(dir, "a"); err != nil {
+		t.Fatalf("no state file: %v", err)
+	}
+	if err := saveState(dir, []servedDevice{{Name: "a", ID: 2, Queues: 1, Depth: 128, LBS: 512},
+		{Name: "b@s", ID: 3, Queues: 1, Depth: 128, LBS: 512, ReadOnly: true}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		names []string
+		want  string // "" : allowed
+	}{
+		{[]string{"a"}, "blockhash del a --keep-data"},
+		{[]string{"b"}, ""},
+		{[]string{"b", "b@s"}, "blockhash del b@s --keep-data"},
+		{[]string{"c", "a@s"}, ""},
+	}
+	for _, tc := range tests {
+		err := NotServed(dir, tc.names...)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.names, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want ErrInUse with %q", tc.names, err, tc.want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, stateName), []byte("{"), 0o600)
+	if err := NotServed(dir, "x"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged state file: %v", err)
+	}
+}
