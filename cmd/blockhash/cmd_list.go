@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
+
+	"blockhash/engine"
 )
 
 func init() {
-	register(&command{name: "list", usage: "[--json]", summary: "list the store's devices", run: runList})
+	register(&command{name: "list", usage: "[--json]", summary: "list the store's devices, snapshots and clones (and, while the daemon runs, the devices it serves)", run: runList})
 }
 
 func runList(e *env, args []string) error {
@@ -33,6 +35,12 @@ func runList(e *env, args []string) error {
 		}
 		return e.printJSON(s.Devices)
 	}
+	return printVolumes(e, s)
+}
+
+// printVolumes prints the store's devices, snapshots and clones, and the
+// deleted volumes whose space is still being released.
+func printVolumes(e *env, s engine.Stats) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS\tUSED\tORIGIN")
 	for _, d := range s.Devices {
