@@ -55,7 +55,7 @@ bench: build
 # executions per second or more (checksummed formats fuzz the bytes before
 # the checksum, and small inputs).
 FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDecodeKey \
-	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry \
+	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry engine:FuzzDecodeV1Header \
 	engine:FuzzDecodeRecord daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc
 FUZZTIME ?= 5s
 FUZZLONG ?= 2000000x

@@ -172,3 +172,31 @@ func TestUpgradePowerCut(t *testing.T) {
 		e.Close()
 	}
 }
+
+func FuzzDecodeV1Header(f *testing.F) {
+	good := make([]byte, 40)
+	copy(good, []byte{'B', 'H', 'M', 'A', 'P', 0, 0, 1})
+	binary.LittleEndian.PutUint32(good[8:], 1)
+	binary.LittleEndian.PutUint32(good[12:], 3)
+	binary.LittleEndian.PutUint64(good[16:], 1<<20)
+	binary.LittleEndian.PutUint16(good[32:], 2)
+	copy(good[34:], "vm")
+	f.Add(good, true)
+	f.Add(good, false)
+	f.Add([]byte{}, true)
+	f.Fuzz(func(t *testing.T, b []byte, fix bool) {
+		if fix {
+			b = withCRC(b, mapHeaderSize)
+		}
+		h, err := decodeV1Header(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v is neither ErrCorrupt nor ErrInvalid", err)
+			}
+			return
+		}
+		if h.ID == 0 || h.Size <= 0 || h.Size%BlockSize != 0 || ValidName(h.Name) != nil {
+			t.Fatalf("accepted a header out of range: %+v", h)
+		}
+	})
+}
