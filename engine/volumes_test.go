@@ -223,3 +223,36 @@ func TestDeleteInBackground(t *testing.T) {
 		t.Fatalf("volume files left: %v", vols)
 	}
 }
+
+// The first write into a shared leaf copies that leaf (and, the first
+// time in a table's 340 MiB, the table): one or two pages, never the map.
+func TestFirstWriteAfterSnapshotCopiesOnePage(t *testing.T) {
+	_, e := newStore(t, Options{})
+	d, _ := e.CreateDevice("vm", 4*mapPerPage*BlockSize)
+	for lba := int64(0); lba < 4*mapPerPage; lba++ {
+		writeBlocks(t, d, lba, block(uint64(lba+1)))
+	}
+	if err := e.Snapshot("vm", "s"); err != nil {
+		t.Fatal(err)
+	}
+	copies := func() (leaves, tables int) {
+		e.pages.mu.RLock()
+		defer e.pages.mu.RUnlock()
+		return len(e.pages.newLeaves), len(e.pages.dirtyTables)
+	}
+	for i, tc := range []struct {
+		lba            int64
+		leaves, tables int // made since the snapshot, in all
+	}{
+		{0, 1, 1},                // the table and the first leaf
+		{1, 1, 1},                // the same leaf: nothing more
+		{2 * mapPerPage, 2, 1},   // another leaf of the same table
+		{3*mapPerPage + 5, 3, 1}, // and another
+	} {
+		writeBlocks(t, d, tc.lba, block(uint64(1000+i)))
+		if l, tb := copies(); l != tc.leaves || tb != tc.tables {
+			t.Fatalf("write %d (block %d): %d leaves and %d tables copied, want %d and %d", i, tc.lba, l, tb, tc.leaves, tc.tables)
+		}
+	}
+	fsckOK(t, e)
+}
