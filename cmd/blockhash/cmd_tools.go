@@ -95,7 +95,8 @@ func runBench(e *env, args []string) error {
 	if *asJSON {
 		return e.printJSON(res)
 	}
-	fmt.Fprintf(e.stdout, "unique ingest        %8.0f MB/s   (%s, %d cores, GOMAXPROCS %d)\n", res.UniqueIngestMBs, human(res.IngestBytes), res.Cores, res.Procs)
+	fmt.Fprintf(e.stdout, "machine              %d cores, GOMAXPROCS %d, load average %.2f at the start, %.2f at the end\n", res.Cores, res.Procs, res.LoadStart, res.LoadEnd)
+	fmt.Fprintf(e.stdout, "unique ingest        %8.0f MB/s   (%s)\n", res.UniqueIngestMBs, human(res.IngestBytes))
 	fmt.Fprintf(e.stdout, "duplicate ingest     %8.0f MB/s\n", res.DuplicateIngestMBs)
 	fmt.Fprintf(e.stdout, "random 4K reads      %8.0f IOPS   (plain file: %.0f IOPS, ratio %.2f)\n", res.RandomReadIOPS, res.RawRandomReadIOPS, res.ReadRatio)
 	fmt.Fprintf(e.stdout, "index RAM            %8.2f bytes per unique block (%d blocks; Go heap of the reopened index: %.2f)\n", res.IndexRAMBytesPerBlock, res.IndexBlocks, res.IndexHeapBytesPerBlock)

@@ -56,6 +56,10 @@ type Result struct {
 	IngestBytes            int64   `json:"ingest_bytes"`
 	Cores                  int     `json:"cores"`
 	Procs                  int     `json:"procs"` // GOMAXPROCS
+	// The one-minute load average when the run started and ended (-1
+	// where unknown).
+	LoadStart float64 `json:"load_1m_start"`
+	LoadEnd   float64 `json:"load_1m_end"`
 	DeviceResult
 }
 
@@ -101,7 +105,7 @@ func (o *Options) shaTime() time.Duration { return o.DeviceTime / 3 }
 // Run runs every phase in a fresh store under o.Dir and removes it after.
 func Run(o Options) (Result, error) {
 	o.defaults()
-	res := Result{IngestBytes: o.IngestBytes, Cores: runtime.NumCPU(), Procs: runtime.GOMAXPROCS(0)}
+	res := Result{IngestBytes: o.IngestBytes, Cores: runtime.NumCPU(), Procs: runtime.GOMAXPROCS(0), LoadStart: loadAvg()}
 	dir, err := os.MkdirTemp(o.Dir, "blockhash-bench-")
 	if err != nil {
 		return res, err
@@ -159,6 +163,7 @@ func Run(o Options) (Result, error) {
 	if res.DeviceResult, err = runDevicePath(dir, o); err != nil {
 		return res, err
 	}
+	res.LoadEnd = loadAvg()
 	return res, nil
 }
 
