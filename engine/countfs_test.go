@@ -22,13 +22,13 @@ type countFS struct {
 
 // Kinds of store files.
 const (
-	kindJournal  = iota // the journal
-	kindPages           // the map page file (leaves and tables)
-	kindVolumes         // volume files (header and root)
-	kindSlots           // slot records (blocks/*.meta)
-	kindData            // block data (blocks/*.dat)
-	kindIndex           // the index (LevelDB)
-	kindOther           // superblock, reserve, manifest, ...
+	kindJournal = iota // the journal
+	kindPages          // the map page file (leaves and tables)
+	kindVolumes        // volume files (header and root)
+	kindSlots          // slot records (blocks/*.meta)
+	kindData           // block data (blocks/*.dat)
+	kindIndex          // the index (LevelDB)
+	kindOther          // superblock, reserve, manifest, ...
 	nFileKinds
 )
 
