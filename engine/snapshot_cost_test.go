@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,9 @@ import (
 // blocks holds each pool block once (at is a bijection mod n when n and
 // the multiplier are coprime; n is a power of two here).
 type contentPool struct {
-	base []byte
-	n    uint64
+	base  []byte
+	n     uint64
+	shift uint64 // added to at's draw: other content for the same blocks
 }
 
 func newContentPool(n uint64) *contentPool {
@@ -37,7 +39,7 @@ func newContentPool(n uint64) *contentPool {
 	return &contentPool{base: b, n: n}
 }
 
-func (p *contentPool) at(lba uint64) uint64 { return lba * 0x9E3779B1 % p.n }
+func (p *contentPool) at(lba uint64) uint64 { return (lba*0x9E3779B1 + p.shift) % p.n }
 
 // block writes pool block id into dst (BlockSize bytes).
 func (p *contentPool) block(dst []byte, id uint64) {
@@ -159,16 +161,22 @@ func fullScanDiff(e *Engine, a, b *Map) (uint64, error) {
 	return n, nil
 }
 
-// heapPeak samples the heap in use until stop is called, which returns
-// the highest figure seen.
-func heapPeak(every time.Duration) (stop func() uint64) {
-	var peak uint64
+// heapPeak samples the heap until stop is called, which returns the
+// highest figures seen: the heap in use (garbage not yet collected
+// included) and the live heap (what the last collection found reachable).
+func heapPeak(every time.Duration) (stop func() (inUse, live uint64)) {
+	var peakInUse, peakLive uint64
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	sample := func() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		peak = max(peak, ms.HeapInuse)
+		peakInUse = max(peakInUse, ms.HeapInuse)
+		m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(m)
+		if m[0].Value.Kind() == metrics.KindUint64 {
+			peakLive = max(peakLive, m[0].Value.Uint64())
+		}
 	}
 	wg.Go(func() {
 		t := time.NewTicker(every)
@@ -182,11 +190,11 @@ func heapPeak(every time.Duration) (stop func() uint64) {
 			}
 		}
 	})
-	return func() uint64 {
+	return func() (uint64, uint64) {
 		close(done)
 		wg.Wait()
 		sample()
-		return peak
+		return peakInUse, peakLive
 	}
 }
 
