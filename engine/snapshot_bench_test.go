@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -58,6 +60,8 @@ type snapshotBench struct {
 	ScanSeconds       float64 `json:"full_scan_diff_seconds"`
 	ScanPageReads     int64   `json:"full_scan_diff_page_reads"`
 	ScanPageReadBytes int64   `json:"full_scan_diff_page_read_bytes"`
+
+	UnderWrites underWrites `json:"snapshot_under_writes"`
 
 	DeleteClonesSeconds   float64 `json:"delete_clones_seconds"`    // the two clones, which share every page
 	RollbackSeconds       float64 `json:"rollback_release_seconds"` // the device's tree released after a rollback to an empty snapshot
@@ -190,14 +194,23 @@ func BenchmarkSnapshotCosts(b *testing.B) {
 	res.ScanSeconds = t.Seconds()
 	res.ScanPageReads, res.ScanPageReadBytes = s[kindPages].Reads, s[kindPages].ReadBytes
 
-	// The snapshot alone holds the 100 GiB once the clones are deleted and
-	// the device is rolled back to its empty snapshot.
+	// A snapshot while the device takes writes: how long it takes (the
+	// writes pending are committed first) and the longest write meanwhile,
+	// against the longest in the second before.
+	fmt.Println("snapshot costs: a snapshot under writes...")
+	res.UnderWrites = snapshotUnderWrites(b, e, d, pool, blocks)
+
+	// The snapshot alone holds the 100 GiB once the clones and the other
+	// snapshot are deleted and the device is rolled back to its empty
+	// snapshot.
 	fmt.Println("snapshot costs: deleting...")
 	t, _, err = measured(cfs, func() error {
-		if err := e.DeleteDevice("c1"); err != nil {
-			return err
+		for _, v := range []string{"c1", "c2", "d@s2"} {
+			if err := e.DeleteDevice(v); err != nil {
+				return err
+			}
 		}
-		return e.DeleteDevice("c2")
+		return nil
 	})
 	must(err)
 	res.DeleteClonesSeconds = t.Seconds()
@@ -251,6 +264,78 @@ func BenchmarkSnapshotCosts(b *testing.B) {
 	fmt.Printf("snapshot costs json: %s\n", js)
 }
 
+// underWrites is a snapshot taken while writers write.
+type underWrites struct {
+	Writers          int     `json:"writers"`
+	Seconds          float64 `json:"seconds"` // the Snapshot call, pending writes committed first
+	MaxWriteBefore   float64 `json:"max_write_seconds_before"`
+	MaxWriteDuring   float64 `json:"max_write_seconds_during"`
+	WritesDuring     int64   `json:"writes_during"`
+	WrittenMiBBefore float64 `json:"written_mib_before"` // in the second before
+}
+
+// snapshotUnderWrites takes snapshot d@s2 while two writers write 1 MiB
+// requests at random places of d; it reports the snapshot's time and the
+// longest write during it against the longest in the second before.
+func snapshotUnderWrites(b *testing.B, e *Engine, d *Device, pool *contentPool, blocks uint64) underWrites {
+	const writers, run = 2, (1 << 20) / BlockSize
+	u := underWrites{Writers: writers}
+	var phase atomic.Int32 // 0 before, 1 during, 2 after
+	var maxLat [2]atomic.Int64
+	var during, before atomic.Int64
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			q := *pool
+			q.shift = 2
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			buf := make([]byte, run*BlockSize)
+			for ph := phase.Load(); ph < 2; ph = phase.Load() {
+				first := r.Uint64N(blocks/run) * run
+				for i := range uint64(run) {
+					q.block(buf[i*BlockSize:], q.at(first+i))
+				}
+				start := time.Now()
+				if _, err := d.WriteAt(buf, int64(first)*BlockSize); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+				lat := int64(time.Since(start))
+				if ph == 1 || phase.Load() == 1 {
+					ph = 1
+					during.Add(1)
+				} else {
+					before.Add(1)
+				}
+				for m := maxLat[ph].Load(); lat > m && !maxLat[ph].CompareAndSwap(m, lat); m = maxLat[ph].Load() {
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	phase.Store(1)
+	start := time.Now()
+	err := e.Snapshot("d", "s2")
+	u.Seconds = time.Since(start).Seconds()
+	phase.Store(2)
+	wg.Wait()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if p := firstErr.Load(); p != nil {
+		b.Fatal(*p)
+	}
+	if err := d.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	u.MaxWriteBefore = time.Duration(maxLat[0].Load()).Seconds()
+	u.MaxWriteDuring = time.Duration(maxLat[1].Load()).Seconds()
+	u.WritesDuring = during.Load()
+	u.WrittenMiBBefore = float64(before.Load())
+	return u
+}
+
 // fillRunShifted is fillRun with pool block at(lba)+shift: different
 // content from what fillRun wrote there.
 func (p *contentPool) fillRunShifted(d *Device, first, n uint64, writers int, shift uint64) error {
@@ -282,7 +367,8 @@ first write after the snapshot:  %s
   the same leaf again:           %s
 diff after 1%% changed:           %.3f s, %d page reads (%.1f MiB); %d blocks in %d ranges (%d blocks written)
 full-scan diff:                  %.3f s, %d page reads (%.1f MiB)
-delete of the two clones:        %.3f s
+snapshot under writes:           %.3f s with %d writers of 1 MiB requests (%.0f MiB written in the second before); longest write %.3f s during it, %.3f s in the second before
+delete of the clones and d@s2:   %.3f s
 rollback's release:              %.3f s
 delete of the snapshot:          %.1f s for %d exclusive leaves and %d block references; heap in use %.0f MiB before, %.0f MiB at peak (live heap at most %.0f MiB); %d commits, largest journal record %.2f MiB, journal %.0f MiB in all; %d stored blocks left`,
 		r.DeviceBytes>>30, r.PoolBlocks, r.UniqueBlocks, r.FillSeconds, r.FillMBs, r.MapPages, mib(int64(r.MapPages)*mapPageSize),
@@ -290,6 +376,7 @@ delete of the snapshot:          %.1f s for %d exclusive leaves and %d block ref
 		r.FirstWriteRegion.text(), r.FirstWriteLeaf.text(), r.SecondWrite.text(),
 		r.DiffSeconds, r.DiffPageReads, mib(r.DiffPageReadBytes), r.DiffBlocks, r.DiffRanges, r.ChangedBlocks,
 		r.ScanSeconds, r.ScanPageReads, mib(r.ScanPageReadBytes),
+		r.UnderWrites.Seconds, r.UnderWrites.Writers, r.UnderWrites.WrittenMiBBefore, r.UnderWrites.MaxWriteDuring, r.UnderWrites.MaxWriteBefore,
 		r.DeleteClonesSeconds, r.RollbackSeconds,
 		r.DeleteSnapshotSeconds, r.DeleteLeaves, r.DeleteBlocks, r.DeleteHeapBaseMiB, r.DeleteHeapPeakMiB, r.DeleteLivePeakMiB,
 		r.DeleteCommits, mib(r.DeleteMaxRecordBytes), mib(r.DeleteJournalBytes), r.UniqueBlocksAfter)
