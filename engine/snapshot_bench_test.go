@@ -51,7 +51,9 @@ type snapshotBench struct {
 	FirstWriteLeaf   writeCost `json:"first_write_after_snapshot_same_region"`
 	SecondWrite      writeCost `json:"second_write_same_leaf"`
 
-	ChangedBlocks     uint64  `json:"diff_changed_blocks"` // 1% of the device, in 1 MiB runs
+	ChangedBlocks     uint64  `json:"diff_changed_blocks"`   // 1% of the device, in 1 MiB runs
+	DiffLeaves        int     `json:"diff_leaves_differing"` // leaves whose pointers differ (what a diff reads, twice)
+	DiffTables        int     `json:"diff_tables_differing"`
 	DiffSeconds       float64 `json:"diff_seconds"`
 	DiffBlocks        uint64  `json:"diff_blocks"`
 	DiffRanges        int     `json:"diff_ranges"`
@@ -169,6 +171,7 @@ func BenchmarkSnapshotCosts(b *testing.B) {
 		res.ChangedBlocks += run
 	}
 	must(d.Flush())
+	res.DiffLeaves, res.DiffTables = treeDifference(e, volumeOf(e, "d@s1"), volumeOf(e, "d"))
 	var rs []Range
 	t, s, err := measured(cfs, func() error {
 		var err error
@@ -336,6 +339,27 @@ func snapshotUnderWrites(b *testing.B, e *Engine, d *Device, pool *contentPool, 
 	return u
 }
 
+// treeDifference counts the leaves and tables whose pointers differ
+// between two volumes' trees.
+func treeDifference(e *Engine, a, b *Map) (leaves, tables int) {
+	ps := e.pages
+	ps.mu.RLock()
+	defer ps.mu.RUnlock()
+	for t := range max(len(a.root), len(b.root)) {
+		ta, tb := a.root[t], b.root[t]
+		if ta == tb {
+			continue
+		}
+		tables++
+		for l := range ptrsPerPage {
+			if tablePtr(ps, ta, l) != tablePtr(ps, tb, l) {
+				leaves++
+			}
+		}
+	}
+	return leaves, tables
+}
+
 // fillRunShifted is fillRun with pool block at(lba)+shift: different
 // content from what fillRun wrote there.
 func (p *contentPool) fillRunShifted(d *Device, first, n uint64, writers int, shift uint64) error {
@@ -365,7 +389,7 @@ clone of the snapshot:           %s
 first write after the snapshot:  %s
   another leaf, same region:     %s
   the same leaf again:           %s
-diff after 1%% changed:           %.3f s, %d page reads (%.1f MiB); %d blocks in %d ranges (%d blocks written)
+diff after 1%% changed:           %.3f s, %d page reads (%.1f MiB); %d blocks in %d ranges (%d blocks written); %d leaves and %d tables differ
 full-scan diff:                  %.3f s, %d page reads (%.1f MiB)
 snapshot under writes:           %.3f s with %d writers of 1 MiB requests (%.0f MiB written in the second before); longest write %.3f s during it, %.3f s in the second before
 delete of the clones and d@s2:   %.3f s
@@ -374,7 +398,7 @@ delete of the snapshot:          %.1f s for %d exclusive leaves and %d block ref
 		r.DeviceBytes>>30, r.PoolBlocks, r.UniqueBlocks, r.FillSeconds, r.FillMBs, r.MapPages, mib(int64(r.MapPages)*mapPageSize),
 		r.WriteNoSnap.text(), r.Snapshot.text(), r.CloneDevice.text(), r.CloneSnapshot.text(),
 		r.FirstWriteRegion.text(), r.FirstWriteLeaf.text(), r.SecondWrite.text(),
-		r.DiffSeconds, r.DiffPageReads, mib(r.DiffPageReadBytes), r.DiffBlocks, r.DiffRanges, r.ChangedBlocks,
+		r.DiffSeconds, r.DiffPageReads, mib(r.DiffPageReadBytes), r.DiffBlocks, r.DiffRanges, r.ChangedBlocks, r.DiffLeaves, r.DiffTables,
 		r.ScanSeconds, r.ScanPageReads, mib(r.ScanPageReadBytes),
 		r.UnderWrites.Seconds, r.UnderWrites.Writers, r.UnderWrites.WrittenMiBBefore, r.UnderWrites.MaxWriteDuring, r.UnderWrites.MaxWriteBefore,
 		r.DeleteClonesSeconds, r.RollbackSeconds,
