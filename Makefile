@@ -43,22 +43,24 @@ soak: fuzz-long
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --env BHVM_CYCLES=$(SOAK_CYCLES) --scenario-timeout $(SOAK_TIMEOUT) \
 		$(foreach s,$(SOAK_SCENARIOS),--scenario $(s))
 
-# Speed and memory figures (reported, never asserted).
+# Speed and memory figures (reported, never asserted). BENCH_FLAGS go to
+# `blockhash bench`, e.g. "--device-time 20s" for longer device patterns.
 # SnapshotCosts writes 100 GiB (BLOCKHASH_BENCH_GIB) from a pool of 2^20
 # distinct blocks (BLOCKHASH_BENCH_POOL) through the engine, then measures
-# snapshot, clone, copy-on-write, diff and delete (several minutes on 2
-# cores; about 5 GiB of disk under TMPDIR).
+# snapshot, clone, copy-on-write, diff and delete (a few minutes on 2
+# cores; about 6 GiB of disk under TMPDIR).
+BENCH_FLAGS ?=
 bench: build
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x ./engine/
 	$(GO) test -run '^$$' -bench . -skip 'Ingest|SnapshotCosts' ./engine/ ./index/ ./ublk/
 	$(GO) test -run '^$$' -bench SnapshotCosts -benchtime 1x -timeout 2h ./engine/
-	$(BIN)/blockhash bench
+	$(BIN)/blockhash bench $(BENCH_FLAGS)
 
 # Every decoder's fuzzer, as package:name. Each runs at thousands of
 # executions per second or more (checksummed formats fuzz the bytes before
 # the checksum, and small inputs).
 FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDecodeKey \
-	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry \
+	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry engine:FuzzDecodeV1Header \
 	engine:FuzzDecodeRecord engine:FuzzDecodePtrPage engine:FuzzReadVolumeHeader \
 	daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc
 FUZZTIME ?= 5s

@@ -26,22 +26,26 @@ type storeDevice interface {
 // I/O error); damaged data and every other failure are EIO. Each failure
 // is logged at error level with the device, offset, LBA and length, at
 // most errBurst lines per errWindow per device (the next line logged
-// says how many were left out); successes are never logged.
+// says how many were left out); successes are never logged. A device
+// served read-only refuses writes, discards and zeroing with EROFS before
+// they reach the store (the kernel device is read-only too, so only a
+// write that gets past the kernel's check comes here).
 type guestBackend struct {
-	dev  storeDevice
-	name string
-	lbs  int64
-	log  zerolog.Logger
-	lim  logLimiter
+	dev      storeDevice
+	name     string
+	lbs      int64
+	readOnly bool
+	log      zerolog.Logger
+	lim      logLimiter
 }
 
 var _ ublk.FUAWriter = (*guestBackend)(nil)
 
-func newGuestBackend(dev storeDevice, name string, lbs int, log zerolog.Logger) *guestBackend {
+func newGuestBackend(dev storeDevice, name string, lbs int, readOnly bool, log zerolog.Logger) *guestBackend {
 	if lbs <= 0 {
 		lbs = 512
 	}
-	return &guestBackend{dev: dev, name: name, lbs: int64(lbs), log: log,
+	return &guestBackend{dev: dev, name: name, lbs: int64(lbs), readOnly: readOnly, log: log,
 		lim: logLimiter{burst: errBurst, window: errWindow}}
 }
 
@@ -61,6 +65,9 @@ func (b *guestBackend) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt implements ublk.Backend.
 func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
+	if b.readOnly {
+		return 0, b.fail("write", off, int64(len(p)), ErrReadOnly)
+	}
 	n, err := b.dev.WriteAt(p, off)
 	if err != nil {
 		return n, b.fail("write", off, int64(len(p)), err)
@@ -70,6 +77,9 @@ func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteAtFUA implements ublk.FUAWriter.
 func (b *guestBackend) WriteAtFUA(p []byte, off int64) (int, error) {
+	if b.readOnly {
+		return 0, b.fail("write fua", off, int64(len(p)), ErrReadOnly)
+	}
 	n, err := b.dev.WriteAtFUA(p, off)
 	if err != nil {
 		return n, b.fail("write fua", off, int64(len(p)), err)
@@ -87,6 +97,9 @@ func (b *guestBackend) Flush() error {
 
 // Discard implements ublk.Backend.
 func (b *guestBackend) Discard(off, length int64) error {
+	if b.readOnly {
+		return b.fail("discard", off, length, ErrReadOnly)
+	}
 	if err := b.dev.Discard(off, length); err != nil {
 		return b.fail("discard", off, length, err)
 	}
@@ -95,6 +108,9 @@ func (b *guestBackend) Discard(off, length int64) error {
 
 // WriteZeroes implements ublk.Backend.
 func (b *guestBackend) WriteZeroes(off, length int64) error {
+	if b.readOnly {
+		return b.fail("write zeroes", off, length, ErrReadOnly)
+	}
 	if err := b.dev.WriteZeroes(off, length); err != nil {
 		return b.fail("write zeroes", off, length, err)
 	}
@@ -121,6 +137,8 @@ func guestErrno(err error) (syscall.Errno, string) {
 	switch {
 	case errors.Is(err, blockstore.ErrFull):
 		return syscall.ENOSPC, "store full: the guest gets no-space errors until space is freed"
+	case errors.Is(err, ErrReadOnly), errors.Is(err, engine.ErrSnapshot), errors.Is(err, engine.ErrReadOnly):
+		return syscall.EROFS, "write to a read-only device: the guest gets a read-only error"
 	case errors.Is(err, engine.ErrCorrupt), errors.Is(err, blockstore.ErrCorrupt):
 		return syscall.EIO, "damaged data: the guest gets an I/O error (run blockhash fsck)"
 	}

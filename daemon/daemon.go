@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +159,7 @@ func (d *Daemon) restore() error {
 // A kernel device with its number that is not ours (claim) is left alone:
 // the error says why.
 func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
-	be := newGuestBackend(dv.dev, dv.Name, dv.LBS, d.log)
+	be := newGuestBackend(dv.dev, dv.Name, dv.LBS, dv.ReadOnly, d.log)
 	present := false
 	if allowRecover {
 		var err error
@@ -179,7 +180,7 @@ func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
 		}
 	}
 	ex, err := d.exp.Export(ublk.Config{ID: dv.ID, Queues: dv.Queues, Depth: dv.Depth,
-		Size: dv.dev.Size(), LogicalBlockSize: dv.LBS}, be)
+		Size: dv.dev.Size(), LogicalBlockSize: dv.LBS, ReadOnly: dv.ReadOnly}, be)
 	if err != nil {
 		return err
 	}
@@ -206,12 +207,15 @@ func (d *Daemon) changedLocked() error {
 	return saveState(d.o.Store, list)
 }
 
-// Add serves a device of the store, creating it when it does not exist.
+// Add serves a device of the store, creating it when it does not exist,
+// read-only with r.ReadOnly. A snapshot ("dev@snap") is always served
+// read-only (r.ReadOnly is implied), and never created by Add.
 func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	if r.Size < 0 {
 		return DeviceInfo{}, fmt.Errorf("%w: size %d", ErrInvalid, r.Size)
 	}
-	s := servedDevice{Name: r.Name, ID: r.ID, Queues: r.Queues, Depth: r.Depth, LBS: r.LBS}
+	s := servedDevice{Name: r.Name, ID: r.ID, Queues: r.Queues, Depth: r.Depth, LBS: r.LBS,
+		ReadOnly: r.ReadOnly || isSnapshot(r.Name)}
 	if s.Queues == 0 {
 		s.Queues = 1
 	}
@@ -237,6 +241,9 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	dev, err := d.eng.Device(r.Name)
 	created := false
 	switch {
+	case errors.Is(err, engine.ErrNotFound) && isSnapshot(r.Name):
+		dev, snap := engine.SplitName(r.Name)
+		return DeviceInfo{}, fmt.Errorf("%w: snapshot %s does not exist (take it with: blockhash snapshot %s %s)", ErrInvalid, r.Name, dev, snap)
 	case errors.Is(err, engine.ErrNotFound):
 		if r.Size == 0 {
 			return DeviceInfo{}, fmt.Errorf("%w: device %s does not exist: give --size to create it", ErrInvalid, r.Name)
@@ -277,7 +284,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 
 func (dv *device) info() DeviceInfo {
 	i := DeviceInfo{ID: dv.ID, Name: dv.Name, Size: dv.dev.Size(), State: "stopped",
-		Queues: dv.Queues, Depth: dv.Depth, LBS: dv.LBS, Stats: dv.dev.Stats()}
+		Queues: dv.Queues, Depth: dv.Depth, LBS: dv.LBS, ReadOnly: dv.ReadOnly, Stats: dv.dev.Stats()}
 	if dv.exp != nil {
 		i.Path = dv.exp.BlockPath()
 	}
@@ -303,6 +310,16 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%w: %s", ErrNotServed, describe(r))
+	}
+	if !r.KeepData {
+		// Refused before anything stops: a device with snapshots is
+		// deleted only on purpose (blockhash delete --recursive).
+		for _, dv := range targets {
+			if snaps := d.snapshotsOf(dv.Name); len(snaps) > 0 {
+				return nil, fmt.Errorf("%w: device %s has snapshots (%s): stop serving it with blockhash del %s --keep-data, then delete it with blockhash delete %s --recursive",
+					ErrInUse, dv.Name, strings.Join(snaps, ", "), dv.Name, dv.Name)
+			}
+		}
 	}
 	var done []DeviceInfo
 	for _, dv := range targets {
@@ -370,7 +387,7 @@ func (d *Daemon) List() []DeviceInfo {
 		out = append(out, dv.info())
 	}
 	for _, s := range d.offline {
-		out = append(out, DeviceInfo{ID: s.ID, Name: s.Name, State: "offline", Queues: s.Queues, Depth: s.Depth, LBS: s.LBS})
+		out = append(out, DeviceInfo{ID: s.ID, Name: s.Name, State: "offline", Queues: s.Queues, Depth: s.Depth, LBS: s.LBS, ReadOnly: s.ReadOnly})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out

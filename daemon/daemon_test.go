@@ -35,6 +35,7 @@ type fakeExport struct {
 	id   int
 	size int64
 	lbs  int
+	ro   bool // created read-only (ublk.Config.ReadOnly)
 	b    ublk.Backend
 	done chan struct{}
 	once sync.Once
@@ -79,7 +80,7 @@ func (k *fakeKernel) Export(cfg ublk.Config, b ublk.Backend) (Export, error) {
 	} else if k.devs[id] != nil {
 		return nil, ublk.ErrExists
 	}
-	e := &fakeExport{k: k, id: id, size: cfg.Size, lbs: cfg.LogicalBlockSize, b: b, done: make(chan struct{})}
+	e := &fakeExport{k: k, id: id, size: cfg.Size, lbs: cfg.LogicalBlockSize, ro: cfg.ReadOnly, b: b, done: make(chan struct{})}
 	k.devs[id] = e
 	k.exported++
 	return e, nil
@@ -95,7 +96,7 @@ func (k *fakeKernel) Recover(id int, b ublk.Backend) (Export, error) {
 	if old.foreign {
 		return nil, ublk.ErrBusy
 	}
-	e := &fakeExport{k: k, id: id, size: old.size, lbs: old.lbs, b: b, done: make(chan struct{})}
+	e := &fakeExport{k: k, id: id, size: old.size, lbs: old.lbs, ro: old.ro, b: b, done: make(chan struct{})}
 	k.devs[id] = e
 	k.recovered++
 	return e, nil
@@ -444,6 +445,14 @@ func FuzzHandle(f *testing.F) {
 		`{"op":"del","id":3,"keep_data":true}`,
 		`{"op":"del","all":true}`,
 		`{"op":"recover","id":3}`,
+		`{"op":"add","name":"a@s","id":-1}`,
+		`{"op":"add","name":"b","id":-1,"read_only":true}`,
+		`{"op":"snapshot","name":"a","snap":"s"}`,
+		`{"op":"clone","name":"a@s","target":"c"}`,
+		`{"op":"diff","name":"a@s","target":"a"}`,
+		`{"op":"rollback","name":"a","snap":"s"}`,
+		`{"op":"delete","name":"a","recursive":true}`,
+		`{"op":"delete","name":"a@s"}`,
 		`{"op":"list"}`, `{"op":"stats"}`, `{"op":"ping"}`, `{"op":"bogus"}`,
 		`{"op":"add"`, `[]`, ``, `null`,
 	} {

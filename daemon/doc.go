@@ -10,7 +10,12 @@
 // handed to the kernel for each device (guestBackend) turns store errors
 // into errnos a guest understands and logs them, rate-limited. Clients
 // (the blockhash command) talk to it over a unix socket that only root can
-// use, one JSON request and one JSON response per connection.
+// use, one JSON request and one JSON response per connection. While it
+// serves, the store's catalog changes through it too (catalog.go):
+// snapshots and clones are taken while devices serve; a rollback or a
+// deletion of a device it serves (or of one whose snapshot it serves) is
+// refused. A device is served read-only on request, a snapshot always:
+// the kernel device is read-only and the backend refuses writes (EROFS).
 //
 // # Concurrency
 //

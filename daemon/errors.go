@@ -15,6 +15,11 @@ var (
 	ErrNotServed = errors.New("daemon: no such served device")
 	// ErrServed means the device is already served.
 	ErrServed = errors.New("daemon: device already served")
+	// ErrInUse means the daemon serves the device (or one of its
+	// snapshots) that a request would roll back or delete.
+	ErrInUse = errors.New("daemon: device in use")
+	// ErrReadOnly means a write reached a device served read-only.
+	ErrReadOnly = errors.New("daemon: device served read-only")
 	// ErrInvalid means a malformed request.
 	ErrInvalid = errors.New("daemon: invalid request")
 	// ErrForeign means a kernel device has the number of one of ours but

@@ -7,7 +7,7 @@ import "blockhash/engine"
 
 // Request is one command to the daemon.
 type Request struct {
-	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub
+	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff
 	Name     string `json:"name,omitempty"`
 	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
 	ID       int    `json:"id"`             // -1: any (add) or none (del)
@@ -16,7 +16,14 @@ type Request struct {
 	LBS      int    `json:"logical_block_size,omitempty"`
 	All      bool   `json:"all,omitempty"`
 	KeepData bool   `json:"keep_data,omitempty"`
-	Rate     int64  `json:"rate,omitempty"` // scrub: bytes per second
+	Rate     int64  `json:"rate,omitempty"`      // scrub: bytes per second
+	ReadOnly bool   `json:"read_only,omitempty"` // add: serve read-only (a snapshot always is)
+	// Snap is the snapshot of snapshot and rollback (Name is the device).
+	Snap string `json:"snap,omitempty"`
+	// Target is clone's new device and diff's second volume (Name is the
+	// source, or the first volume).
+	Target    string `json:"target,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"` // delete: a device's snapshots too
 }
 
 // Response is the daemon's answer.
@@ -25,17 +32,20 @@ type Response struct {
 	Devices []DeviceInfo        `json:"devices,omitempty"`
 	Stats   *engine.Stats       `json:"stats,omitempty"`
 	Scrub   *engine.ScrubReport `json:"scrub,omitempty"`
+	Ranges  []engine.Range      `json:"ranges,omitempty"` // diff
 }
 
 // DeviceInfo describes a served device.
 type DeviceInfo struct {
-	ID     int                `json:"id"`
-	Name   string             `json:"name"`
-	Size   int64              `json:"size"`
-	Path   string             `json:"path"`
-	State  string             `json:"state"` // running, stopped
-	Queues int                `json:"queues"`
-	Depth  int                `json:"depth"`
-	LBS    int                `json:"logical_block_size"`
-	Stats  engine.DeviceStats `json:"stats"`
+	ID     int    `json:"id"`
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	Path   string `json:"path"`
+	State  string `json:"state"` // running, stopped
+	Queues int    `json:"queues"`
+	Depth  int    `json:"depth"`
+	LBS    int    `json:"logical_block_size"`
+	// ReadOnly: the device is served read-only (writes fail with EROFS).
+	ReadOnly bool               `json:"read_only,omitempty"`
+	Stats    engine.DeviceStats `json:"stats"`
 }

@@ -125,6 +125,16 @@ func (d *Daemon) do(r Request) Response {
 		resp.Devices = d.List()
 	case "scrub":
 		resp.Scrub, err = d.Scrub(context.Background(), r)
+	case "snapshot":
+		err = d.Snapshot(r)
+	case "clone":
+		err = d.Clone(r)
+	case "rollback":
+		err = d.Rollback(r)
+	case "delete":
+		err = d.DeleteVolume(r)
+	case "diff":
+		resp.Ranges, err = d.Diff(r)
 	case "stats":
 		st, e := d.Stats()
 		resp.Stats, err = &st, e
@@ -135,8 +145,12 @@ func (d *Daemon) do(r Request) Response {
 	if err != nil {
 		d.log.Warn().Str("op", r.Op).Err(err).Msg("request failed")
 		resp.Error = err.Error()
-	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" {
-		d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID).Msg("request done")
+	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" && r.Op != "diff" {
+		ev := d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID)
+		if r.Snap != "" || r.Target != "" {
+			ev = ev.Str("snap", r.Snap).Str("target", r.Target)
+		}
+		ev.Msg("request done")
 	}
 	return resp
 }

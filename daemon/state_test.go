@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,7 +19,7 @@ func TestDecodeStateFixtures(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no fixtures: %v", err)
 	}
-	want := map[string]int{"good.json": 2, "empty.json": 0} // device count
+	want := map[string]int{"good-v1.json": 2, "good-v2.json": 3, "empty.json": 0} // device count
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
@@ -44,19 +46,59 @@ func TestDecodeStateFixtures(t *testing.T) {
 	}
 }
 
+// goldenState is the list in testdata/state/good-v2.json.
+var goldenState = []servedDevice{
+	{Name: "win10", ID: 0, Queues: 2, Depth: 128, LBS: 512},
+	{Name: "debian-12.img", ID: 7, Queues: 1, Depth: 4096, LBS: 4096, ReadOnly: true},
+	{Name: "debian-12.img@before-upgrade", ID: 8, Queues: 1, Depth: 128, LBS: 512, ReadOnly: true},
+}
+
+// The state file's format is pinned: saveState writes good-v2.json byte
+// for byte, and the version 1 file of older daemons (no read_only) still
+// loads, every device read-write.
+func TestStateGolden(t *testing.T) {
+	dir := t.TempDir()
+	if err := saveState(dir, slices.Clone(goldenState)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, stateName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "state", "good-v2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("state file format changed (update the version, keep reading the old one, then testdata):\n%s\nwant\n%s", got, want)
+	}
+	v1, err := os.ReadFile(filepath.Join("testdata", "state", "good-v1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devs, err := decodeState(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []servedDevice{goldenState[0], {Name: "debian-12.img", ID: 7, Queues: 1, Depth: 4096, LBS: 4096}}; !reflect.DeepEqual(devs, want) {
+		t.Fatalf("version 1 file: %+v, want %+v", devs, want)
+	}
+}
+
 // saveState and loadState agree, through the file.
 func TestSaveLoadState(t *testing.T) {
 	dir := t.TempDir()
 	a := servedDevice{Name: "a", ID: 1, Queues: 1, Depth: 128, LBS: 512}
-	b := servedDevice{Name: "b", ID: 3, Queues: 2, Depth: 64, LBS: 4096}
-	if err := saveState(dir, []servedDevice{b, a}); err != nil {
+	b := servedDevice{Name: "b", ID: 3, Queues: 2, Depth: 64, LBS: 4096, ReadOnly: true}
+	c := servedDevice{Name: "b@s", ID: 4, Queues: 1, Depth: 128, LBS: 512, ReadOnly: true}
+	if err := saveState(dir, []servedDevice{c, b, a}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := loadState(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []servedDevice{a, b}; !reflect.DeepEqual(got, want) { // saved by id
+	if want := []servedDevice{a, b, c}; !reflect.DeepEqual(got, want) { // saved by id
 		t.Fatalf("loaded %+v, want %+v", got, want)
 	}
 	if got, err := loadState(t.TempDir()); got != nil || err != nil {
@@ -71,7 +113,7 @@ func checkStateRoundTrip(t *testing.T, devs []servedDevice) {
 			t.Fatalf("decoded an entry out of range: %+v (%v)", d, err)
 		}
 	}
-	b, err := json.Marshal(stateFile{Version: 1, Devices: devs})
+	b, err := json.Marshal(stateFile{Version: stateVersion, Devices: devs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,4 +141,41 @@ func FuzzDecodeState(f *testing.F) {
 		}
 		checkStateRoundTrip(t, devs)
 	})
+}
+
+// NotServed refuses exactly the volumes the state file lists.
+func TestNotServed(t *testing.T) {
+	dir := t.TempDir()
+	if err := NotServed(dir, "a"); err != nil {
+		t.Fatalf("no state file: %v", err)
+	}
+	if err := saveState(dir, []servedDevice{{Name: "a", ID: 2, Queues: 1, Depth: 128, LBS: 512},
+		{Name: "b@s", ID: 3, Queues: 1, Depth: 128, LBS: 512, ReadOnly: true}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		names []string
+		want  string // "" : allowed
+	}{
+		{[]string{"a"}, "blockhash del a --keep-data"},
+		{[]string{"b"}, ""},
+		{[]string{"b", "b@s"}, "blockhash del b@s --keep-data"},
+		{[]string{"c", "a@s"}, ""},
+	}
+	for _, tc := range tests {
+		err := NotServed(dir, tc.names...)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.names, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want ErrInUse with %q", tc.names, err, tc.want)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, stateName), []byte("{"), 0o600)
+	if err := NotServed(dir, "x"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged state file: %v", err)
+	}
 }

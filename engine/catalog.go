@@ -47,7 +47,13 @@ func (e *Engine) openMaps() error {
 			continue
 		}
 		if strings.HasSuffix(name, ".map") {
-			return fmt.Errorf("%w: %s is a device map of blockhash format 1; this blockhash reads format %d (export the store's devices with the blockhash that made it)", ErrFormat, filepath.Join(dir, name), FormatVersion)
+			// A format-1 map left by an upgrade that reached its commit
+			// point (the new superblock) before removing it.
+			if !e.opts.ReadOnly {
+				e.log.Info().Str("file", name).Msg("removing a format-1 map the upgrade left behind")
+				e.fs.Remove(filepath.Join(dir, name))
+			}
+			continue
 		}
 		if !strings.HasSuffix(name, ".vol") {
 			continue

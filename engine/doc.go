@@ -1,6 +1,7 @@
 // Package engine owns a Blockhash store: a directory holding a superblock,
-// the content index (package index), block data (package blockstore), one
-// map file per device and a journal. It serves device I/O (ReadAt, WriteAt,
+// the content index (package index), block data (package blockstore), the
+// map pages of every device and snapshot (pages.go), one volume file per
+// device or snapshot and a journal. It serves device I/O (ReadAt, WriteAt,
 // Flush, Discard, WriteZeroes at any 512-byte-aligned offset and length)
 // and knows nothing of kernel devices.
 //
@@ -14,19 +15,32 @@
 // reused once that change is committed. Reads go from the map entry straight
 // to the slot (the entry carries it) and are checked against the key's CRC.
 //
+// # Snapshots and clones
+//
+// Maps are trees of pages shared copy-on-write (pages.go, tree.go): a
+// snapshot or clone copies its source's root and shares every table; a
+// write first makes the leaves it changes its volume's own (one table and
+// one leaf copied at most; a copied leaf adds a reference to every block
+// it names). Snapshot, clone, rollback and delete are each one journaled
+// commit (volumes.go); a delete then releases the volume's tables one
+// commit at a time, resumed at open after a crash. Diff descends only into
+// pages two volumes do not share.
+//
 // # Durability
 //
 // Changes collect in memory (map overlays, the index overlay, dirty slot
 // records) and are committed by Flush, by a background timer, or when too
 // many are pending. A commit seals the changes, syncs the block data, writes
-// one journal record (the commit point), applies it to the map files, slot
-// records and LevelDB, and empties the journal. A crash at any instant
+// one journal record (the commit point), applies it to the map pages,
+// volume files, slot records and LevelDB, and empties the journal. A crash at any instant
 // leaves the state of the last commit: a complete journal record is
 // replayed at open, a torn one never happened. Block data is only ever
 // written to slots no committed state refers to, so each block reads old or
 // new content, never a mix. A torn or garbage journal is reported and
-// emptied at open; maps are opened before the replay and scanned after it,
-// so a page torn by the crash is repaired by it. A commit that finds too
+// emptied at open; volumes are opened before the replay and their roots
+// read after it, so a page torn by the crash is repaired by it (a record
+// carries a copied leaf's whole first content, and root and leaf changes
+// are patched into whatever the page holds). A commit that finds too
 // little space takes the store's reserve first (reserve.go). After a failed
 // metadata write the engine refuses further writes (ErrFailed); reopening
 // recovers. Every file operation goes through vfs.FS (Options.FS), so the
@@ -67,12 +81,16 @@
 // index's level one (5 to 8 bytes). Fsck adds 12 bytes and a bit per slot
 // while it runs (fsck.go), plus the damaged slots only. Uncommitted changes
 // are bounded by Options.CommitChanges (writers wait at four times it).
+// Per map page: 4 bytes of reference count; every table page (one per 340
+// MiB of a device's written space, shared ones once) is kept in memory.
 //
 // # Damage
 //
 // Damage is contained and listed by device and block: a damaged map entry
 // is quarantined (devmap.go), a damaged stored block is marked (damage.go),
-// a damaged map header takes only its device offline. Scrub (scrub.go)
+// a damaged map table or root page quarantines the blocks under it, a
+// volume header is read from its copy when damaged, and with both damaged
+// only that volume goes offline. Scrub (scrub.go)
 // verifies stored blocks online at a bounded rate. Options.Repair opens a
 // store past damage that fsck --repair rebuilds (repair.go). A write of
 // the same content heals a damaged block in place.

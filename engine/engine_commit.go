@@ -49,6 +49,20 @@ func (e *Engine) commitWith(op func(rec *record) error) error { return e.commitO
 func (e *Engine) commitOps(op func(rec *record) error, then func() error) error {
 	e.commitMu.Lock()
 	defer e.commitMu.Unlock()
+	if e.opts.ReadOnly {
+		// Nothing to commit (what a read-only open found and would fix,
+		// a lost table named by a root, stays in memory); then runs on
+		// the state as it is.
+		if op != nil {
+			return fmt.Errorf("%w: %s", ErrReadOnly, e.dir)
+		}
+		if then != nil {
+			e.epoch.Lock()
+			defer e.epoch.Unlock()
+			return then()
+		}
+		return nil
+	}
 	if p := e.failed.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, *p)
 	}

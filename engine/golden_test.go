@@ -81,6 +81,13 @@ func TestGoldenFormats(t *testing.T) {
 		{"snapshot-header.golden", snap.encode()},
 		{"volume-file.golden", encodeVolume(hdr, []uint32{1, 0, lostPage, 9})},
 		{"table-page.golden", tblBytes},
+		{"map-leaf-page.golden", func() []byte {
+			b := make([]byte, mapPageSize)
+			mapEntry{Key: k, Slot: 0x1122334455}.encode(b[0:])
+			quarantined.encode(b[2*mapEntrySize:])
+			mapEntry{Key: k, Slot: 7}.encode(b[84*mapEntrySize:])
+			return b
+		}()},
 		{"map-pages-header.golden", pagesHeader()},
 		{"map-entry.golden", entry(mapEntry{Key: k, Slot: 0x1122334455})},
 		{"map-entry-zero.golden", entry(mapEntry{})},

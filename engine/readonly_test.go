@@ -162,3 +162,37 @@ func TestReadOnlyRefusesPendingJournal(t *testing.T) {
 		t.Fatalf("fsck: %+v %v", rep, err)
 	}
 }
+
+// A read-only open that finds a lost map table (the page file cut short)
+// keeps what it would fix in memory: Close commits nothing and the store's
+// files are unchanged (old: the close tried to journal the fix through the
+// read-only journal and failed the store).
+func TestReadOnlyLostTableWritesNothing(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	d, _ := e.CreateDevice("a", 64*BlockSize)
+	writeBlocks(t, d, 0, block(1), block(2))
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, pagesName), mapPageSize+100); err != nil { // inside the table
+		t.Fatal(err)
+	}
+	before := storeFiles(t, dir)
+	ro, err := Open(dir, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ = ro.Device("a")
+	if _, err := d.ReadAt(make([]byte, BlockSize), 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read under a lost table: %v, want ErrCorrupt", err)
+	}
+	if err := ro.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if p := ro.failed.Load(); p != nil {
+		t.Fatalf("the read-only store failed at close: %v", *p)
+	}
+	if after := storeFiles(t, dir); after != before {
+		t.Fatalf("the read-only open changed the store:\nbefore\n%s\nafter\n%s", before, after)
+	}
+}

@@ -18,7 +18,7 @@ import (
 // directory when its superblock is missing: a new superblock with other
 // settings (another hash) would make every stored block look damaged.
 func strayStoreFile(dir string) string {
-	for _, pat := range []string{"blocks/extent-*", "devices/*.map", "index", journalName} {
+	for _, pat := range []string{"blocks/extent-*", "devices/*.vol", "devices/*.map", pagesName, "index", journalName} {
 		if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
 			rel, _ := filepath.Rel(dir, m[0])
 			return rel

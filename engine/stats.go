@@ -12,16 +12,19 @@ import (
 
 // DeviceStats describes one device.
 type DeviceStats struct {
-	Name         string    `json:"name"`
-	ID           uint32    `json:"id"`
-	LogicalBytes int64     `json:"logical_bytes"`
-	Blocks       uint64    `json:"blocks"`
-	DataBlocks   uint64    `json:"data_blocks"`      // blocks holding non-zero data
-	ZeroBlocks   uint64    `json:"zero_blocks"`      // unwritten or zero blocks: no space
-	LostBlocks   uint64    `json:"lost_blocks"`      // quarantined: map entry damaged, data lost
-	Kind         string    `json:"kind"`             // "device" or "snapshot" (read-only)
-	Origin       string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
-	Created      time.Time `json:"created"`
+	Name         string `json:"name"`
+	ID           uint32 `json:"id"`
+	LogicalBytes int64  `json:"logical_bytes"`
+	Blocks       uint64 `json:"blocks"`
+	DataBlocks   uint64 `json:"data_blocks"` // blocks holding non-zero data
+	ZeroBlocks   uint64 `json:"zero_blocks"` // unwritten or zero blocks: no space
+	LostBlocks   uint64 `json:"lost_blocks"` // quarantined: map entry damaged, data lost
+	Kind         string `json:"kind"`        // "device" or "snapshot" (read-only)
+	// UsedBlocks (snapshots) is what deleting it would free: blocks only
+	// it holds (see Engine.Used).
+	UsedBlocks uint64    `json:"used_blocks,omitempty"`
+	Origin     string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
+	Created    time.Time `json:"created"`
 }
 
 // Stats describes the whole store.
@@ -41,6 +44,8 @@ type Stats struct {
 	IndexRAMBytes   int           `json:"index_ram_bytes"`
 	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
 	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
+	// Deleting lists deleted volumes whose space is still being released.
+	Deleting []DeletingVolume `json:"deleting,omitempty"`
 }
 
 // Stats computes current figures.
@@ -67,6 +72,14 @@ func (e *Engine) Stats() (Stats, error) {
 		s.OfflineDevices = append(s.OfflineDevices, b.Name)
 	}
 	e.devMu.RUnlock()
+	for i := range s.Devices {
+		if s.Devices[i].Kind == "snapshot" {
+			if u, err := e.Used(s.Devices[i].Name); err == nil {
+				s.Devices[i].UsedBlocks = u
+			}
+		}
+	}
+	s.Deleting = e.Deleting()
 	s.DamagedBlocks = uint64(max(0, e.slots.damagedCount()))
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
 	s.UniqueBlocks = uint64(max(0, e.slots.uniqueCount()))

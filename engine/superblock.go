@@ -83,7 +83,7 @@ func DecodeSuperblock(b []byte) (Superblock, error) {
 	s.ExtentSize = int64(binary.LittleEndian.Uint64(b[24:]))
 	s.Created = time.Unix(0, int64(binary.LittleEndian.Uint64(b[32:])))
 	if s.Version < FormatVersion {
-		return s, fmt.Errorf("%w: the store has format version %d, made by an older blockhash; this one reads version %d (export its devices with the blockhash that made it and import them into a new store)", ErrFormat, s.Version, FormatVersion)
+		return s, fmt.Errorf("%w: the store has format version %d, made by an older blockhash; this one reads version %d (run blockhash upgrade)", ErrFormat, s.Version, FormatVersion)
 	}
 	if s.Version != FormatVersion {
 		return s, fmt.Errorf("%w: format version %d, made by a newer blockhash; this one reads version %d", ErrFormat, s.Version, FormatVersion)

@@ -184,12 +184,55 @@ func (e *Engine) dropRoot(m *Map, t int) (int, error) {
 	}
 	ps.dropRef(tp)
 	ps.mu.Unlock()
-	// The freed leaves keep their content until the next commit is
-	// applied: only then are their pages reused.
+	released, err := e.releaseLeaves(leaves)
+	e.changes.Add(int64(1 + released))
+	return released, err
+}
+
+// dropLeaves removes up to max leaf pointers from m's table t when only m
+// holds that table, releasing what only those leaves held; done reports
+// that no leaf is left in it (or the table is shared, or a hole). The
+// caller holds the epoch shared (the pointers and the releases go into
+// one commit). It returns the number of block references released.
+func (e *Engine) dropLeaves(m *Map, t, max int) (released int, done bool, err error) {
+	ps := e.pages
+	ps.mu.Lock()
+	tp := m.root[t]
+	if !live(tp) || ps.refs[tp] != 1 {
+		ps.mu.Unlock()
+		return 0, true, nil
+	}
+	tbl := ps.tables[tp]
+	var leaves []uint32
+	n := 0
+	for l, lp := range tbl {
+		if lp == 0 {
+			continue
+		}
+		if n == max {
+			break
+		}
+		n++
+		tbl[l] = 0
+		if live(lp) && ps.dropRef(lp) {
+			leaves = append(leaves, lp)
+		}
+	}
+	ps.dirtyTables[tp] = true
+	ps.mu.Unlock()
+	released, err = e.releaseLeaves(leaves)
+	e.changes.Add(int64(1 + released))
+	return released, n < max, err
+}
+
+// releaseLeaves drops a reference to every block the freed leaves name.
+// Their pages keep their content until the next commit is applied: only
+// then are they reused.
+func (e *Engine) releaseLeaves(leaves []uint32) (int, error) {
 	released := 0
 	buf := make([]byte, mapPageSize)
 	for _, lp := range leaves {
-		if err := ps.readPage(buf, lp); err != nil {
+		if err := e.pages.readPage(buf, lp); err != nil {
 			return released, err
 		}
 		for i := range mapPerPage {
@@ -203,7 +246,6 @@ func (e *Engine) dropRoot(m *Map, t int) (int, error) {
 			released++
 		}
 	}
-	e.changes.Add(int64(1 + released))
 	return released, nil
 }
 

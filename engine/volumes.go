@@ -276,8 +276,27 @@ func (e *Engine) teardown(m *Map) error {
 	m.teardownMu.Lock()
 	defer m.teardownMu.Unlock()
 	for t := range m.hdr.roots() {
-		if e.closing.Load() {
-			return ErrClosed
+		// An exclusive table's leaves go a batch at a time, each batch's
+		// pointers and releases in one epoch (so in one commit), which
+		// holds a commit back for one batch only; then the table.
+		for done := false; !done; {
+			if e.closing.Load() {
+				return ErrClosed
+			}
+			e.epoch.RLock()
+			n, d, err := e.dropLeaves(m, t, teardownBatch)
+			e.epoch.RUnlock()
+			done = d
+			if err != nil {
+				e.fail(err)
+				return err
+			}
+			m.mapped.Add(-int64(n))
+			if n > 0 {
+				if err := e.commit(); err != nil {
+					return err
+				}
+			}
 		}
 		e.epoch.RLock()
 		n, err := e.dropRoot(m, t)
@@ -306,6 +325,10 @@ func (e *Engine) teardown(m *Map) error {
 	}
 	return err
 }
+
+// teardownBatch is how many leaves a delete releases per commit (up to
+// 21,760 block references).
+const teardownBatch = 256
 
 // resumeDeletes restarts the release of volumes whose deletion a crash
 // or a close interrupted.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -43,6 +44,13 @@ func TestSnapshotCloneRollback(t *testing.T) {
 	}
 	if _, err := s.WriteAt(block(5), 0); !errors.Is(err, ErrSnapshot) {
 		t.Fatalf("write to a snapshot: %v, want ErrSnapshot", err)
+	}
+	// Deleting the snapshot would free the one block only it holds.
+	if u, err := e.Used("vm@s1"); err != nil || u != 1 {
+		t.Fatalf("used by the snapshot: %d %v, want 1", u, err)
+	}
+	if st, _ := e.Stats(); len(st.Devices) != 2 || st.Devices[1].Name != "vm@s1" || st.Devices[1].UsedBlocks != 1 || st.Devices[1].Kind != "snapshot" {
+		t.Fatalf("stats: %+v", st.Devices)
 	}
 	rs, err := e.Diff("vm@s1", "vm")
 	if err != nil {
@@ -186,4 +194,65 @@ func split(img []byte) [][]byte {
 		out = append(out, img[i:i+BlockSize])
 	}
 	return out
+}
+
+// A delete in the background shows its progress, frees the space when it
+// ends, and one cut short by a close resumes at the next open.
+func TestDeleteInBackground(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	d, _ := e.CreateDevice("big", 3*tableBlocks*BlockSize) // three tables
+	for _, lba := range []int64{0, tableBlocks, 2 * tableBlocks} {
+		writeBlocks(t, d, lba, block(uint64(lba+1)), block(uint64(lba+2)))
+	}
+	if err := e.DeleteDevice("big", DeleteOptions{}); err != nil { // no Wait
+		t.Fatal(err)
+	}
+	if _, err := e.Device("big"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted device: %v", err)
+	}
+	// Stop it half way (the close stops it at a table boundary), reopen:
+	// it resumes and ends.
+	e.Close()
+	e = openOK(t, dir)
+	waitDeletes(e)
+	if st, _ := e.Stats(); st.UniqueBlocks != 0 || len(st.Deleting) != 0 {
+		t.Fatalf("after the delete: %d unique blocks, deleting %+v", st.UniqueBlocks, st.Deleting)
+	}
+	fsckOK(t, e)
+	if vols, _ := filepath.Glob(filepath.Join(dir, "devices", "*.vol")); len(vols) != 0 {
+		t.Fatalf("volume files left: %v", vols)
+	}
+}
+
+// The first write into a shared leaf copies that leaf (and, the first
+// time in a table's 340 MiB, the table): one or two pages, never the map.
+func TestFirstWriteAfterSnapshotCopiesOnePage(t *testing.T) {
+	_, e := newStore(t, Options{})
+	d, _ := e.CreateDevice("vm", 4*mapPerPage*BlockSize)
+	for lba := int64(0); lba < 4*mapPerPage; lba++ {
+		writeBlocks(t, d, lba, block(uint64(lba+1)))
+	}
+	if err := e.Snapshot("vm", "s"); err != nil {
+		t.Fatal(err)
+	}
+	copies := func() (leaves, tables int) {
+		e.pages.mu.RLock()
+		defer e.pages.mu.RUnlock()
+		return len(e.pages.newLeaves), len(e.pages.dirtyTables)
+	}
+	for i, tc := range []struct {
+		lba            int64
+		leaves, tables int // made since the snapshot, in all
+	}{
+		{0, 1, 1},                // the table and the first leaf
+		{1, 1, 1},                // the same leaf: nothing more
+		{2 * mapPerPage, 2, 1},   // another leaf of the same table
+		{3*mapPerPage + 5, 3, 1}, // and another
+	} {
+		writeBlocks(t, d, tc.lba, block(uint64(1000+i)))
+		if l, tb := copies(); l != tc.leaves || tb != tc.tables {
+			t.Fatalf("write %d (block %d): %d leaves and %d tables copied, want %d and %d", i, tc.lba, l, tb, tc.leaves, tc.tables)
+		}
+	}
+	fsckOK(t, e)
 }

@@ -9,7 +9,6 @@ import (
 
 func init() {
 	register(&command{name: "create", usage: "NAME --size SIZE", summary: "create a device in the store", run: runCreate})
-	register(&command{name: "delete", usage: "NAME|DEV@SNAP [--recursive]", summary: "delete a device (with --recursive, its snapshots too) or a snapshot, and release what only it held", run: runDelete})
 }
 
 func runCreate(e *env, args []string) error {
@@ -33,25 +32,6 @@ func runCreate(e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "created %s (%s)\n", d.Name(), human(d.Size()))
-	return nil
-}
-
-func runDelete(e *env, args []string) error {
-	fs := newFlags("delete")
-	recursive := fs.Bool("recursive", false, "delete the device's snapshots with it")
-	pos, err := parseArgs(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	eng, err := e.openStore(freeing)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	if err := eng.DeleteDevice(pos[0], engine.DeleteOptions{Recursive: *recursive, Wait: true}); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "deleted %s\n", pos[0])
 	return nil
 }
 

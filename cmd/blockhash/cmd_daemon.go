@@ -16,8 +16,8 @@ import (
 func init() {
 	register(&command{name: "serve", usage: "[--stop-devices-on-exit]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)", run: runServe})
-	register(&command{name: "add", usage: "NAME [--size SIZE] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
-		summary: "serve a device (created if missing) and print its /dev/ublkbN", run: runAdd})
+	register(&command{name: "add", usage: "NAME|DEV@SNAP [--size SIZE] [--read-only] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
+		summary: "serve a device (created if missing) or a snapshot (always read-only) and print its /dev/ublkbN", run: runAdd})
 	register(&command{name: "del", usage: "NAME | -n ID | --all [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)", run: runDel})
 	register(&command{name: "status", usage: "", summary: "tell whether the daemon runs (exit 0) and how many devices it serves", run: runStatus})
 	register(&command{name: "recover", usage: "-n ID", summary: "serve again a device whose serving stopped", run: runRecover})
@@ -69,11 +69,12 @@ func runAdd(e *env, args []string) error {
 	queues := fs.Int("q", 1, "hardware queues")
 	depth := fs.Int("d", 128, "queue depth")
 	lbs := fs.Int("logical-block-size", 512, "logical block size: 512 or 4096")
+	ro := fs.Bool("read-only", false, "serve the device read-only (implied for a snapshot DEV@SNAP)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	resp, err := e.client().Do(daemon.Request{Op: "add", Name: pos[0], Size: size.v, ID: *id, Queues: *queues, Depth: *depth, LBS: *lbs})
+	resp, err := e.client().Do(daemon.Request{Op: "add", Name: pos[0], Size: size.v, ID: *id, Queues: *queues, Depth: *depth, LBS: *lbs, ReadOnly: *ro})
 	if err != nil {
 		return err
 	}
@@ -136,13 +137,18 @@ func runRecover(e *env, args []string) error {
 	return nil
 }
 
-// daemonList prints the daemon's devices; ok is false when no daemon runs.
+// daemonList prints the daemon's devices (with --json; else the served
+// devices, then the store's volumes); ok is false when no daemon runs.
 func daemonList(e *env, asJSON bool) (ok bool, err error) {
 	c := e.client()
 	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
 		return false, nil
 	}
-	resp, err := c.Do(daemon.Request{Op: "list"})
+	op := "list"
+	if !asJSON {
+		op = "stats" // the served devices and the store's volumes
+	}
+	resp, err := c.Do(daemon.Request{Op: op})
 	if err != nil {
 		return true, err
 	}
@@ -153,12 +159,20 @@ func daemonList(e *env, asJSON bool) (ok bool, err error) {
 		return true, e.printJSON(resp.Devices)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSIZE\tPATH\tSTATE\tQUEUES\tDEPTH\tLBS\tDATA BLOCKS\tZERO BLOCKS")
+	fmt.Fprintln(tw, "ID\tNAME\tSIZE\tPATH\tSTATE\tQUEUES\tDEPTH\tLBS\tDATA BLOCKS\tZERO BLOCKS\tMODE")
 	for _, d := range resp.Devices {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", d.ID, d.Name, human(d.Size), d.Path, d.State,
-			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks)
+		mode := "rw"
+		if d.ReadOnly {
+			mode = "ro"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", d.ID, d.Name, human(d.Size), d.Path, d.State,
+			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks, mode)
 	}
-	return true, tw.Flush()
+	if err := tw.Flush(); err != nil || resp.Stats == nil {
+		return true, err
+	}
+	fmt.Fprintln(e.stdout)
+	return true, printVolumes(e, *resp.Stats)
 }
 
 func runStatus(e *env, args []string) error {

@@ -2,15 +2,33 @@ package main
 
 import (
 	"fmt"
+	"os"
 
+	"blockhash/daemon"
 	"blockhash/engine"
 )
 
+// Snapshots, clones, rollbacks, deletions and diffs go through the daemon
+// when it runs (it refuses to roll back or delete what it serves) and open
+// the store directly otherwise (refused likewise for devices the daemon
+// remembers as served). The output is the same either way.
+
 func init() {
-	register(&command{name: "snapshot", usage: "DEV SNAP", summary: "take a read-only, point-in-time snapshot DEV@SNAP of a device", run: runSnapshot})
+	register(&command{name: "snapshot", usage: "DEV SNAP", summary: "take a read-only, point-in-time snapshot DEV@SNAP of a device (served or not; freeze its file system first for a consistent one)", run: runSnapshot})
 	register(&command{name: "clone", usage: "SRC[@SNAP] DST", summary: "make a new writable device sharing every block of a device or snapshot", run: runClone})
 	register(&command{name: "rollback", usage: "DEV SNAP", summary: "return a device to its snapshot (the device must not be served)", run: runRollback})
 	register(&command{name: "diff", usage: "DEV[@A] DEV[@B] [--json]", summary: "list the block ranges that differ between two snapshots or devices", run: runDiff})
+	register(&command{name: "delete", usage: "NAME|DEV@SNAP [--recursive]", summary: "delete a device (with --recursive, its snapshots too) or a snapshot, and release what only it held (not while served)", run: runDelete})
+}
+
+// viaDaemon sends r to the daemon if one runs; ok is false when none does.
+func (e *env) viaDaemon(r daemon.Request) (resp daemon.Response, ok bool, err error) {
+	c := e.client()
+	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
+		return daemon.Response{}, false, nil
+	}
+	resp, err = c.Do(r)
+	return resp, true, err
 }
 
 func runSnapshot(e *env, args []string) error {
@@ -18,12 +36,11 @@ func runSnapshot(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	if err := eng.Snapshot(pos[0], pos[1]); err != nil {
+	if _, ok, err := e.viaDaemon(daemon.Request{Op: "snapshot", Name: pos[0], Snap: pos[1], ID: -1}); ok {
+		if err != nil {
+			return err
+		}
+	} else if err := e.offline(noBackground, func(eng *engine.Engine) error { return eng.Snapshot(pos[0], pos[1]) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "snapshot %s@%s taken\n", pos[0], pos[1])
@@ -35,12 +52,11 @@ func runClone(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(noBackground)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	if err := eng.Clone(pos[0], pos[1]); err != nil {
+	if _, ok, err := e.viaDaemon(daemon.Request{Op: "clone", Name: pos[0], Target: pos[1], ID: -1}); ok {
+		if err != nil {
+			return err
+		}
+	} else if err := e.offline(noBackground, func(eng *engine.Engine) error { return eng.Clone(pos[0], pos[1]) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "cloned %s to %s\n", pos[0], pos[1])
@@ -52,19 +68,51 @@ func runRollback(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(freeing)
+	if _, ok, err := e.viaDaemon(daemon.Request{Op: "rollback", Name: pos[0], Snap: pos[1], ID: -1}); ok {
+		if err != nil {
+			return err
+		}
+	} else {
+		if err := daemon.NotServed(e.store, pos[0]); err != nil {
+			return err
+		}
+		// The device's old content is released before the command returns
+		// (Close waits for it).
+		if err := e.offline(freeing, func(eng *engine.Engine) error { return eng.Rollback(pos[0], pos[1]) }); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stdout, "rolled %s back to %s@%s\n", pos[0], pos[0], pos[1])
+	return nil
+}
+
+func runDelete(e *env, args []string) error {
+	fs := newFlags("delete")
+	recursive := fs.Bool("recursive", false, "delete the device's snapshots with it")
+	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	if err := eng.Rollback(pos[0], pos[1]); err != nil {
-		eng.Close()
+	name := pos[0]
+	if _, ok, err := e.viaDaemon(daemon.Request{Op: "delete", Name: name, Recursive: *recursive, ID: -1}); ok {
+		if err != nil {
+			return err
+		}
+	} else if err := e.offline(freeing, func(eng *engine.Engine) error {
+		names := []string{name}
+		for _, n := range eng.Devices() {
+			if dev, snap := engine.SplitName(n); snap != "" && dev == name {
+				names = append(names, n)
+			}
+		}
+		if err := daemon.NotServed(e.store, names...); err != nil {
+			return err
+		}
+		return eng.DeleteDevice(name, engine.DeleteOptions{Recursive: *recursive, Wait: true})
+	}); err != nil {
 		return err
 	}
-	// The device's old content is released before the command returns.
-	if err := eng.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "rolled %s back to %s@%s\n", pos[0], pos[0], pos[1])
+	fmt.Fprintf(e.stdout, "deleted %s\n", name)
 	return nil
 }
 
@@ -75,12 +123,14 @@ func runDiff(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, err := e.openStore(readOnly)
-	if err != nil {
-		return err
+	resp, ok, err := e.viaDaemon(daemon.Request{Op: "diff", Name: pos[0], Target: pos[1], ID: -1})
+	rs := resp.Ranges
+	if !ok {
+		err = e.offline(readOnly, func(eng *engine.Engine) (err error) {
+			rs, err = eng.Diff(pos[0], pos[1])
+			return err
+		})
 	}
-	defer eng.Close()
-	rs, err := eng.Diff(pos[0], pos[1])
 	if err != nil {
 		return err
 	}
@@ -97,4 +147,18 @@ func runDiff(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stderr, "%d ranges, %d blocks (%s) differ\n", len(rs), blocks, human(int64(blocks)*engine.BlockSize))
 	return nil
+}
+
+// offline opens the store with o, runs fn and closes the store (an error
+// of Close counts: it commits what fn did).
+func (e *env) offline(o engine.Options, fn func(*engine.Engine) error) error {
+	eng, err := e.openStore(o)
+	if err != nil {
+		return err
+	}
+	if err := fn(eng); err != nil {
+		eng.Close()
+		return err
+	}
+	return eng.Close()
 }

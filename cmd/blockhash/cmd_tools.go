@@ -14,7 +14,7 @@ import (
 func init() {
 	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
 	register(&command{name: "sample", usage: "[--size SIZE] [--member N] [--zero FRACTION] FILE", summary: "write a synthetic VM image (members of one family share most blocks)", run: runSample})
-	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION]", summary: "measure ingest, reads and index RAM on this machine", run: runBench})
+	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--device-time DURATION] [--device-size SIZE]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
 }
 
 func runAnalyze(e *env, args []string) error {
@@ -76,10 +76,18 @@ func runBench(e *env, args []string) error {
 	fs.Var(&size, "size", "bytes per ingest phase")
 	readTime := fs.Duration("read-time", 5*time.Second, "duration of each read phase")
 	indexBlocks := fs.Int("index-blocks", 2_000_000, "unique blocks for the index RAM figure")
+	deviceTime := fs.Duration("device-time", 3*time.Second, "duration of each device-path pattern (random 4 KiB writes and reads)")
+	var deviceSize sizeFlag
+	deviceSize.v = 1 << 30
+	fs.Var(&deviceSize, "device-size", "logical size of the device-path device and plain file")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	o := bench.Options{Dir: *dir, IngestBytes: size.v, ReadTime: *readTime, IndexBlocks: *indexBlocks, Log: e.stderr}
+	if deviceSize.v < 32*4096 || deviceSize.v%4096 != 0 || *deviceTime <= 0 {
+		return usagef("--device-size must be a multiple of 4096, 128 KiB or more, and --device-time positive")
+	}
+	o := bench.Options{Dir: *dir, IngestBytes: size.v, ReadTime: *readTime, IndexBlocks: *indexBlocks,
+		DeviceTime: *deviceTime, DeviceBytes: deviceSize.v, Log: e.stderr}
 	res, err := bench.Run(o)
 	if err != nil {
 		return err
@@ -92,5 +100,19 @@ func runBench(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "random 4K reads      %8.0f IOPS   (plain file: %.0f IOPS, ratio %.2f)\n", res.RandomReadIOPS, res.RawRandomReadIOPS, res.ReadRatio)
 	fmt.Fprintf(e.stdout, "index RAM            %8.2f bytes per unique block (%d blocks; Go heap of the reopened index: %.2f)\n", res.IndexRAMBytesPerBlock, res.IndexBlocks, res.IndexHeapBytesPerBlock)
 	fmt.Fprintf(e.stdout, "index disk           %8.1f bytes per entry\n", res.IndexDiskBytesPerEntry)
+	fmt.Fprintf(e.stdout, "SHA-256, 4K blocks   %8.0f MB/s   (%d cores; unique ingest is %.0f%% of it)\n", res.SHA256MBs, res.Cores, 100*res.UniqueIngestMBs/res.SHA256MBs)
+	fmt.Fprintf(e.stdout, "device path: random 4 KiB requests, %d in flight, a flush every %d writes, %s device, %s per pattern\n",
+		res.Inflight, res.FlushEvery, human(res.DeviceBytes), time.Duration(res.DeviceSeconds*float64(time.Second)))
+	fmt.Fprintf(e.stdout, "  device writes      %8.0f IOPS   unique data\n", res.DeviceRandWriteIOPS)
+	fmt.Fprintf(e.stdout, "  device writes      %8.0f IOPS   duplicate data\n", res.DeviceRandWriteDupIOPS)
+	fmt.Fprintf(e.stdout, "  device reads       %8.0f IOPS   (of the %d blocks written; %d reads of all patterns checked)\n", res.DeviceRandReadIOPS, res.DeviceReadBlocks, res.VerifiedReads)
+	fmt.Fprintf(e.stdout, "  plain file writes  %8.0f IOPS   page cache, fdatasync every %d\n", res.FileRandWriteIOPS, res.FlushEvery)
+	fmt.Fprintf(e.stdout, "  plain file reads   %8.0f IOPS   page cache\n", res.FileRandReadIOPS)
+	if res.FileDirect {
+		fmt.Fprintf(e.stdout, "  plain file writes  %8.0f IOPS   O_DIRECT, fdatasync every %d\n", res.FileRandWriteDirectIOPS, res.FlushEvery)
+		fmt.Fprintf(e.stdout, "  plain file reads   %8.0f IOPS   O_DIRECT\n", res.FileRandReadDirectIOPS)
+	} else {
+		fmt.Fprintln(e.stdout, "  plain file O_DIRECT: not supported by this file system, not measured")
+	}
 	return nil
 }

@@ -164,6 +164,9 @@ func TestBadInput(t *testing.T) {
 		{"recover without an id", []string{"recover"}, "-n ID is required"},
 		{"sample with a bad size", []string{"sample", "--size", "4000", filepath.Join(dir, "s.img")}, "multiple of 4096"},
 		{"sample over an existing file", []string{"sample", "--size", "64K", big}, "file exists"},
+		{"bench with a small device", []string{"bench", "--dir", dir, "--device-size", "64K"}, "128 KiB or more"},
+		{"bench with a device size not a block multiple", []string{"bench", "--dir", dir, "--device-size", "1000000"}, "multiple of 4096"},
+		{"bench with no device time", []string{"bench", "--dir", dir, "--device-time", "0s"}, "--device-time positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,7 +249,6 @@ func TestCorruptStoreFiles(t *testing.T) {
 		{"volume header and copy bit flip", func(s string) error {
 			return errors.Join(flip(filepath.Join(s, "devices", "1.vol"), 40), flip(filepath.Join(s, "devices", "1.vol"), 4096+40))
 		}, []string{"export", "d"}, "cannot be read"},
-		{"map pages truncated", func(s string) error { return os.Truncate(filepath.Join(s, "mappages"), 5000) }, []string{"export", "d"}, "quarantined"},
 		{"map entry bit flip", func(s string) error { return flip(filepath.Join(s, "mappages"), 2*4096+48+3) }, []string{"export", "d"}, "quarantined"},
 		{"slot record bit flip", func(s string) error { return flip(filepath.Join(s, "blocks", "extent-000000.meta"), 50) }, nil, "corrupt"},
 		{"extent truncated", func(s string) error { return os.Truncate(filepath.Join(s, "blocks", "extent-000000.dat"), 4096) }, nil, "extent"},

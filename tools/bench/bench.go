@@ -1,9 +1,11 @@
 // Package bench measures the store: unique and duplicate ingest, random
-// reads against the same disk's plain file, and index RAM per unique block.
-// It backs `blockhash bench`; the figures are reported, never asserted.
+// reads against the same disk's plain file, index RAM per unique block, and
+// the device path (random 4 KiB writes and reads through the engine's device
+// API beside the same patterns on a plain file, and the SHA-256 limit). It
+// backs `blockhash bench`; the figures are reported, never asserted.
 //
 // Concurrency: Run uses a fixed number of goroutines per phase (Writers,
-// Readers); nothing outlives a phase.
+// Readers, Inflight; one per core for SHA-256); nothing outlives a phase.
 package bench
 
 import (
@@ -33,6 +35,10 @@ type Options struct {
 	Readers     int           // concurrent readers (default 32)
 	Writers     int           // concurrent 1 MiB writers (default 4)
 	IndexBlocks int           // unique keys for the index RAM figure (default 2,000,000)
+	DeviceTime  time.Duration // time per device-path pattern (default 3s)
+	DeviceBytes int64         // logical size of the device-path device and file (default 1 GiB)
+	Inflight    int           // requests in flight in the device path (default 32)
+	FlushEvery  int           // device-path writes per flush (default 1,000)
 	Log         io.Writer     // progress lines (may be nil)
 }
 
@@ -50,6 +56,7 @@ type Result struct {
 	IngestBytes            int64   `json:"ingest_bytes"`
 	Cores                  int     `json:"cores"`
 	Procs                  int     `json:"procs"` // GOMAXPROCS
+	DeviceResult
 }
 
 func (o *Options) defaults() {
@@ -69,10 +76,27 @@ func (o *Options) defaults() {
 	if o.IndexBlocks <= 0 {
 		o.IndexBlocks = 2_000_000
 	}
+	if o.DeviceTime <= 0 {
+		o.DeviceTime = 3 * time.Second
+	}
+	if o.Inflight <= 0 {
+		o.Inflight = 32
+	}
+	if o.DeviceBytes <= 0 {
+		o.DeviceBytes = 1 << 30
+	}
+	o.DeviceBytes = max(o.DeviceBytes/blockstore.BlockSize, int64(o.Inflight)) * blockstore.BlockSize
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = 1000
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
 }
+
+// shaTime is how long the SHA-256 figure hashes: a third of a pattern's
+// time.
+func (o *Options) shaTime() time.Duration { return o.DeviceTime / 3 }
 
 // Run runs every phase in a fresh store under o.Dir and removes it after.
 func Run(o Options) (Result, error) {
@@ -132,6 +156,9 @@ func Run(o Options) (Result, error) {
 		return res, err
 	}
 	fmt.Fprintf(o.Log, "  %.2f bytes per block\n", res.IndexRAMBytesPerBlock)
+	if res.DeviceResult, err = runDevicePath(dir, o); err != nil {
+		return res, err
+	}
 	return res, nil
 }
 
