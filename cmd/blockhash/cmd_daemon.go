@@ -47,8 +47,16 @@ func runServe(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log.Info().Str("store", e.store).Str("socket", e.socket).Int("devices", len(d.List())).Msg("blockhash daemon ready")
+	n := len(d.List())
+	log.Info().Str("store", e.store).Str("socket", e.socket).Int("devices", n).Msg("blockhash daemon ready")
+	// The devices it remembered are served and the control socket
+	// listens: a systemd unit of Type=notify starts what depends on it now.
+	notify := newNotifier()
+	if err := notify.send(fmt.Sprintf("READY=1\nSTATUS=serving %d devices from %s", n, e.store)); err != nil {
+		log.Warn().Err(err).Msg("cannot tell the service manager the daemon is ready")
+	}
 	serveErr := d.Serve(ctx)
+	notify.send("STOPPING=1\nSTATUS=draining the devices and flushing the store")
 	if *stopDevs {
 		log.Info().Msg("stopping: draining and removing the devices, flushing the store")
 	} else {

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"blockhash/engine"
 )
 
 func init() {
-	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--recover-superblock]",
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--if-missing] [--recover-superblock]",
 		summary: "create an empty store (sha1 implies --verify), or rebuild a lost superblock", run: runInit})
 }
 
@@ -19,6 +20,7 @@ func runInit(e *env, args []string) error {
 	extent.v = 1 << 30
 	fs.Var(&extent, "extent-size", "size of each preallocated extent file")
 	recoverSB := fs.Bool("recover-superblock", false, "rebuild the lost superblock of the store in this directory")
+	ifMissing := fs.Bool("if-missing", false, "do nothing (exit 0) when a store exists already (for a service's start)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -40,6 +42,10 @@ func runInit(e *env, args []string) error {
 		return nil
 	}
 	if err := engine.Create(e.store, engine.Options{Hash: h, Verify: v, ExtentSize: extent.v}); err != nil {
+		if *ifMissing && errors.Is(err, engine.ErrExists) {
+			fmt.Fprintf(e.stdout, "store %s exists already\n", e.store)
+			return nil
+		}
 		return err
 	}
 	fmt.Fprintf(e.stdout, "initialised store %s (hash %s, verify %v, extents of %s)\n", e.store, h, v, human(extent.v))
