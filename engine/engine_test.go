@@ -440,3 +440,26 @@ func entryLoc(t *testing.T, dir, name string, lba uint64) (string, int64) {
 	}
 	return filepath.Join(dir, pagesName), int64(lp)*mapPageSize + int64(lba%mapPerPage)*mapEntrySize
 }
+
+// Saved space counts what dedup saves of the data written: an empty
+// device saves nothing (old: an empty 1 TiB device showed 100% saved,
+// unwritten space counted as saved).
+func TestSavedPercent(t *testing.T) {
+	_, e := newStore(t, Options{})
+	if _, err := e.CreateDevice("empty", 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.SavedPercent != 0 {
+		t.Fatalf("empty device: saved %.1f%%, want 0", st.SavedPercent)
+	}
+	d, _ := e.CreateDevice("d", 1<<20)
+	writeBlocks(t, d, 0, block(1), block(1), block(1), block(2))
+	st, _ = e.Stats()
+	if st.SavedPercent != 50 || st.DataBytes != 4*BlockSize || st.DedupSavedBytes != 2*BlockSize {
+		t.Fatalf("4 data blocks, 2 stored: saved %.1f%%, data %d, dedup saved %d", st.SavedPercent, st.DataBytes, st.DedupSavedBytes)
+	}
+}

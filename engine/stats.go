@@ -38,7 +38,19 @@ type Stats struct {
 	StoredBytes     int64         `json:"stored_bytes"`     // block data on disk: unique blocks * 4096
 	AllocatedBytes  int64         `json:"allocated_bytes"`  // preallocated extent space
 	MetadataBytes   int64         `json:"metadata_bytes"`   // index, maps, slot records, journal, superblock
-	SavedPercent    float64       `json:"saved_percent"`    // 1 - stored/logical
+	// SavedPercent is what dedup saves of the data written: duplicate
+	// blocks over data blocks (0 while no data is written). Unwritten and
+	// zero blocks take no space either, but they are not counted as saved:
+	// an empty device saves nothing.
+	SavedPercent float64 `json:"saved_percent"`
+	// DataBytes is the non-zero data the devices hold (data blocks x 4 KiB),
+	// DedupSavedBytes the part of it stored once for several blocks.
+	DataBytes       int64 `json:"data_bytes"`
+	DedupSavedBytes int64 `json:"dedup_saved_bytes"`
+	// FreeExtentBytes is the space allocated to extents and not holding a
+	// block; UsePercent is stored over allocated.
+	FreeExtentBytes int64   `json:"free_extent_bytes"`
+	UsePercent      float64 `json:"use_percent"`
 	Hash            string        `json:"hash"`
 	IndexEntries    int           `json:"index_entries"`
 	IndexRAMBytes   int           `json:"index_ram_bytes"`
@@ -103,8 +115,14 @@ func (e *Engine) Stats() (Stats, error) {
 		other += b
 	}
 	s.MetadataBytes = ixBytes + mapBytes + u.MetaBytes + other
-	if s.LogicalBytes > 0 {
-		s.SavedPercent = 100 * (1 - float64(s.StoredBytes)/float64(s.LogicalBytes))
+	s.DataBytes = int64(s.DataBlocks) * BlockSize
+	s.DedupSavedBytes = int64(s.DuplicateBlocks) * BlockSize
+	if s.DataBytes > 0 {
+		s.SavedPercent = 100 * float64(s.DedupSavedBytes) / float64(s.DataBytes)
+	}
+	s.FreeExtentBytes = max(0, s.AllocatedBytes-s.StoredBytes)
+	if s.AllocatedBytes > 0 {
+		s.UsePercent = 100 * float64(s.StoredBytes) / float64(s.AllocatedBytes)
 	}
 	is := e.ix.Stats()
 	s.IndexEntries, s.IndexRAMBytes = is.Entries, is.FilterBytes

@@ -61,12 +61,18 @@ func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "\nstore (%s, %d devices)\n", s.Hash, len(s.Devices))
 	fmt.Fprintf(e.stdout, "  raw size         %s\n", human(s.LogicalBytes))
-	fmt.Fprintf(e.stdout, "  zero blocks      %d (stored as nothing)\n", s.ZeroBlocks)
+	fmt.Fprintf(e.stdout, "  zero blocks      %d (unwritten or zero: stored as nothing)\n", s.ZeroBlocks)
+	fmt.Fprintf(e.stdout, "  data             %s in %d blocks\n", human(s.DataBytes), s.DataBlocks)
 	fmt.Fprintf(e.stdout, "  duplicate blocks %d (shared)\n", s.DuplicateBlocks)
 	fmt.Fprintf(e.stdout, "  stored blocks    %d\n", s.UniqueBlocks)
-	fmt.Fprintf(e.stdout, "  stored size      %s (%s of extents allocated)\n", human(s.StoredBytes), human(s.AllocatedBytes))
+	fmt.Fprintf(e.stdout, "  stored size      %s of %s of extents allocated (%.1f%% used, %s free)\n",
+		human(s.StoredBytes), human(s.AllocatedBytes), s.UsePercent, human(s.FreeExtentBytes))
 	fmt.Fprintf(e.stdout, "  metadata         %s\n", human(s.MetadataBytes))
-	fmt.Fprintf(e.stdout, "  saved            %.1f%%\n", s.SavedPercent)
+	if s.DataBytes > 0 {
+		fmt.Fprintf(e.stdout, "  saved by dedup   %s, %.1f%% of the data\n", human(s.DedupSavedBytes), s.SavedPercent)
+	} else {
+		fmt.Fprintf(e.stdout, "  saved by dedup   - (no data written)\n")
+	}
 	var lost uint64
 	for _, d := range s.Devices {
 		lost += d.LostBlocks
