@@ -49,13 +49,13 @@ type Stats struct {
 	DedupSavedBytes int64 `json:"dedup_saved_bytes"`
 	// FreeExtentBytes is the space allocated to extents and not holding a
 	// block; UsePercent is stored over allocated.
-	FreeExtentBytes int64   `json:"free_extent_bytes"`
-	UsePercent      float64 `json:"use_percent"`
-	Hash            string        `json:"hash"`
-	IndexEntries    int           `json:"index_entries"`
-	IndexRAMBytes   int           `json:"index_ram_bytes"`
-	DamagedBlocks   uint64        `json:"damaged_blocks"`            // stored blocks known to fail their digest
-	OfflineDevices  []string      `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
+	FreeExtentBytes int64    `json:"free_extent_bytes"`
+	UsePercent      float64  `json:"use_percent"`
+	Hash            string   `json:"hash"`
+	IndexEntries    int      `json:"index_entries"`
+	IndexRAMBytes   int      `json:"index_ram_bytes"`
+	DamagedBlocks   uint64   `json:"damaged_blocks"`            // stored blocks known to fail their digest
+	OfflineDevices  []string `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
 	// Deleting lists deleted volumes whose space is still being released.
 	Deleting []DeletingVolume `json:"deleting,omitempty"`
 }
