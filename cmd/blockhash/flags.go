@@ -197,7 +197,11 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		case def == "0" || def == "0s":
 			def = ""
 		}
-		printFlag(w, flagName(f.Name), strings.ToUpper(arg), usage, def)
+		switch arg {
+		case "int", "uint", "string", "float", "duration", "value":
+			arg = strings.ToUpper(arg) // a type's name, not a named placeholder
+		}
+		printFlag(w, flagName(f.Name), arg, usage, def)
 	})
 }
 
