@@ -150,7 +150,11 @@ func (e *env) runCommand(c *command, args []string) int {
 		printCommandHelp(e.stdout, c, he.fs)
 		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(e.stderr, "blockhash %s: %s (see blockhash help %s)\n", c.name, ue.msg, c.name)
+		see := "blockhash help " + c.name
+		if c.name == "help" {
+			see = "blockhash help"
+		}
+		fmt.Fprintf(e.stderr, "blockhash %s: %s (see %s)\n", c.name, ue.msg, see)
 		return 2
 	}
 	fmt.Fprintf(e.stderr, "blockhash %s: %s\n", c.name, oneLine(err))
