@@ -11,8 +11,13 @@ export PATH := $(PATH):/usr/local/go/bin
 
 all: build
 
+# The version blockhash --version prints: git describe when git knows the
+# tree, else the Go build info (see cmd/blockhash/version.go).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
+
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 vet:
 	$(GO) vet ./...

@@ -14,11 +14,25 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--stop-devices-on-exit]",
-		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)", run: runServe})
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit]",
+		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
+		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
+			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
+			"I/O from the store. SIGTERM or SIGINT finish the I/O in progress, flush the store and exit 0, leaving " +
+			"every /dev/ublkbN in place (its new I/O waits) for the next serve to take over, unless " +
+			"--stop-devices-on-exit is given.",
+		run: runServe})
 	register(&command{name: "add", usage: "NAME|DEV@SNAP [--size SIZE] [--read-only] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
-		summary: "serve a device (created if missing) or a snapshot (always read-only) and print its /dev/ublkbN", run: runAdd})
-	register(&command{name: "del", usage: "NAME | -n ID | --all [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)", run: runDel})
+		summary: "serve a device (created if missing) or a snapshot (always read-only) and print its /dev/ublkbN",
+		help: "Ask the running daemon to serve a device of the store as /dev/ublkbID and print that path. A device " +
+			"that does not exist is created with --size; an existing one is served as it is. A snapshot DEV@SNAP " +
+			"is always served read-only.",
+		run: runAdd})
+	register(&command{name: "del", usage: "NAME | -n ID | --all|-a [--keep-data]", summary: "stop serving devices and delete them (--keep-data keeps them in the store)",
+		help: "Ask the running daemon to stop serving a device (by NAME or by -n ID) or every device (--all), " +
+			"remove its /dev/ublkbN even while it is in use, and delete it from the store with its data, unless " +
+			"--keep-data is given. A device that has snapshots is only stopped with --keep-data.",
+		run: runDel})
 	register(&command{name: "status", usage: "", summary: "tell whether the daemon runs (exit 0) and how many devices it serves", run: runStatus})
 	register(&command{name: "recover", usage: "-n ID", summary: "serve again a device whose serving stopped", run: runRecover})
 }
@@ -73,10 +87,10 @@ func runAdd(e *env, args []string) error {
 	fs := newFlags("add")
 	var size sizeFlag
 	fs.Var(&size, "size", "device size (required for a new device), like 20G")
-	id := fs.Int("n", -1, "device number N of /dev/ublkbN (default: any free)")
-	queues := fs.Int("q", 1, "hardware queues")
-	depth := fs.Int("d", 128, "queue depth")
-	lbs := fs.Int("logical-block-size", 512, "logical block size: 512 or 4096")
+	id := fs.Int("n", -1, "serve it as /dev/ublkb`ID`; -1: the first free number")
+	queues := fs.Int("q", 1, "number of hardware `QUEUES` (one ublk queue thread each)")
+	depth := fs.Int("d", 128, "queue `DEPTH`: requests in flight per queue")
+	lbs := fs.Int("logical-block-size", 512, "logical block `SIZE` the guest sees: 512 or 4096")
 	ro := fs.Bool("read-only", false, "serve the device read-only (implied for a snapshot DEV@SNAP)")
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
@@ -92,10 +106,10 @@ func runAdd(e *env, args []string) error {
 
 func runDel(e *env, args []string) error {
 	fs := newFlags("del")
-	id := fs.Int("n", -1, "device number")
+	id := fs.Int("n", -1, "the device served as /dev/ublkb`ID`")
 	all := fs.Bool("all", false, "every served device")
-	a := fs.Bool("a", false, "every served device")
-	keep := fs.Bool("keep-data", false, "keep the device's data in the store")
+	a := fs.Bool("a", false, "same as --all")
+	keep := fs.Bool("keep-data", false, "only stop serving: keep the device and its data in the store")
 	pos, err := parseArgsRange(fs, args, 0, 1)
 	if err != nil {
 		return err
@@ -130,7 +144,7 @@ func btoi(b bool) int {
 
 func runRecover(e *env, args []string) error {
 	fs := newFlags("recover")
-	id := fs.Int("n", -1, "device number")
+	id := fs.Int("n", -1, "the device that was served as /dev/ublkb`ID` (required)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}

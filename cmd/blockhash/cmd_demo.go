@@ -19,7 +19,7 @@ func runDemo(e *env, args []string) error {
 	var size sizeFlag
 	size.v = 256 << 20
 	fs.Var(&size, "size", "size of each sample image")
-	images := fs.Int("images", 3, "number of sample images")
+	images := fs.Int("images", 3, "`N` sample images, 1 to 16")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}

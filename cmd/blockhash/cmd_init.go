@@ -14,7 +14,7 @@ func init() {
 
 func runInit(e *env, args []string) error {
 	fs := newFlags("init")
-	hash := fs.String("hash", "sha256", "strong hash: sha256 or sha1 (sha1 implies --verify)")
+	hash := fs.String("hash", "sha256", "strong `HASH` of the content keys: sha256 or sha1 (sha1 implies --verify)")
 	verify := fs.Bool("verify", false, "byte-compare a block before sharing it")
 	var extent sizeFlag
 	extent.v = 1 << 30

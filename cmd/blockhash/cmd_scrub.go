@@ -19,7 +19,7 @@ func init() {
 
 func runScrub(e *env, args []string) error {
 	fs := newFlags("scrub")
-	rate := fs.Float64("rate", 0, "read at most this many MB (10^6 bytes) per second; 0: no bound")
+	rate := fs.Float64("rate", 0, "`MB/s`: read at most this many megabytes (10^6 bytes) per second; 0: no bound")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err

@@ -14,7 +14,7 @@ import (
 func init() {
 	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
 	register(&command{name: "sample", usage: "[--size SIZE] [--member N] [--zero FRACTION] FILE", summary: "write a synthetic VM image (members of one family share most blocks)", run: runSample})
-	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--device-time DURATION] [--device-size SIZE]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
+	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--index-blocks N] [--device-time DURATION] [--device-size SIZE]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
 }
 
 func runAnalyze(e *env, args []string) error {
@@ -55,8 +55,8 @@ func runSample(e *env, args []string) error {
 	var size sizeFlag
 	size.v = 256 << 20
 	fs.Var(&size, "size", "image size")
-	member := fs.Uint64("member", 0, "family member: different members share their base blocks")
-	zero := fs.Float64("zero", 0.35, "fraction of zero blocks")
+	member := fs.Uint64("member", 0, "family member `N`: members share their base blocks, each adds its own")
+	zero := fs.Float64("zero", 0.35, "`FRACTION` of zero blocks, 0 to 0.9")
 	paths, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
@@ -70,12 +70,12 @@ func runSample(e *env, args []string) error {
 func runBench(e *env, args []string) error {
 	fs := newFlags("bench")
 	asJSON := fs.Bool("json", false, "print JSON")
-	dir := fs.String("dir", os.TempDir(), "scratch directory on the disk to measure")
+	dir := fs.String("dir", os.TempDir(), "scratch `DIR`ectory on the disk to measure")
 	var size sizeFlag
 	size.v = 2 << 30
 	fs.Var(&size, "size", "bytes per ingest phase")
 	readTime := fs.Duration("read-time", 5*time.Second, "duration of each read phase")
-	indexBlocks := fs.Int("index-blocks", 2_000_000, "unique blocks for the index RAM figure")
+	indexBlocks := fs.Int("index-blocks", 2_000_000, "`N` unique blocks for the index RAM figure")
 	deviceTime := fs.Duration("device-time", 3*time.Second, "duration of each device-path pattern (random 4 KiB writes and reads)")
 	var deviceSize sizeFlag
 	deviceSize.v = 1 << 30

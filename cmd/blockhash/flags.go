@@ -23,10 +23,16 @@ func parseArgs(fs *flag.FlagSet, args []string, want int) ([]string, error) {
 	return parseArgsRange(fs, args, want, want)
 }
 
-// parseArgsRange is parseArgs for between lo and hi arguments (hi -1: no limit).
+// parseArgsRange is parseArgs for between lo and hi arguments (hi -1: no
+// limit). -h or --help anywhere before "--" returns a *helpError holding
+// fs, so the help lists exactly the flags the command parses; a flag fs
+// does not define is a one-line usage error naming it.
 func parseArgsRange(fs *flag.FlagSet, args []string, lo, hi int) ([]string, error) {
 	if lo < 0 {
 		lo = 1
+	}
+	if err := checkFlags(fs, args); err != nil {
+		return nil, err
 	}
 	var pos []string
 	for {
@@ -98,7 +104,18 @@ type sizeFlag struct {
 	set bool
 }
 
-func (f *sizeFlag) String() string { return strconv.FormatInt(f.v, 10) }
+// String is the size in the largest binary unit that divides it: 256M.
+func (f *sizeFlag) String() string {
+	if f == nil || f.v == 0 {
+		return "0"
+	}
+	for i := 4; i >= 1; i-- {
+		if u := int64(1) << (10 * i); f.v%u == 0 {
+			return strconv.FormatInt(f.v/u, 10) + string("KMGT"[i-1])
+		}
+	}
+	return strconv.FormatInt(f.v, 10)
+}
 func (f *sizeFlag) Set(s string) error {
 	v, err := parseSize(s)
 	if err != nil {
@@ -120,4 +137,87 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// helpError is -h or --help on a command's line: the command prints its
+// help from fs, the flag set it parses with, and exits 0.
+type helpError struct{ fs *flag.FlagSet }
+
+func (*helpError) Error() string { return "help requested" }
+
+// checkFlags walks args as fs.Parse will (up to "--"), and finds the first
+// -h/--help or flag fs does not define. It reports the flag as typed.
+func checkFlags(fs *flag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case f == nil && (name == "h" || name == "help"):
+			return &helpError{fs}
+		case f == nil:
+			return usagef("unknown flag %s", a)
+		case !hasValue && !isBoolFlag(f):
+			i++ // its value
+		}
+	}
+	return nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// printFlags prints fs's flags like flag.PrintDefaults, but with the
+// spelling the command line uses (--name for long names, -n for short ones).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		if _, ok := f.Value.(*sizeFlag); ok {
+			arg = "SIZE"
+		}
+		def := f.DefValue
+		switch {
+		case isBoolFlag(f):
+			arg = ""
+			if def == "false" {
+				def = ""
+			}
+		case arg == "string":
+			if def != "" {
+				def = fmt.Sprintf("%q", def)
+			}
+		case def == "0" || def == "0s":
+			def = ""
+		}
+		switch arg {
+		case "int", "uint", "string", "float", "duration", "value":
+			arg = strings.ToUpper(arg) // a type's name, not a named placeholder
+		}
+		printFlag(w, flagName(f.Name), arg, usage, def)
+	})
+}
+
+func flagName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+func printFlag(w io.Writer, name, arg, usage, def string) {
+	if arg != "" {
+		name += " " + arg
+	}
+	if def != "" {
+		usage += " (default " + def + ")"
+	}
+	fmt.Fprintf(w, "  %s\n    \t%s\n", name, strings.ReplaceAll(usage, "\n", "\n    \t"))
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,17 +25,24 @@ import (
 const DefaultStore = "/var/lib/blockhash"
 
 type env struct {
-	store  string
-	socket string
-	stdout io.Writer
-	stderr io.Writer
-	log    zerolog.Logger
+	store      string
+	socket     string
+	cpuprofile string
+	level      zerolog.Level
+	stdout     io.Writer
+	stderr     io.Writer
+	log        zerolog.Logger
 }
 
+// command is one subcommand. Its flags are declared in run, on the flag
+// set it gives parseArgs: -h or --help makes parseArgs return a
+// *helpError carrying that flag set, so the help printed lists exactly
+// the flags parsed (run must parse before it does anything else).
 type command struct {
 	name    string
-	usage   string
-	summary string
+	usage   string // after "blockhash NAME"
+	summary string // one line, for "blockhash help"
+	help    string // the description in "blockhash help NAME"; summary if empty
 	run     func(env *env, args []string) error
 }
 
@@ -80,71 +88,42 @@ func setIOProcs() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	e := &env{store: os.Getenv("BLOCKHASH_STORE"), socket: os.Getenv("BLOCKHASH_SOCKET"), stdout: stdout, stderr: stderr}
+	e := &env{store: os.Getenv("BLOCKHASH_STORE"), socket: os.Getenv("BLOCKHASH_SOCKET"), stdout: stdout, stderr: stderr, level: zerolog.WarnLevel}
 	if e.store == "" {
 		e.store = DefaultStore
 	}
 	if e.socket == "" {
 		e.socket = daemon.DefaultSocket
 	}
-	level := zerolog.WarnLevel
-	cpuprofile := ""
-	// Global flags come before the command.
-	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
-		a := args[0]
-		switch {
-		case a == "--store" || a == "-store":
-			if len(args) < 2 {
-				fmt.Fprintln(stderr, "blockhash: --store needs a directory")
-				return 2
-			}
-			e.store, args = args[1], args[2:]
-			continue
-		case strings.HasPrefix(a, "--store="):
-			e.store = strings.TrimPrefix(a, "--store=")
-		case a == "--socket":
-			if len(args) < 2 {
-				fmt.Fprintln(stderr, "blockhash: --socket needs a path")
-				return 2
-			}
-			e.socket, args = args[1], args[2:]
-			continue
-		case a == "--cpuprofile":
-			if len(args) < 2 {
-				fmt.Fprintln(stderr, "blockhash: --cpuprofile needs a file")
-				return 2
-			}
-			cpuprofile, args = args[1], args[2:]
-			continue
-		case a == "-v" || a == "--verbose":
-			level = zerolog.InfoLevel
-		case a == "--debug":
-			level = zerolog.DebugLevel
-		case a == "-h" || a == "--help":
-			args = []string{"help"}
-			continue
-		default:
-			fmt.Fprintf(stderr, "blockhash: unknown global flag %s (see blockhash help)\n", a)
-			return 2
-		}
-		args = args[1:]
+	// Global flags stand anywhere: before the command, after it, between
+	// its arguments.
+	args, err := e.globalFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "blockhash: %v (see blockhash help)\n", err)
+		return 2
 	}
-	e.log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(level).With().Timestamp().Logger()
+	e.log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(e.level).With().Timestamp().Logger()
 	if len(args) == 0 {
 		printHelp(stderr)
 		return 2
 	}
-	if args[0] == "help" || args[0] == "--help" {
-		printHelp(stdout)
-		return 0
+	switch args[0] {
+	case "-h", "-help", "--help":
+		args[0] = "help"
+	case "-version", "--version":
+		args[0] = "version"
+	}
+	if strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		fmt.Fprintf(stderr, "blockhash: unknown flag %s before the command (see blockhash help)\n", args[0])
+		return 2
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "blockhash: unknown command %q (see blockhash help)\n", args[0])
 		return 2
 	}
-	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
+	if e.cpuprofile != "" {
+		f, err := os.Create(e.cpuprofile)
 		if err == nil {
 			err = pprof.StartCPUProfile(f)
 		}
@@ -155,22 +134,75 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		defer pprof.StopCPUProfile()
 	}
-	if err := c.run(e, args[1:]); err != nil {
-		var ue *usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "blockhash %s: %s\nusage: blockhash %s %s\n", c.name, ue.msg, c.name, c.usage)
-			return 2
+	return e.runCommand(c, args[1:])
+}
+
+// runCommand runs c and turns its error into output and an exit status:
+// 0, 1 for a failure, 2 for a bad command line.
+func (e *env) runCommand(c *command, args []string) int {
+	err := c.run(e, args)
+	var he *helpError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &he):
+		printCommandHelp(e.stdout, c, he.fs)
+		return 0
+	case errors.As(err, &ue):
+		see := "blockhash help " + c.name
+		if c.name == "help" {
+			see = "blockhash help"
 		}
-		fmt.Fprintf(stderr, "blockhash %s: %s\n", c.name, oneLine(err))
-		return 1
+		fmt.Fprintf(e.stderr, "blockhash %s: %s (see %s)\n", c.name, ue.msg, see)
+		return 2
 	}
-	return 0
+	fmt.Fprintf(e.stderr, "blockhash %s: %s\n", c.name, oneLine(err))
+	return 1
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
+func init() {
+	register(&command{name: "help", usage: "[COMMAND]", summary: "list the commands, or print a command's usage, description and flags", run: runHelp})
+	register(&command{name: "version", usage: "", summary: "print blockhash's version (also: blockhash --version)", run: runVersion})
+}
+
+func runHelp(e *env, args []string) error {
+	pos, err := parseArgsRange(newFlags("help"), args, 0, 1)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		printHelp(e.stdout)
+		return nil
+	}
+	c, ok := commands[pos[0]]
+	if !ok {
+		return usagef("unknown command %q", pos[0])
+	}
+	// Every command parses its flags before it does anything: asked for
+	// help, it returns a *helpError holding its flag set.
+	err = c.run(e, []string{"--help"})
+	var he *helpError
+	if !errors.As(err, &he) {
+		return fmt.Errorf("command %s printed no help (%v)", c.name, err)
+	}
+	printCommandHelp(e.stdout, c, he.fs)
+	return nil
+}
+
+func runVersion(e *env, args []string) error {
+	if _, err := parseArgs(newFlags("version"), args, 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "blockhash %s\n", versionString())
+	return nil
+}
+
 func printHelp(w io.Writer) {
-	fmt.Fprintf(w, "usage: blockhash [--store DIR] [--socket PATH] [-v|--debug] [--cpuprofile FILE] COMMAND [ARGS]\n\nThe store defaults to $BLOCKHASH_STORE or %s, the daemon's socket to\n$BLOCKHASH_SOCKET or %s.\n\nCommands:\n", DefaultStore, daemon.DefaultSocket)
+	fmt.Fprintf(w, "usage: blockhash [GLOBAL FLAGS] COMMAND [ARGS]\n       blockhash help COMMAND\n       blockhash --version\n\n"+
+		"Global flags stand before or after the command. The store defaults to\n$BLOCKHASH_STORE or %s, the daemon's socket to\n$BLOCKHASH_SOCKET or %s.\n\nCommands:\n", DefaultStore, daemon.DefaultSocket)
 	names := make([]string, 0, len(commands))
 	for n := range commands {
 		names = append(names, n)
@@ -178,8 +210,49 @@ func printHelp(w io.Writer) {
 	sort.Strings(names)
 	for _, n := range names {
 		c := commands[n]
-		fmt.Fprintf(w, "  %-8s %s\n           blockhash %s %s\n", n, c.summary, n, c.usage)
+		fmt.Fprintf(w, "  %-8s %s\n           blockhash %s\n", n, c.summary, strings.TrimSpace(n+" "+c.usage))
 	}
+	fmt.Fprintln(w, "\nGlobal flags:")
+	printGlobalFlags(w)
+}
+
+// printCommandHelp prints c's usage line, description, flags (from fs,
+// the flag set c parses with) and the global flags.
+func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: blockhash %s\n\n", strings.TrimSpace(c.name+" "+c.usage))
+	desc := c.help
+	if desc == "" {
+		desc = strings.ToUpper(c.summary[:1]) + c.summary[1:] + "."
+	}
+	fmt.Fprintf(w, "%s\n", wrap(desc, 76))
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		printFlags(w, fs)
+	}
+	fmt.Fprintln(w, "\nGlobal flags (before or after the command):")
+	printGlobalFlags(w)
+}
+
+// wrap breaks s into lines of at most width characters at spaces.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, word := range strings.Fields(s) {
+		switch {
+		case i == 0:
+		case n+1+len(word) > width:
+			b.WriteByte('\n')
+			n = 0
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
 }
 
 // openStore opens the store for a command that works on it directly.

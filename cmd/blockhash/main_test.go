@@ -148,7 +148,7 @@ func TestBadInput(t *testing.T) {
 		{"bad size", []string{"create", "c", "--size", "12Q"}, "invalid size"},
 		{"size not a block multiple", []string{"create", "c", "--size", "1000"}, "multiple of 4096"},
 		{"missing size", []string{"create", "c"}, "--size is required"},
-		{"unknown flag", []string{"list", "--bogus"}, "flag provided but not defined"},
+		{"unknown flag", []string{"list", "--bogus"}, "blockhash list: unknown flag --bogus"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 		{"bad hash", []string{"init", "--hash", "md5"}, "unknown hash"},
 		{"init over a store", []string{"init"}, "already exists"},
