@@ -44,7 +44,7 @@ func runImport(e *env, args []string) error {
 		return e.importStream(name, os.Stdin, size, *raw)
 	}
 	if size.set {
-		return usagef("--size is only for an image read from standard input ('-'): a file's size is known")
+		return errors.New("--size is only for an image read from standard input ('-'): a file's size is known")
 	}
 	f, n, err := openImage(image)
 	if err != nil {
