@@ -64,7 +64,7 @@ func runImport(e *env, args []string) error {
 			return e.importConverted(name, image, format)
 		}
 	}
-	return e.importData(name, image, n, func(d *engine.Device, bar *progress) (int64, error) {
+	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
 		return n, parallelChunks(n, func(buf []byte, off int64) error {
 			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 				return err
@@ -86,7 +86,12 @@ func (e *env) importConverted(name, image string, format imageFormat) error {
 	if err != nil {
 		return fmt.Errorf("image %s is a %s image, not raw: install qemu-img (import then converts it), convert it yourself (qemu-img convert -O raw), or import its bytes as they are with --raw", image, format.name)
 	}
+	// Beside the image first (the same file system is likely to have
+	// room for it), else in the temporary directory.
 	tmp, err := os.CreateTemp(filepath.Dir(image), "."+filepath.Base(image)+".raw-*")
+	if err != nil {
+		tmp, err = os.CreateTemp("", "blockhash-import-*.raw")
+	}
 	if err != nil {
 		return fmt.Errorf("image %s is a %s image; converting it: %w", image, format.name, err)
 	}
@@ -102,7 +107,7 @@ func (e *env) importConverted(name, image string, format imageFormat) error {
 		return fmt.Errorf("qemu-img convert of %s: %w", image, err)
 	}
 	defer f.Close()
-	return e.importData(name, image, n, func(d *engine.Device, bar *progress) (int64, error) {
+	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
 		return n, parallelChunks(n, func(buf []byte, off int64) error {
 			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 				return err
@@ -206,7 +211,7 @@ func (e *env) importData(name, what string, size int64, copy func(d *engine.Devi
 		return err
 	}
 	if size > d.Size() {
-		return fmt.Errorf("image %s (%s) is larger than device %s (%s)", what, human(size), name, human(d.Size()))
+		return fmt.Errorf("%s (%s) is larger than device %s (%s)", what, human(size), name, human(d.Size()))
 	}
 	fail := func(err error) error {
 		if !created {

@@ -250,6 +250,7 @@ func TestImportStdinHostile(t *testing.T) {
 		{"stream ends within a sector", odd, []string{"import", "new", "-", "--size", "4M"}, "not a multiple of 512"},
 		{"stream longer than --size", half, []string{"import", "new", "-", "--size", "256K"}, "more than --size"},
 		{"stream larger than the device", big, []string{"import", "small", "-"}, "larger than device small"},
+		{"--size larger than the device", half, []string{"import", "small", "-", "--size", "1M"}, "standard input (1.0 MiB) is larger than device small"},
 		{"new device without --size", half, []string{"import", "new", "-"}, "only with --size"},
 		{"empty stream", empty, []string{"import", "new", "-", "--size", "1M"}, "standard input is empty"},
 		{"unreadable stream", dir, []string{"import", "new", "-", "--size", "1M"}, "is a directory"},
@@ -268,7 +269,7 @@ func TestImportStdinHostile(t *testing.T) {
 			if lines := strings.Count(strings.TrimSpace(r.stderr), "\n"); lines > 0 {
 				t.Fatalf("error is %d lines:\n%s", lines+1, r.stderr)
 			}
-			if tc.args[1] == "small" {
+			if tc.name == "stream larger than the device" {
 				return // an existing device is overwritten as the stream is read
 			}
 			if l := mustCLI(t, store, "list"); l != beforeList {
