@@ -159,7 +159,7 @@ func (e *env) importStream(name string, r io.Reader, size sizeFlag, raw bool) er
 		if size.set {
 			limit = size.v
 		}
-		got, err := streamChunks(r, limit, func(buf []byte, off int64) error {
+		got, err := streamChunks(r, "standard input", limit, func(buf []byte, off int64) error {
 			if _, err := d.WriteAt(buf, off); err != nil {
 				return err
 			}
@@ -168,7 +168,7 @@ func (e *env) importStream(name string, r io.Reader, size sizeFlag, raw bool) er
 		})
 		switch {
 		case err != nil:
-			return got, fmt.Errorf("reading standard input: %w", err)
+			return got, err
 		case got%engine.SectorSize != 0:
 			return got, fmt.Errorf("standard input ended after %d bytes, not a multiple of 512 (truncated?)", got)
 		case size.set && got < size.v:
@@ -291,8 +291,9 @@ func openImage(image string) (*os.File, int64, error) {
 // streamChunks reads r in chunks, up to limit bytes, and hands each to fn
 // on one of chunkWorkers goroutines (fn may keep no reference to buf). A
 // last partial chunk is padded with zeros to a whole block. It returns how
-// many bytes it read, and stops at the first error of fn or r.
-func streamChunks(r io.Reader, limit int64, fn func(buf []byte, off int64) error) (int64, error) {
+// many bytes it read, and stops at the first error of fn or r (a read
+// error says it reads what).
+func streamChunks(r io.Reader, what string, limit int64, fn func(buf []byte, off int64) error) (int64, error) {
 	type chunk struct {
 		buf []byte
 		off int64
@@ -345,7 +346,7 @@ func streamChunks(r io.Reader, limit int64, fn func(buf []byte, off int64) error
 			break
 		}
 		if err != nil {
-			rerr = err
+			rerr = fmt.Errorf("reading %s: %w", what, err)
 			break
 		}
 	}
