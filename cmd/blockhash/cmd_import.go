@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,8 +16,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "import", usage: "NAME IMAGE", summary: "copy a raw image into a device (created to fit if missing)", run: runImport})
-	register(&command{name: "export", usage: "NAME FILE", summary: "copy a device out to a raw file ('-' for stdout)", run: runExport})
+	register(&command{name: "import", usage: "NAME IMAGE|- [--size SIZE] [--raw]", summary: "copy a raw image (or standard input) into a device (created to fit if missing)", run: runImport})
+	register(&command{name: "export", usage: "NAME[@SNAP] FILE|DEVICE|- [--force]", summary: "copy a device or snapshot out to a raw file, a block device or stdout ('-')", run: runExport})
 }
 
 // chunkSize is the request size of import and export; writers keep a few in
@@ -24,7 +28,11 @@ const (
 )
 
 func runImport(e *env, args []string) error {
-	pos, err := parseArgs(newFlags("import"), args, 2)
+	fs := newFlags("import")
+	var size sizeFlag
+	fs.Var(&size, "size", "the size of an image read from standard input ('-'): the device is created at it if missing, and the stream must hold exactly that many bytes")
+	raw := fs.Bool("raw", false, "import the bytes as they are, even those of a qcow2, VMDK, VHD, VHDX or VDI image")
+	pos, err := parseArgs(fs, args, 2)
 	if err != nil {
 		return err
 	}
@@ -32,11 +40,158 @@ func runImport(e *env, args []string) error {
 	if err := engine.ValidName(name); err != nil {
 		return err
 	}
-	f, size, err := openImage(image)
+	if image == "-" {
+		return e.importStream(name, os.Stdin, size, *raw)
+	}
+	if size.set {
+		return errors.New("--size is only for an image read from standard input ('-'): a file's size is known")
+	}
+	f, n, err := openImage(image)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if !*raw {
+		head := make([]byte, min(headLen, n))
+		tail := make([]byte, min(512, n))
+		if _, err := f.ReadAt(head, 0); err != nil {
+			return fmt.Errorf("reading %s: %w", image, err)
+		}
+		if _, err := f.ReadAt(tail, n-int64(len(tail))); err != nil {
+			return fmt.Errorf("reading %s: %w", image, err)
+		}
+		if format, ok := sniffFormat(head, tail); ok {
+			return e.importConverted(name, image, format)
+		}
+	}
+	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
+		return n, parallelChunks(n, func(buf []byte, off int64) error {
+			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			if _, err := d.WriteAt(buf, off); err != nil {
+				return err
+			}
+			bar.add(int64(len(buf)))
+			return nil
+		})
+	})
+}
+
+// importConverted imports an image that is not raw through qemu-img when
+// it is installed: converted to a sparse raw file beside the image (it
+// needs random access, so it cannot stream), imported, and removed.
+func (e *env) importConverted(name, image string, format imageFormat) error {
+	qemu, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return fmt.Errorf("image %s is a %s image, not raw: install qemu-img (import then converts it), convert it yourself (qemu-img convert -O raw), or import its bytes as they are with --raw", image, format.name)
+	}
+	// Beside the image first (the same file system is likely to have
+	// room for it), else in the temporary directory.
+	tmp, err := os.CreateTemp(filepath.Dir(image), "."+filepath.Base(image)+".raw-*")
+	if err != nil {
+		tmp, err = os.CreateTemp("", "blockhash-import-*.raw")
+	}
+	if err != nil {
+		return fmt.Errorf("image %s is a %s image; converting it: %w", image, format.name, err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	fmt.Fprintf(e.stderr, "%s is a %s image: converting it to raw with %s\n", image, format.name, qemu)
+	cmd := exec.Command(qemu, "convert", "-q", "-f", format.qemu, "-O", "raw", "-S", "4k", image, tmp.Name())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img convert of %s (%s) failed: %v: %s", image, format.name, err, strings.Join(strings.Fields(string(out)), " "))
+	}
+	f, n, err := openImage(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("qemu-img convert of %s: %w", image, err)
+	}
+	defer f.Close()
+	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
+		return n, parallelChunks(n, func(buf []byte, off int64) error {
+			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			if !isZero(buf) { // the converted file is sparse: skip its holes
+				if _, err := d.WriteAt(buf, off); err != nil {
+					return err
+				}
+			}
+			bar.add(int64(len(buf)))
+			return nil
+		})
+	})
+}
+
+// importStream imports an image read from r (standard input), whose size
+// is not known before it ends. The device is never sized after the fact:
+// an import must create it before writing to it, so a device that does
+// not exist needs --size (the stream must then hold exactly that many
+// bytes); an existing device takes a stream up to its size (with --size,
+// exactly that many bytes). A stream that ends early, runs past the size,
+// ends within a 512-byte sector or fails to read is an error, and a
+// device the import created is deleted again.
+func (e *env) importStream(name string, r io.Reader, size sizeFlag, raw bool) error {
+	if size.set && size.v%engine.SectorSize != 0 {
+		return fmt.Errorf("--size %d is not a multiple of 512", size.v)
+	}
+	// The first bytes say whether the stream holds a raw image; nothing
+	// is created before they are read.
+	head := make([]byte, headLen)
+	n, err := io.ReadFull(r, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading standard input: %w", err)
+	}
+	head = head[:n]
+	if n == 0 {
+		return errors.New("standard input is empty")
+	}
+	if format, ok := sniffFormat(head, nil); ok && !raw {
+		return fmt.Errorf("standard input holds a %s image, not raw: convert it first (qemu-img convert -O raw), import the file instead (with qemu-img installed, import converts it), or import its bytes as they are with --raw", format.name)
+	}
+	r = io.MultiReader(bytes.NewReader(head), r)
+	want := int64(-1)
+	if size.set {
+		want = size.v
+	}
+	return e.importData(name, "standard input", want, func(d *engine.Device, bar *progress) (int64, error) {
+		limit := d.Size()
+		if size.set {
+			limit = size.v
+		}
+		got, err := streamChunks(r, "standard input", limit, func(buf []byte, off int64) error {
+			if _, err := d.WriteAt(buf, off); err != nil {
+				return err
+			}
+			bar.add(int64(len(buf)))
+			return nil
+		})
+		switch {
+		case err != nil:
+			return got, err
+		case got%engine.SectorSize != 0:
+			return got, fmt.Errorf("standard input ended after %d bytes, not a multiple of 512 (truncated?)", got)
+		case size.set && got < size.v:
+			return got, fmt.Errorf("standard input ended after %d bytes, short of --size %d (truncated?)", got, size.v)
+		case got == 0:
+			return got, errors.New("standard input is empty")
+		}
+		// The stream must end at the limit.
+		if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
+			if size.set {
+				return got, fmt.Errorf("standard input holds more than --size %d bytes", size.v)
+			}
+			return got, fmt.Errorf("standard input is larger than device %s (%s)", name, human(d.Size()))
+		}
+		return got, nil
+	})
+}
+
+// importData finds device name, or creates it when size is known (>= 0;
+// rounded up to whole blocks), checks that size fits, and runs copy,
+// which returns the bytes it copied. A device it created is deleted
+// again if the import fails: no half-filled device is left behind.
+func (e *env) importData(name, what string, size int64, copy func(d *engine.Device, bar *progress) (int64, error)) error {
 	eng, err := e.openStore(engine.Options{})
 	if err != nil {
 		return err
@@ -45,6 +200,9 @@ func runImport(e *env, args []string) error {
 	d, err := eng.Device(name)
 	created := false
 	if errors.Is(err, engine.ErrNotFound) {
+		if size < 0 {
+			return fmt.Errorf("device %s does not exist: an import from standard input creates it only with --size (its size must be known before it is written)", name)
+		}
 		devSize := (size + engine.BlockSize - 1) / engine.BlockSize * engine.BlockSize
 		d, err = eng.CreateDevice(name, devSize)
 		created = err == nil
@@ -53,10 +211,8 @@ func runImport(e *env, args []string) error {
 		return err
 	}
 	if size > d.Size() {
-		return fmt.Errorf("image %s (%s) is larger than device %s (%s)", image, human(size), name, human(d.Size()))
+		return fmt.Errorf("%s (%s) is larger than device %s (%s)", what, human(size), name, human(d.Size()))
 	}
-	// A device this import created goes again if the import fails: no
-	// half-filled device is left behind.
 	fail := func(err error) error {
 		if !created {
 			return err
@@ -74,17 +230,12 @@ func runImport(e *env, args []string) error {
 		return fmt.Errorf("%w (the new device %s was deleted again)", err, name)
 	}
 	start := time.Now()
-	bar := newProgress(e.stderr, "import", size)
-	err = parallelChunks(size, func(buf []byte, off int64) error {
-		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-			return err
-		}
-		if _, err := d.WriteAt(buf, off); err != nil {
-			return err
-		}
-		bar.add(int64(len(buf)))
-		return nil
-	})
+	total := size
+	if total < 0 {
+		total = d.Size()
+	}
+	bar := newProgress(e.stderr, "import", total)
+	n, err := copy(d, bar)
 	bar.finish()
 	if err == nil {
 		err = d.Flush()
@@ -95,7 +246,7 @@ func runImport(e *env, args []string) error {
 	ds := d.Stats()
 	el := time.Since(start)
 	fmt.Fprintf(e.stdout, "imported %s into %s in %.1fs (%.0f MiB/s): %d data blocks, %d zero blocks\n",
-		human(size), name, el.Seconds(), float64(size)/el.Seconds()/(1<<20), ds.DataBlocks, ds.ZeroBlocks)
+		human(n), name, el.Seconds(), float64(n)/el.Seconds()/(1<<20), ds.DataBlocks, ds.ZeroBlocks)
 	return nil
 }
 
@@ -122,7 +273,7 @@ func openImage(image string) (*os.File, int64, error) {
 		}
 	default:
 		f.Close()
-		return nil, 0, fmt.Errorf("image %s is not a regular file or block device", image)
+		return nil, 0, fmt.Errorf("image %s is not a regular file or block device (use '-' to read standard input)", image)
 	}
 	switch {
 	case size == 0:
@@ -137,11 +288,81 @@ func openImage(image string) (*os.File, int64, error) {
 	return f, size, nil
 }
 
+// streamChunks reads r in chunks, up to limit bytes, and hands each to fn
+// on one of chunkWorkers goroutines (fn may keep no reference to buf). A
+// last partial chunk is padded with zeros to a whole block. It returns how
+// many bytes it read, and stops at the first error of fn or r (a read
+// error says it reads what).
+func streamChunks(r io.Reader, what string, limit int64, fn func(buf []byte, off int64) error) (int64, error) {
+	type chunk struct {
+		buf []byte
+		off int64
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error // guarded by mu
+		wg       sync.WaitGroup
+	)
+	failed := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return firstErr
+	}
+	free := make(chan []byte, chunkWorkers+1)
+	for range chunkWorkers + 1 {
+		free <- make([]byte, chunkSize)
+	}
+	work := make(chan chunk)
+	for range chunkWorkers {
+		wg.Go(func() {
+			for c := range work {
+				if failed() == nil {
+					if err := fn(c.buf, c.off); err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+					}
+				}
+				free <- c.buf[:cap(c.buf)]
+			}
+		})
+	}
+	var off int64
+	var rerr error
+	for off < limit && failed() == nil {
+		buf := <-free
+		n, err := io.ReadFull(r, buf[:min(chunkSize, limit-off)])
+		if n > 0 {
+			pad := min(int64(n+engine.BlockSize-1)/engine.BlockSize*engine.BlockSize, int64(len(buf)))
+			clear(buf[n:pad])
+			work <- chunk{buf[:pad], off}
+			off += int64(n)
+		} else {
+			free <- buf
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			rerr = fmt.Errorf("reading %s: %w", what, err)
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	return off, errors.Join(rerr, failed())
+}
+
 func runExport(e *env, args []string) error {
-	pos, err := parseArgs(newFlags("export"), args, 2)
+	fs := newFlags("export")
+	force := fs.Bool("force", false, "overwrite FILE if it is an existing regular file")
+	pos, err := parseArgs(fs, args, 2)
 	if err != nil {
 		return err
 	}
+	target := pos[1]
 	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return err
@@ -157,58 +378,45 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if pos[1] == "-" {
-		// Sequential, so a pipe gets the bytes in order.
-		buf := make([]byte, chunkSize)
-		for off := int64(0); off < d.Size(); off += chunkSize {
-			b := buf[:min(chunkSize, d.Size()-off)]
-			if used.has(off / chunkSize) {
-				if _, err := d.ReadAt(b, off); err != nil {
-					return err
-				}
-			} else {
-				clear(b)
-			}
-			if _, err := e.stdout.Write(b); err != nil {
+	if target == "-" {
+		return exportStream(d, used, e.stdout)
+	}
+	t, err := openExportTarget(target, *force)
+	if err != nil {
+		return err
+	}
+	if t.seq {
+		err = exportStream(d, used, t.f)
+	} else {
+		err = t.export(d, used, newProgress(e.stderr, "export", d.Size()))
+	}
+	if err == nil {
+		err = t.close()
+	}
+	if err != nil {
+		return t.fail(err)
+	}
+	fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), target)
+	return nil
+}
+
+// exportStream writes every byte of d to w in order (a pipe gets them in
+// order), unmapped chunks as zeros.
+func exportStream(d *engine.Device, used chunkSet, w io.Writer) error {
+	buf := make([]byte, chunkSize)
+	for off := int64(0); off < d.Size(); off += chunkSize {
+		b := buf[:min(chunkSize, d.Size()-off)]
+		if used.has(off / chunkSize) {
+			if _, err := d.ReadAt(b, off); err != nil {
 				return err
 			}
+		} else {
+			clear(b)
 		}
-		return nil
-	}
-	out, err := os.OpenFile(pos[1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	bar := newProgress(e.stderr, "export", d.Size())
-	err = parallelChunks(d.Size(), func(buf []byte, off int64) error {
-		defer bar.add(int64(len(buf)))
-		if !used.has(off / chunkSize) {
-			return nil // a hole
-		}
-		if _, err := d.ReadAt(buf, off); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		if isZero(buf) {
-			return nil // leave a hole
-		}
-		_, err := out.WriteAt(buf, off)
-		return err
-	})
-	bar.finish()
-	if err == nil {
-		err = out.Truncate(d.Size())
 	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(pos[1])
-		return err
-	}
-	fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), pos[1])
 	return nil
 }
 

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"blockhash/engine"
+)
+
+// exportTarget is where export writes a device: a regular file (new, or
+// existing with --force), a block device, or a character device or FIFO
+// (written in order, like standard output).
+type exportTarget struct {
+	path    string
+	f       *os.File
+	regular bool // a regular file: every zero block is left a hole
+	created bool // export created it: a failed export removes it
+	seq     bool // written in order (character device, FIFO)
+	size    int64
+}
+
+// openExportTarget opens path for an export, before the store is opened:
+// a block or character device is opened for writing as it is (no O_EXCL,
+// no truncation); an existing regular file only with force (then it is
+// truncated); a missing file is created.
+func openExportTarget(path string, force bool) (*exportTarget, error) {
+	t := &exportTarget{path: path}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		t.f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		t.created, t.regular = err == nil, true
+	case err != nil:
+		return nil, err
+	case st.Mode().IsRegular():
+		if !force {
+			return nil, fmt.Errorf("%s exists (--force overwrites it)", path)
+		}
+		t.f, err = os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		t.regular = true
+	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		t.f, err = os.OpenFile(path, os.O_WRONLY, 0)
+		if err == nil {
+			t.size, err = t.f.Seek(0, io.SeekEnd)
+			if err != nil {
+				t.f.Close()
+				return nil, fmt.Errorf("cannot size %s: %w", path, err)
+			}
+		}
+	case st.Mode()&(os.ModeCharDevice|os.ModeNamedPipe) != 0:
+		t.f, err = os.OpenFile(path, os.O_WRONLY, 0)
+		t.seq = true
+	default:
+		return nil, fmt.Errorf("%s is not a regular file, block or character device", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// export writes d to a regular file or block device with parallel
+// writers. A regular file gets a hole for every all-zero 4 KiB block
+// (unwritten, or written as zeros) and its size set at the end; a block
+// device gets every byte, zeros included (it may hold old data).
+func (t *exportTarget) export(d *engine.Device, used chunkSet, bar *progress) error {
+	if !t.regular && t.size < d.Size() {
+		bar.finish()
+		return fmt.Errorf("%s (%s) is smaller than device %s (%s)", t.path, human(t.size), d.Name(), human(d.Size()))
+	}
+	err := parallelChunks(d.Size(), func(buf []byte, off int64) error {
+		defer bar.add(int64(len(buf)))
+		if used.has(off / chunkSize) {
+			if _, err := d.ReadAt(buf, off); err != nil {
+				return err
+			}
+		} else {
+			clear(buf)
+		}
+		if !t.regular {
+			_, err := t.f.WriteAt(buf, off)
+			return err
+		}
+		return writeSparse(t.f, buf, off)
+	})
+	bar.finish()
+	if err == nil && t.regular {
+		err = t.f.Truncate(d.Size())
+	}
+	if err == nil {
+		err = t.f.Sync()
+	}
+	return err
+}
+
+// writeSparse writes the blocks of buf (at off) that are not all zeros,
+// each run of them with one write, and skips the zero ones: they stay
+// holes.
+func writeSparse(w io.WriterAt, buf []byte, off int64) error {
+	const bs = engine.BlockSize
+	run := -1 // start of the current run of data blocks in buf
+	for i := 0; i < len(buf); i += bs {
+		data := !isZero(buf[i:min(i+bs, len(buf))])
+		switch {
+		case data && run < 0:
+			run = i
+		case !data && run >= 0:
+			if _, err := w.WriteAt(buf[run:i], off+int64(run)); err != nil {
+				return err
+			}
+			run = -1
+		}
+	}
+	if run >= 0 {
+		_, err := w.WriteAt(buf[run:], off+int64(run))
+		return err
+	}
+	return nil
+}
+
+// fail closes the target after a failed export and removes a file the
+// export created; a file overwritten with --force is left as far as it got.
+func (t *exportTarget) fail(err error) error {
+	t.close()
+	if t.created {
+		os.Remove(t.path)
+	} else if t.regular {
+		err = fmt.Errorf("%w (%s is incomplete)", err, t.path)
+	}
+	return err
+}
+
+func (t *exportTarget) close() error {
+	if t.f == nil {
+		return nil
+	}
+	err := t.f.Close()
+	t.f = nil
+	return err
+}
