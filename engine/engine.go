@@ -186,6 +186,42 @@ func Create(dir string, o Options) error {
 	} else if !ok {
 		return fmt.Errorf("%w: %s has no room for the store's reserve of %d bytes and as much again", blockstore.ErrFull, dir, o.reserveBytes())
 	}
+	// The index and the page file exist from the start, so that a
+	// read-only open (list, stats, export) of a store nothing wrote yet
+	// finds them. Any left by a Create that a crash cut short (no
+	// superblock, no data: see strayStoreFile) are made anew.
+	if err := fsys.Remove(filepath.Join(dir, pagesName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("engine: %w", err)
+	}
+	ixDir := filepath.Join(dir, "index")
+	if ents, err := fsys.ReadDir(ixDir); err == nil {
+		for _, de := range ents {
+			if !de.IsDir {
+				if err := fsys.Remove(filepath.Join(ixDir, de.Name)); err != nil {
+					return fmt.Errorf("engine: %w", err)
+				}
+			}
+		}
+	}
+	io := o.Index
+	if io.FS == nil {
+		io.FS = fsys
+	}
+	ix, err := index.Open(filepath.Join(dir, "index"), io)
+	if err != nil {
+		return err
+	}
+	if err := ix.Close(); err != nil {
+		return err
+	}
+	ps, err := openPages(fsys, filepath.Join(dir, pagesName), false)
+	if err != nil {
+		return err
+	}
+	ps.close()
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	sb := Superblock{Version: FormatVersion, BlockSize: BlockSize, Hash: o.Hash, Verify: o.Verify,
 		ExtentSize: o.ExtentSize, Created: time.Now()}
 	if err := vfs.WriteFileDurable(fsys, filepath.Join(dir, superblockName), sb.Encode()); err != nil {

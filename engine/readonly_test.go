@@ -196,3 +196,43 @@ func TestReadOnlyLostTableWritesNothing(t *testing.T) {
 		t.Fatalf("the read-only open changed the store:\nbefore\n%s\nafter\n%s", before, after)
 	}
 }
+
+// A store nothing has written to yet opens read-only (list and stats right
+// after init; old: "index: open .../index: no such file or directory").
+func TestReadOnlyOpenOfNewStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := Create(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(dir, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of a new store: %v", err)
+	}
+	if _, err := e.Stats(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Create cut short by a crash before its superblock (an index and a page
+// file, the latter torn) does not stop the next Create.
+func TestCreateAfterCutShortCreate(t *testing.T) {
+	dir := t.TempDir()
+	if err := Create(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, superblockName))
+	if err := os.WriteFile(filepath.Join(dir, pagesName), []byte("BHPA"), 0o600); err != nil { // torn header
+		t.Fatal(err)
+	}
+	if err := Create(dir, Options{}); err != nil {
+		t.Fatalf("create again: %v", err)
+	}
+	e, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+}

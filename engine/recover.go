@@ -13,12 +13,14 @@ import (
 	"blockhash/vfs"
 )
 
-// strayStoreFile names a file of a store in dir (an extent, a map, the
-// index, the journal), or "" if there is none. Create refuses such a
+// strayStoreFile names a file of a store in dir that holds data (an
+// extent, a volume or map, the journal), or "" if there is none. (The
+// index and the page file alone hold nothing: Create makes them before the
+// superblock.) Create refuses such a
 // directory when its superblock is missing: a new superblock with other
 // settings (another hash) would make every stored block look damaged.
 func strayStoreFile(dir string) string {
-	for _, pat := range []string{"blocks/extent-*", "devices/*.vol", "devices/*.map", pagesName, "index", journalName} {
+	for _, pat := range []string{"blocks/extent-*", "devices/*.vol", "devices/*.map", journalName} {
 		if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
 			rel, _ := filepath.Rel(dir, m[0])
 			return rel
