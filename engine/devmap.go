@@ -473,21 +473,29 @@ func (m *Map) get(lba uint64) (mapEntry, error) {
 // come back quarantined.
 func (m *Map) getRange(first uint64, out []mapEntry) error {
 	last := first + uint64(len(out)) - 1
-	nl := last/mapPerPage - first/mapPerPage + 1
-	var small [4]uint32
-	pages := small[:0]
-	m.ps.mu.RLock()
-	for leaf := first / mapPerPage; leaf <= last/mapPerPage; leaf++ {
-		pages = append(pages, m.ps.leafOf(m.root, leaf*mapPerPage))
+	type leafRef struct {
+		page    uint32
+		content []byte
+		fresh   bool
 	}
-	m.ps.mu.RUnlock()
+	var small [4]leafRef
+	leaves := small[:0]
+	// The overlay lock first: a commit drops its sealed changes only after
+	// the leaves it made are in the file, so what is looked up below and
+	// the overlay read after it agree.
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for i := range nl {
-		leaf := first/mapPerPage + i
+	m.ps.mu.RLock()
+	for leaf := first / mapPerPage; leaf <= last/mapPerPage; leaf++ {
+		n := m.ps.leafOf(m.root, leaf*mapPerPage)
+		c, ok := m.ps.freshLocked(n)
+		leaves = append(leaves, leafRef{n, c, ok})
+	}
+	m.ps.mu.RUnlock()
+	for i, l := range leaves {
+		leaf := first/mapPerPage + uint64(i)
 		lo, hi := max(first, leaf*mapPerPage), min(last+1, (leaf+1)*mapPerPage)
-		seg := out[lo-first : hi-first]
-		if err := m.ps.readEntries(pages[i], int(lo-leaf*mapPerPage), seg); err != nil {
+		if err := m.ps.entriesOf(l.page, l.content, l.fresh, int(lo-leaf*mapPerPage), out[lo-first:hi-first]); err != nil {
 			return err
 		}
 	}

@@ -120,10 +120,7 @@ func (ps *pageSpace) readPage(buf []byte, n uint32) error {
 func (ps *pageSpace) fresh(buf []byte, n uint32) bool {
 	ps.mu.RLock()
 	defer ps.mu.RUnlock()
-	content, ok := ps.newLeaves[n]
-	if !ok {
-		content, ok = ps.applying[n]
-	}
+	content, ok := ps.freshLocked(n)
 	if !ok {
 		return false
 	}
@@ -133,6 +130,17 @@ func (ps *pageSpace) fresh(buf []byte, n uint32) bool {
 		copy(buf, content)
 	}
 	return true
+}
+
+// freshLocked returns the first content of leaf n if it was made since the
+// last commit (nil: all zero) and reports whether it was. The caller holds
+// mu.
+func (ps *pageSpace) freshLocked(n uint32) ([]byte, bool) {
+	if c, ok := ps.newLeaves[n]; ok {
+		return c, true
+	}
+	c, ok := ps.applying[n]
+	return c, ok
 }
 
 func (ps *pageSpace) readPageFile(buf []byte, n uint32) error {
@@ -162,6 +170,15 @@ func fillLost(page []byte, have int) {
 // hole or lost leaf included). Entries that fail their checksum come back
 // quarantined.
 func (ps *pageSpace) readEntries(n uint32, from int, out []mapEntry) error {
+	ps.mu.RLock()
+	content, fresh := ps.freshLocked(n)
+	ps.mu.RUnlock()
+	return ps.entriesOf(n, content, fresh, from, out)
+}
+
+// entriesOf is readEntries with leaf n's fresh content already looked up
+// (freshLocked).
+func (ps *pageSpace) entriesOf(n uint32, content []byte, fresh bool, from int, out []mapEntry) error {
 	switch n {
 	case 0:
 		clear(out)
@@ -173,12 +190,6 @@ func (ps *pageSpace) readEntries(n uint32, from int, out []mapEntry) error {
 		return nil
 	}
 	// A leaf made since the last commit is not in the file yet.
-	ps.mu.RLock()
-	content, fresh := ps.newLeaves[n]
-	if !fresh {
-		content, fresh = ps.applying[n]
-	}
-	ps.mu.RUnlock()
 	if fresh {
 		for i := range out {
 			if content == nil {

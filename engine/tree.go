@@ -156,37 +156,32 @@ func (e *Engine) shareRoot(m *Map) []uint32 {
 	return root
 }
 
-// dropRoot removes m's root pointer t (a volume being deleted) and
-// releases what only it held: the table, the leaves only that table held,
-// and a reference to every block those leaves name. The caller holds the
-// epoch shared; the volume takes no writes and its changes are committed
-// (its leaves are read from the page file). It returns the number of
-// block references released.
-func (e *Engine) dropRoot(m *Map, t int) (int, error) {
+// dropRoot removes m's root pointer t once dropLeaves has emptied the
+// table t names (or that table is shared, lost or a hole): the volume
+// gives up its parent reference, and a table that had no other parent is
+// freed. The caller holds the epoch shared.
+func (e *Engine) dropRoot(m *Map, t int) error {
 	ps := e.pages
 	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	tp := m.root[t]
 	if tp == 0 {
-		ps.mu.Unlock()
-		return 0, nil
+		return nil
 	}
-	m.root[t] = 0
-	m.rootDirty[uint32(t)] = true
-	var leaves []uint32
 	if live(tp) && ps.refs[tp] == 1 {
 		for _, lp := range ps.tables[tp] {
-			if live(lp) && ps.dropRef(lp) {
-				leaves = append(leaves, lp)
+			if lp != 0 {
+				return fmt.Errorf("%w: volume %s: table %d still names leaves at its release (internal error)", ErrCorrupt, m.full, tp)
 			}
 		}
 		delete(ps.tables, tp)
 		delete(ps.dirtyTables, tp)
 	}
+	m.root[t] = 0
+	m.rootDirty[uint32(t)] = true
 	ps.dropRef(tp)
-	ps.mu.Unlock()
-	released, err := e.releaseLeaves(leaves)
-	e.changes.Add(int64(1 + released))
-	return released, err
+	e.changes.Add(1)
+	return nil
 }
 
 // dropLeaves removes up to max leaf pointers from m's table t when only m

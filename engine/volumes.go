@@ -299,14 +299,13 @@ func (e *Engine) teardown(m *Map) error {
 			}
 		}
 		e.epoch.RLock()
-		n, err := e.dropRoot(m, t)
+		err := e.dropRoot(m, t)
 		e.epoch.RUnlock()
 		if err != nil {
 			e.fail(err)
 			return err
 		}
-		m.mapped.Add(-int64(n))
-		if n > 0 || t == m.hdr.roots()-1 || t%64 == 63 {
+		if t == m.hdr.roots()-1 || t%64 == 63 {
 			if err := e.commit(); err != nil {
 				return err
 			}

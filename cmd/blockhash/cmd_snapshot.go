@@ -21,14 +21,14 @@ func init() {
 	register(&command{name: "delete", usage: "NAME|DEV@SNAP [--recursive]", summary: "delete a device (with --recursive, its snapshots too) or a snapshot, and release what only it held (not while served)", run: runDelete})
 }
 
-// viaDaemon sends r to the daemon if one runs; ok is false when none does.
-func (e *env) viaDaemon(r daemon.Request) (resp daemon.Response, ok bool, err error) {
+// viaDaemonOr sends r to the daemon if one runs, and otherwise runs
+// offline on the store opened with o.
+func (e *env) viaDaemonOr(r daemon.Request, o engine.Options, offline func(*engine.Engine) error) (daemon.Response, error) {
 	c := e.client()
-	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
-		return daemon.Response{}, false, nil
+	if _, err := os.Stat(c.Socket); err == nil && c.Running() {
+		return c.Do(r)
 	}
-	resp, err = c.Do(r)
-	return resp, true, err
+	return daemon.Response{}, e.offline(o, offline)
 }
 
 func runSnapshot(e *env, args []string) error {
@@ -36,11 +36,8 @@ func runSnapshot(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok, err := e.viaDaemon(daemon.Request{Op: "snapshot", Name: pos[0], Snap: pos[1], ID: -1}); ok {
-		if err != nil {
-			return err
-		}
-	} else if err := e.offline(noBackground, func(eng *engine.Engine) error { return eng.Snapshot(pos[0], pos[1]) }); err != nil {
+	if _, err := e.viaDaemonOr(daemon.Request{Op: "snapshot", Name: pos[0], Snap: pos[1], ID: -1}, noBackground,
+		func(eng *engine.Engine) error { return eng.Snapshot(pos[0], pos[1]) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "snapshot %s@%s taken\n", pos[0], pos[1])
@@ -52,11 +49,8 @@ func runClone(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok, err := e.viaDaemon(daemon.Request{Op: "clone", Name: pos[0], Target: pos[1], ID: -1}); ok {
-		if err != nil {
-			return err
-		}
-	} else if err := e.offline(noBackground, func(eng *engine.Engine) error { return eng.Clone(pos[0], pos[1]) }); err != nil {
+	if _, err := e.viaDaemonOr(daemon.Request{Op: "clone", Name: pos[0], Target: pos[1], ID: -1}, noBackground,
+		func(eng *engine.Engine) error { return eng.Clone(pos[0], pos[1]) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "cloned %s to %s\n", pos[0], pos[1])
@@ -68,19 +62,16 @@ func runRollback(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok, err := e.viaDaemon(daemon.Request{Op: "rollback", Name: pos[0], Snap: pos[1], ID: -1}); ok {
-		if err != nil {
-			return err
-		}
-	} else {
-		if err := daemon.NotServed(e.store, pos[0]); err != nil {
-			return err
-		}
-		// The device's old content is released before the command returns
-		// (Close waits for it).
-		if err := e.offline(freeing, func(eng *engine.Engine) error { return eng.Rollback(pos[0], pos[1]) }); err != nil {
-			return err
-		}
+	// Offline, the device's old content is released before the command
+	// returns (Close waits for it).
+	if _, err := e.viaDaemonOr(daemon.Request{Op: "rollback", Name: pos[0], Snap: pos[1], ID: -1}, freeing,
+		func(eng *engine.Engine) error {
+			if err := daemon.NotServed(e.store, pos[0]); err != nil {
+				return err
+			}
+			return eng.Rollback(pos[0], pos[1])
+		}); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "rolled %s back to %s@%s\n", pos[0], pos[0], pos[1])
 	return nil
@@ -94,11 +85,7 @@ func runDelete(e *env, args []string) error {
 		return err
 	}
 	name := pos[0]
-	if _, ok, err := e.viaDaemon(daemon.Request{Op: "delete", Name: name, Recursive: *recursive, ID: -1}); ok {
-		if err != nil {
-			return err
-		}
-	} else if err := e.offline(freeing, func(eng *engine.Engine) error {
+	if _, err := e.viaDaemonOr(daemon.Request{Op: "delete", Name: name, Recursive: *recursive, ID: -1}, freeing, func(eng *engine.Engine) error {
 		names := []string{name}
 		for _, n := range eng.Devices() {
 			if dev, snap := engine.SplitName(n); snap != "" && dev == name {
@@ -123,16 +110,17 @@ func runDiff(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, ok, err := e.viaDaemon(daemon.Request{Op: "diff", Name: pos[0], Target: pos[1], ID: -1})
-	rs := resp.Ranges
-	if !ok {
-		err = e.offline(readOnly, func(eng *engine.Engine) (err error) {
+	var rs []engine.Range
+	resp, err := e.viaDaemonOr(daemon.Request{Op: "diff", Name: pos[0], Target: pos[1], ID: -1}, readOnly,
+		func(eng *engine.Engine) (err error) {
 			rs, err = eng.Diff(pos[0], pos[1])
 			return err
 		})
-	}
 	if err != nil {
 		return err
+	}
+	if resp.Ranges != nil {
+		rs = resp.Ranges
 	}
 	if *asJSON {
 		if rs == nil {
