@@ -12,7 +12,7 @@ import (
 
 const bs = blockSize
 
-func newEngine(t *testing.T) (string, *engine.Engine) {
+func newEngine(t testing.TB) (string, *engine.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	o := engine.Options{ExtentSize: 1024 * bs, CommitInterval: -1}
@@ -102,7 +102,7 @@ func fsckOK(t *testing.T, e *engine.Engine) {
 
 // transfer runs a sender and a receiver over two pipes; rec, if set,
 // records what the sender wrote.
-func transfer(t *testing.T, a *engine.Engine, so SendOptions, b *engine.Engine, ro ReceiveOptions, rec *bytes.Buffer) (Stats, Stats, error, error) {
+func transfer(t testing.TB, a *engine.Engine, so SendOptions, b *engine.Engine, ro ReceiveOptions, rec *bytes.Buffer) (Stats, Stats, error, error) {
 	t.Helper()
 	s2r, s2w := io.Pipe()
 	r2r, r2w := io.Pipe()
