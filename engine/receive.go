@@ -427,3 +427,26 @@ func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
 // Abandon drops the staging volume and what only it holds (a rejected
 // stream leaves nothing behind).
 func (st *Staging) Abandon() error { return st.e.DeleteDevice(st.m.full, DeleteOptions{}) }
+
+// ReceivingVolume is a receive's staging volume: under way, or left by an
+// interrupted receive for the next one to carry on with.
+type ReceivingVolume struct {
+	Device     string `json:"device"`
+	Snapshot   string `json:"snapshot,omitempty"` // the GUID received, in hex
+	DataBlocks int64  `json:"data_blocks"`
+	Size       int64  `json:"size"`
+}
+
+// Receiving lists the staging volumes.
+func (e *Engine) Receiving() []ReceivingVolume {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	var out []ReceivingVolume
+	for _, m := range e.byID {
+		if m.hdr.Target != "" && !m.deleted.Load() && e.byName[m.full] == m {
+			out = append(out, ReceivingVolume{Device: m.hdr.Target, Snapshot: hex.EncodeToString(m.hdr.GUID[:]),
+				DataBlocks: m.mapped.Load(), Size: m.hdr.Size})
+		}
+	}
+	return out
+}

@@ -111,6 +111,9 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 	if !st.Resumed {
 		t.Fatal("the rerun did not resume")
 	}
+	if r := b.Receiving(); len(r) != 1 || r[0].Device != "vm" || r[0].DataBlocks == 0 {
+		t.Fatalf("receiving %+v", r)
+	}
 	linked, written := copyVolume(t, s1, st)
 	secondHalf := 0
 	for lba := half; lba < blocks; lba++ {
@@ -141,6 +144,9 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 		t.Fatalf("replica snapshots %+v", snaps)
 	}
 	fsckOK(t, b)
+	if r := b.Receiving(); len(r) != 0 {
+		t.Fatalf("receiving after finish %+v", r)
+	}
 	// Received again: refused as done.
 	if _, err := b.BeginReceive(spec); !errors.Is(err, ErrExists) {
 		t.Fatalf("second receive of s1: %v", err)
