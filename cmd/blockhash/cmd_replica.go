@@ -29,7 +29,7 @@ func init() {
 			"receiver lacks travel, compressed. With --from, only what changed since BASE (a snapshot both stores " +
 			"hold) travels. Without @SNAP, a snapshot DEV@send-TIME is taken first.",
 		run: runSend})
-	register(&command{name: "receive", usage: "DEV [--force] [--stats]",
+	register(&command{name: "receive", usage: "DEV [--force] [--live] [--serve] [--stats]",
 		summary: "receive a device or snapshot from send on standard input/output (atomic; a rerun resumes)",
 		help: "Receive makes DEV a replica of the snapshot a sender sends, and takes that snapshot here too. Every " +
 			"block is checked against its key before it is stored. Until the end, DEV keeps its old content; an " +
