@@ -67,15 +67,24 @@ type bufferCacheFlusher interface {
 func (d *Daemon) Invalidate(name string) error {
 	d.mu.Lock()
 	dv, ok := d.devs[name]
-	if !ok || !dv.running() {
-		d.mu.Unlock()
-		if ok {
-			return fmt.Errorf("%w: %s is listed but stopped (blockhash recover -n %d)", ErrNotServed, name, dv.ID)
-		}
+	d.mu.Unlock()
+	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotServed, name)
 	}
-	exp := dv.exp
-	d.mu.Unlock()
+	if d.runningExport(dv) == nil {
+		return fmt.Errorf("%w: %s is listed but stopped (blockhash recover -n %d)", ErrNotServed, name, dv.ID)
+	}
+	return d.invalidate(dv)
+}
+
+// invalidate drops what the kernel caches of served device dv, whose
+// content was replaced under it (a receive into it); a device not
+// running has nothing to drop.
+func (d *Daemon) invalidate(dv *device) error {
+	exp := d.runningExport(dv)
+	if exp == nil {
+		return nil
+	}
 	var err error
 	if f, ok := exp.(bufferCacheFlusher); ok {
 		err = f.FlushBufferCache()
@@ -83,9 +92,21 @@ func (d *Daemon) Invalidate(name string) error {
 		err = ublk.FlushBufferCache(exp.BlockPath())
 	}
 	if err != nil {
-		return fmt.Errorf("invalidate %s: %w", name, err)
+		return fmt.Errorf("invalidate %s: %w", dv.Name, err)
 	}
+	d.log.Info().Str("device", dv.Name).Str("path", exp.BlockPath()).Msg("dropped the kernel's cached pages")
 	return nil
+}
+
+// runningExport is dv's export, nil if it is not running. It takes
+// Daemon.mu, which guards dv.exp: the caller must not hold it.
+func (d *Daemon) runningExport(dv *device) Export {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !dv.running() {
+		return nil
+	}
+	return dv.exp
 }
 
 // lookup finds a device the daemon serves (or lists as stopped).
