@@ -12,7 +12,7 @@ import (
 )
 
 // serving opens a daemon on a new store and serves its socket.
-func serving(t *testing.T) (*Daemon, Client, *fakeKernel) {
+func serving(t testing.TB) (*Daemon, Client, *fakeKernel) {
 	t.Helper()
 	dir, k := setup(t)
 	d := open(t, dir, k)

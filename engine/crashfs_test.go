@@ -301,7 +301,7 @@ func propReceive(e *Engine, op propOp) error {
 		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
 			return err
 		}
-		if err := st.Write(uint64(lba), buf, keys[lba:lba+1]); err != nil {
+		if err := st.Write([]uint64{uint64(lba)}, buf, keys[lba:lba+1]); err != nil {
 			return err
 		}
 	}
