@@ -54,7 +54,9 @@ func socketRemote(c Client) Remote {
 // guest writes 4 KiB blocks in a loop (each block holds its sequence
 // number and LBA) until a write fails, and records what was acknowledged.
 type guest struct {
-	b        interface{ WriteAt([]byte, int64) (int, error) }
+	b interface {
+		WriteAt([]byte, int64) (int, error)
+	}
 	blocks   int64
 	iops     int // 0: as fast as it can
 	mu       sync.Mutex
