@@ -283,6 +283,19 @@ func propReceive(e *Engine, op propOp) error {
 	if err := src.Keys(0, keys); err != nil {
 		return err
 	}
+	// Blocks not linked go in scattered batches, as the receiver stores
+	// a BLOCKS frame.
+	var lbas []uint64
+	var bkeys []index.Key
+	var data []byte
+	flush := func() error {
+		if len(lbas) == 0 {
+			return nil
+		}
+		err := st.Write(lbas, data, bkeys)
+		lbas, bkeys, data = lbas[:0], bkeys[:0], data[:0]
+		return err
+	}
 	buf := make([]byte, BlockSize)
 	for lba, k := range keys {
 		if k.IsZero() {
@@ -301,9 +314,15 @@ func propReceive(e *Engine, op propOp) error {
 		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
 			return err
 		}
-		if err := st.Write([]uint64{uint64(lba)}, buf, keys[lba:lba+1]); err != nil {
-			return err
+		lbas, bkeys, data = append(lbas, uint64(lba)), append(bkeys, k), append(data, buf...)
+		if len(lbas) == 5 {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
+	}
+	if err := flush(); err != nil {
+		return err
 	}
 	return st.Finish()
 }
