@@ -39,7 +39,9 @@
 // An Index is safe for concurrent use. Lookup, Insert and Remove of the same
 // Key must be serialised by the caller (the engine holds a lock striped by
 // key); different keys run in parallel. Apply and Seal must not run
-// concurrently with each other. No lock is held across LevelDB I/O.
+// concurrently with each other. No lock is held across LevelDB I/O. The
+// lookup counters (Stats) are atomics: counting takes no lock, and Lookup
+// takes the index's lock shared only, so lookups never wait for each other.
 //
 // LevelDB's error types are translated here; nothing else imports goleveldb.
 //

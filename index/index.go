@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/syndtr/goleveldb/leveldb"
 	lerrors "github.com/syndtr/goleveldb/leveldb/errors"
@@ -77,12 +78,21 @@ type Index struct {
 	stor  *fileStorage
 	cache *cache
 
-	// mu guards filter, pending, sealed and the lookup counters.
+	// mu guards filter, pending and sealed.
 	mu      sync.RWMutex
 	filter  *Filter
 	pending map[Key]pend // changes since the last Seal
 	sealed  map[Key]pend // changes being applied by the running commit
-	stats   Stats
+
+	// counts are where lookups were answered: atomics, so that counting
+	// takes no lock on the lookup path.
+	counts lookupCounts
+}
+
+// lookupCounts counts lookups by where they were answered (see Stats); a
+// disk hit adds to diskReads, then to diskHits.
+type lookupCounts struct {
+	filterMiss, overlay, cacheHits, diskReads, diskHits atomic.Uint64
 }
 
 const keyPrefix = 'k'
@@ -189,20 +199,20 @@ func (ix *Index) Lookup(k Key) (Hit, error) {
 	mayBe := ok || ix.filter.Contains(k.fingerprint())
 	ix.mu.RUnlock()
 	if ok {
-		ix.count(func(s *Stats) { s.Overlay++ })
+		ix.counts.overlay.Add(1)
 		return Hit{Slot: p.slot, Found: !p.del, Overlay: true}, nil
 	}
 	if !mayBe {
-		ix.count(func(s *Stats) { s.FilterMiss++ })
+		ix.counts.filterMiss.Add(1)
 		return Hit{}, nil
 	}
 	if slot, ok := ix.cache.get(k); ok {
-		ix.count(func(s *Stats) { s.CacheHits++ })
+		ix.counts.cacheHits.Add(1)
 		return Hit{Slot: slot, Found: true}, nil
 	}
 	v, err := ix.db.Get(dbKey(k), nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
-		ix.count(func(s *Stats) { s.DiskReads++ })
+		ix.counts.diskReads.Add(1)
 		return Hit{}, nil
 	}
 	if err != nil {
@@ -212,14 +222,9 @@ func (ix *Index) Lookup(k Key) (Hit, error) {
 	if err != nil {
 		return Hit{}, err
 	}
-	ix.count(func(s *Stats) { s.DiskReads++; s.DiskHits++ })
+	ix.counts.diskReads.Add(1)
+	ix.counts.diskHits.Add(1)
 	return Hit{Slot: slot, Found: true, Disk: true}, nil
-}
-
-func (ix *Index) count(f func(*Stats)) {
-	ix.mu.Lock()
-	f(&ix.stats)
-	ix.mu.Unlock()
 }
 
 // Insert indexes k at slot. The caller guarantees k is not indexed.
@@ -351,10 +356,17 @@ func (ix *Index) Each(fn func(Entry) error) error {
 	return translate("iterate", it.Error())
 }
 
-// Stats reports sizes and lookup counters.
+// Stats reports sizes and lookup counters. The counters are read one by
+// one while lookups go on: each is exact, together they may be a few
+// lookups apart.
 func (ix *Index) Stats() Stats {
+	c := &ix.counts
+	// Hits before reads (Lookup adds to reads first): DiskHits never
+	// exceeds DiskReads.
+	s := Stats{FilterMiss: c.filterMiss.Load(), Overlay: c.overlay.Load(), CacheHits: c.cacheHits.Load(),
+		DiskHits: c.diskHits.Load()}
+	s.DiskReads = c.diskReads.Load()
 	ix.mu.RLock()
-	s := ix.stats
 	s.Entries = ix.filter.Len()
 	s.FilterBytes = ix.filter.Bytes()
 	ix.mu.RUnlock()
