@@ -114,8 +114,10 @@ type Engine struct {
 	hashTokens chan struct{}
 
 	changes atomic.Int64 // uncommitted block changes
-	seq     uint64       // last commit's sequence (under commitMu)
-	failed  atomic.Pointer[error]
+	// obs observes commits for metrics (observer.go).
+	obs    observer
+	seq    uint64 // last commit's sequence (under commitMu)
+	failed atomic.Pointer[error]
 
 	// crashHook, set by tests only, stops a commit at a named stage
 	// ("journaled": after the commit point, before anything is applied)

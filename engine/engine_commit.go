@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"syscall"
+	"time"
 
 	"blockhash/blockstore"
 	"blockhash/index"
@@ -66,6 +67,7 @@ func (e *Engine) commitOps(op func(rec *record) error, then func() error) error 
 	if p := e.failed.Load(); p != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, *p)
 	}
+	start := time.Now()
 
 	e.epoch.Lock()
 	holding := true
@@ -132,6 +134,9 @@ func (e *Engine) commitOps(op func(rec *record) error, then func() error) error 
 		e.pages.reuse(sp.frees)
 		e.reuseMu.Unlock()
 	}
+	if o := e.observer(); o != nil {
+		o.Commit(time.Since(start))
+	}
 	if opErr == nil && then != nil {
 		return then()
 	}
@@ -190,10 +195,10 @@ func (e *Engine) sealPages(rec *record, sealed []sealedMap, sp sealedPages) erro
 }
 
 func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error {
-	if err := e.bs.Sync(); err != nil {
+	if err := e.synced(SyncData, e.bs.Sync); err != nil {
 		return err
 	}
-	if err := e.jn.write(rec); err != nil {
+	if err := e.synced(SyncJournal, func() error { return e.jn.write(rec) }); err != nil {
 		return err
 	}
 	if e.crashHook != nil && e.crashHook("journaled") {
@@ -206,7 +211,7 @@ func (e *Engine) persist(rec *record, puts []index.Op, sealed []sealedMap) error
 	for _, s := range sealed {
 		s.m.dropSealed()
 	}
-	return e.jn.reset()
+	return e.synced(SyncJournalReset, e.jn.reset)
 }
 
 // applyRecord applies a journal record at replay (index puts for every
@@ -254,13 +259,13 @@ func (e *Engine) applyRecordOps(rec *record, puts []index.Op, replay bool) error
 		}
 		i = j
 	}
-	if err := e.bs.Sync(); err != nil {
+	if err := e.synced(SyncSlots, e.bs.Sync); err != nil {
 		return err
 	}
 	if len(ops) > 0 {
 		puts = append(append(make([]index.Op, 0, len(ops)+len(puts)), ops...), puts...)
 	}
-	return e.ix.Apply(puts)
+	return e.synced(SyncIndex, func() error { return e.ix.Apply(puts) })
 }
 
 // applyPages writes the record's leaves and tables into the page file.
@@ -300,7 +305,7 @@ func (e *Engine) applyPages(rec *record) error {
 			return fmt.Errorf("engine: write map table: %w", err)
 		}
 	}
-	if err := f.Sync(); err != nil {
+	if err := e.synced(SyncPages, f.Sync); err != nil {
 		return fmt.Errorf("engine: sync map pages: %w", err)
 	}
 	return nil
