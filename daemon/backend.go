@@ -31,7 +31,9 @@ type storeDevice interface {
 // they reach the store (the kernel device is read-only too, so only a
 // write that gets past the kernel's check comes here). Every request
 // passes the device's gate (gate.go), which holds them while a
-// migration's switch-over pauses the device.
+// migration's switch-over pauses the device. Each request is counted in
+// the device's metrics (m: atomics, no lock), its wait at the gate
+// included.
 type guestBackend struct {
 	dev      storeDevice
 	gate     *gate
@@ -40,6 +42,7 @@ type guestBackend struct {
 	readOnly bool
 	log      zerolog.Logger
 	lim      logLimiter
+	m        *deviceMetrics // nil: not counted
 }
 
 var _ ublk.FUAWriter = (*guestBackend)(nil)
@@ -63,6 +66,13 @@ const (
 
 // ReadAt implements ublk.Backend.
 func (b *guestBackend) ReadAt(p []byte, off int64) (int, error) {
+	start := b.m.begin()
+	n, err := b.readAt(p, off)
+	b.m.done(opRead, start, int64(n), err)
+	return n, err
+}
+
+func (b *guestBackend) readAt(p []byte, off int64) (int, error) {
 	if err := b.gate.enter(); err != nil {
 		return 0, b.fail("read", off, int64(len(p)), err)
 	}
@@ -76,6 +86,13 @@ func (b *guestBackend) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt implements ublk.Backend.
 func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
+	start := b.m.begin()
+	n, err := b.writeAt(p, off)
+	b.m.done(opWrite, start, int64(n), err)
+	return n, err
+}
+
+func (b *guestBackend) writeAt(p []byte, off int64) (int, error) {
 	if err := b.gate.enter(); err != nil {
 		return 0, b.fail("write", off, int64(len(p)), err)
 	}
@@ -92,6 +109,13 @@ func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteAtFUA implements ublk.FUAWriter.
 func (b *guestBackend) WriteAtFUA(p []byte, off int64) (int, error) {
+	start := b.m.begin()
+	n, err := b.writeAtFUA(p, off)
+	b.m.done(opWrite, start, int64(n), err)
+	return n, err
+}
+
+func (b *guestBackend) writeAtFUA(p []byte, off int64) (int, error) {
 	if err := b.gate.enter(); err != nil {
 		return 0, b.fail("write fua", off, int64(len(p)), err)
 	}
@@ -108,6 +132,13 @@ func (b *guestBackend) WriteAtFUA(p []byte, off int64) (int, error) {
 
 // Flush implements ublk.Backend.
 func (b *guestBackend) Flush() error {
+	start := b.m.begin()
+	err := b.flush()
+	b.m.done(opFlush, start, 0, err)
+	return err
+}
+
+func (b *guestBackend) flush() error {
 	if err := b.gate.enter(); err != nil {
 		return b.fail("flush", 0, 0, err)
 	}
@@ -120,6 +151,13 @@ func (b *guestBackend) Flush() error {
 
 // Discard implements ublk.Backend.
 func (b *guestBackend) Discard(off, length int64) error {
+	start := b.m.begin()
+	err := b.discard(off, length)
+	b.m.done(opDiscard, start, length, err)
+	return err
+}
+
+func (b *guestBackend) discard(off, length int64) error {
 	if err := b.gate.enter(); err != nil {
 		return b.fail("discard", off, length, err)
 	}
@@ -135,6 +173,13 @@ func (b *guestBackend) Discard(off, length int64) error {
 
 // WriteZeroes implements ublk.Backend.
 func (b *guestBackend) WriteZeroes(off, length int64) error {
+	start := b.m.begin()
+	err := b.writeZeroes(off, length)
+	b.m.done(opWriteZeroes, start, length, err)
+	return err
+}
+
+func (b *guestBackend) writeZeroes(off, length int64) error {
 	if err := b.gate.enter(); err != nil {
 		return b.fail("write zeroes", off, length, err)
 	}

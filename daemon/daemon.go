@@ -61,6 +61,11 @@ type Daemon struct {
 
 	srv *server
 
+	// metrics are the Prometheus metrics (metrics.go), msrv their HTTP
+	// server (ListenMetrics; nil: not served).
+	metrics *metrics
+	msrv    *metricsServer
+
 	// scrubMu guards scrubStop, the cancel of the running scrub (scrub.go).
 	scrubMu   sync.Mutex
 	scrubStop context.CancelFunc
@@ -114,7 +119,9 @@ func Open(o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}, baseProcs: runtime.GOMAXPROCS(0)}
+	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}, baseProcs: runtime.GOMAXPROCS(0),
+		metrics: newMetrics(eng)}
+	eng.SetObserver(d.metrics)
 	if err := d.restore(); err != nil {
 		d.Close()
 		return nil, err
@@ -161,6 +168,7 @@ func (d *Daemon) restore() error {
 // the error says why.
 func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
 	be := newGuestBackend(dv.dev, dv.gate, dv.Name, dv.LBS, dv.ReadOnly, d.log)
+	be.m = d.metrics.device(dv.Name)
 	present := false
 	if allowRecover {
 		var err error
@@ -270,6 +278,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	}
 	dv := &device{servedDevice: s, dev: dev, gate: &gate{}}
 	if err := d.startLocked(dv, false); err != nil {
+		d.metrics.forget(r.Name)
 		undo()
 		return DeviceInfo{}, err
 	}
@@ -277,6 +286,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	if err := d.changedLocked(); err != nil {
 		dv.exp.Stop()
 		delete(d.devs, r.Name)
+		d.metrics.forget(r.Name)
 		undo()
 		return DeviceInfo{}, err
 	}
@@ -341,6 +351,7 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 			return done, err
 		}
 		delete(d.devs, dv.Name)
+		d.metrics.forget(dv.Name)
 		if !r.KeepData {
 			if err := d.eng.DeleteDevice(dv.Name); err != nil {
 				d.changedLocked()
@@ -411,6 +422,9 @@ func (d *Daemon) Stats() (engine.Stats, error) { return d.eng.Stats() }
 func (d *Daemon) Close() error {
 	if d.srv != nil {
 		d.srv.close()
+	}
+	if d.msrv != nil {
+		d.msrv.close() // before the store closes: no scrape reads it after
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -20,6 +20,10 @@
 // its requests wait at the device's gate (gate.go) until resume, or fail
 // with EIO when the paused device is released (del); invalidate drops the
 // kernel's cached pages of a device whose content changed underneath it.
+// With ListenMetrics it serves Prometheus metrics over HTTP (metrics.go:
+// each device's requests counted by its backend, the store's figures
+// computed at scrape time by storeCollector, the engine's commits through
+// engine.Observer).
 //
 // # Concurrency
 //
@@ -31,5 +35,8 @@
 // I/O, which goes on from the ublk queues without any daemon lock. A
 // request passes its device's gate with atomics only (no lock while the
 // gate is open); pause waits for the requests in the store and flushes
-// without Daemon.mu, so a long pause holds up nothing else.
+// without Daemon.mu, so a long pause holds up nothing else. A request's
+// metrics are client_golang counters and histograms resolved when its
+// device starts: atomics, no lock on the I/O path. A scrape reads the
+// store like the stats request does and takes no daemon lock.
 package daemon

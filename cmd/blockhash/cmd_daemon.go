@@ -14,13 +14,15 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit]",
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--metrics-addr ADDR]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
 		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
 			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
 			"I/O from the store. SIGTERM or SIGINT finish the I/O in progress, flush the store and exit 0, leaving " +
 			"every /dev/ublkbN in place (its new I/O waits) for the next serve to take over, unless " +
-			"--stop-devices-on-exit is given.",
+			"--stop-devices-on-exit is given. With --metrics-addr (for example 127.0.0.1:9477) it serves Prometheus " +
+			"metrics over HTTP at /metrics on that address: each device's requests, bytes, errors and latency, the " +
+			"store's space and dedup figures, its commits and their fsyncs.",
 		run: runServe})
 	register(&command{name: "add", usage: "NAME|DEV@SNAP [--size SIZE] [--read-only] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
 		summary: "serve a device (created if missing) or a snapshot (always read-only) and print its /dev/ublkbN",
@@ -42,6 +44,7 @@ func (e *env) client() daemon.Client { return daemon.Client{Socket: e.socket} }
 func runServe(e *env, args []string) error {
 	fs := newFlags("serve")
 	stopDevs := fs.Bool("stop-devices-on-exit", false, "remove the kernel devices when stopping (default: leave them, their I/O waiting, for the next serve to take over)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, ADDR being host:port like 127.0.0.1:9477 (default: off)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -58,6 +61,12 @@ func runServe(e *env, args []string) error {
 	if err := d.Listen(); err != nil {
 		d.Close()
 		return err
+	}
+	if *metricsAddr != "" {
+		if err := d.ListenMetrics(*metricsAddr); err != nil {
+			d.Close()
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
