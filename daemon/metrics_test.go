@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -346,5 +348,40 @@ func TestMetricsParallelIO(t *testing.T) {
 	}
 	if got := count(fams, "blockhash_device_request_duration_seconds", "device", "vm", "op", "write"); got != queues*perQueue {
 		t.Errorf("write latency histogram counts %d, want %d", got, queues*perQueue)
+	}
+}
+
+// A client that half-closes its connection once its request is sent (as
+// busybox nc does at the end of its input) still gets the metrics: the
+// request's context is cancelled then, and a timeout wrapper answered
+// that with an empty 503.
+func TestMetricsHalfClosedClient(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if err := d.ListenMetrics("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", d.MetricsAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.0\r\nHost: blockhash\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("blockhash_store_stats_up 1")) {
+		t.Fatalf("%s, body: %.200s", resp.Status, body)
 	}
 }

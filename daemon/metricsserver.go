@@ -22,12 +22,14 @@ type metricsServer struct {
 // metricsShutdown bounds how long Close waits for scrapes in progress.
 const metricsShutdown = 5 * time.Second
 
-// MetricsHandler answers Prometheus scrapes of the daemon's metrics.
+// MetricsHandler answers Prometheus scrapes of the daemon's metrics. It
+// has no timeout of its own (Prometheus has its scrape timeout): with
+// one, a client that half-closes its connection after its request (busybox
+// nc) cancels the request and got an empty 503.
 func (d *Daemon) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError, // a metric that fails leaves the others
 		MaxRequestsInFlight: 4,
-		Timeout:             30 * time.Second,
 	})
 }
 
