@@ -16,8 +16,11 @@
 # written before the migration and every probe file whose fsync returned
 # verifies, fio verifies the writes it completed (--verify_only with its
 # saved state), and e2fsck -fn is clean (before the replay it is run and
-# its verdict logged). B keeps serving vm after A's daemon stops; both
-# stores pass fsck. Metrics: the switch-over pause migrate reports, the
+# its verdict logged). B's device, held open from the first round as the
+# destination QEMU would hold it and read through the page cache then,
+# reads the same through the cache as directly after the switch (the
+# daemon drops the cached pages when a receive replaces the content). B
+# keeps serving vm after A's daemon stops; both stores pass fsck. Metrics: the switch-over pause migrate reports, the
 # whole migration, and the probe's longest gap between two acknowledged
 # writes on A before the switch.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
