@@ -152,7 +152,9 @@ bh migrate vm hostb -e "$rsh" --remote-bin "blockhash --store $S2 --socket $SB" 
 	>"$BHVM_WORK/migrate.log" 2>&1 ||
 	fail "migrate failed: $(tail -n 20 "$BHVM_WORK/migrate.log")"
 t1=$(now_ms)
-log "migrate took $((t1 - t0)) ms: $(tr '\n' ' ' <"$BHVM_WORK/migrate.log" | cut -c1-600)"
+log "migrate took $((t1 - t0)) ms:"
+grep -E '^(round|switch)' "$BHVM_WORK/migrate.log" | sed 's/^/    /'
+grep -q '^switch:' "$BHVM_WORK/migrate.log" || fail "migrate printed no switch line: $(cat "$BHVM_WORK/migrate.log")"
 metric migrate_ms $((t1 - t0))
 pause=$(grep -oiE 'pause[a-z_ ]*[=: ]+[0-9.]+ ?(ms|s|µs|us)?' "$BHVM_WORK/migrate.log" | head -n 1)
 [ -n "$pause" ] && log "pause reported by migrate: $pause"
