@@ -170,7 +170,7 @@ func setup(t testing.TB) (string, *fakeKernel) {
 	return dir, &fakeKernel{devs: map[int]*fakeExport{}}
 }
 
-func open(t *testing.T, dir string, k *fakeKernel) *Daemon {
+func open(t testing.TB, dir string, k *fakeKernel) *Daemon {
 	t.Helper()
 	d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
 		Engine: engine.Options{CommitInterval: -1}})

@@ -36,7 +36,7 @@ func copyVolume(t *testing.T, src *Device, st *Staging) (linked, written int) {
 		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Write(uint64(lba), buf, keys[lba:lba+1]); err != nil {
+		if err := st.Write([]uint64{uint64(lba)}, buf, keys[lba:lba+1]); err != nil {
 			t.Fatal(err)
 		}
 		written++
@@ -95,7 +95,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 			continue
 		}
 		if ok, _ := st.Link(lba, keys[lba]); !ok {
-			if err := st.Write(lba, img[lba*BlockSize:(lba+1)*BlockSize], keys[lba:lba+1]); err != nil {
+			if err := st.Write([]uint64{lba}, img[lba*BlockSize:(lba+1)*BlockSize], keys[lba:lba+1]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -126,7 +126,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 	}
 	// A block that does not match its key is refused, nothing written.
 	k := []index.Key{keys[1]}
-	if err := st.Write(0, block(999), k); !errors.Is(err, ErrCorrupt) {
+	if err := st.Write([]uint64{0}, block(999), k); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("mismatched block: %v, want ErrCorrupt", err)
 	}
 	if err := st.Finish(); err != nil {
@@ -191,7 +191,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 				continue
 			}
 			mustReadInto(t, s2, buf, lba)
-			if err := st.Write(lba, buf, k[:]); err != nil {
+			if err := st.Write([]uint64{lba}, buf, k[:]); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"blockhash/daemon"
 	"blockhash/engine"
+	"blockhash/replica"
 )
 
 // Migration of a served device to another host's daemon: rounds of
@@ -67,42 +67,25 @@ func runMigrate(e *env, args []string) error {
 	if !served {
 		return fmt.Errorf("%w: %s is not served here (use blockhash sync for a device that is not)", engine.ErrNotFound, dev)
 	}
-	remoteArgs := []string{"--live", "--serve"}
-	if !*switchOnly {
-		for i := 1; i <= *rounds; i++ {
-			st, err := e.syncOnce(rf, dev, host, "migrate-", false, remoteArgs)
-			if err != nil {
-				return fmt.Errorf("round %d: %w", i, err)
-			}
+	m := daemon.Migrator{Client: c, Remote: rf.remote(host, e.stderr), Rounds: *rounds, MaxDelta: maxDelta.v,
+		Progress: func(i int, st replica.Stats) {
 			fmt.Fprintf(e.stdout, "round %d: sent %d of %d blocks (%s of data, %s on the wire) in %.2fs\n", i,
 				st.BlocksSent, st.BlocksOffered, human(st.RawDataBytes), human(st.WireOut+st.WireIn), st.Seconds)
-			if st.RawDataBytes <= maxDelta.v {
-				break
-			}
+		}}
+	if !*switchOnly {
+		if err := m.Prepare(dev); err != nil {
+			return err
 		}
 	}
 	if *prepare {
 		fmt.Fprintf(e.stdout, "%s is ready to switch to %s (blockhash migrate %s %s --switch)\n", dev, host, dev, host)
 		return nil
 	}
-	// The switch.
-	start := time.Now()
-	if _, err := c.Do(daemon.Request{Op: "pause", Name: dev, ID: -1}); err != nil {
-		return fmt.Errorf("pausing %s: %w", dev, err)
-	}
-	paused := time.Since(start)
-	st, err := e.syncOnce(rf, dev, host, "migrate-", false, remoteArgs)
+	rep, err := m.Switch(dev)
 	if err != nil {
-		if _, rerr := c.Do(daemon.Request{Op: "resume", Name: dev, ID: -1}); rerr != nil {
-			return fmt.Errorf("switch failed (%w), and resuming %s here failed too: %v", err, dev, rerr)
-		}
-		return fmt.Errorf("switch failed, %s serves here again (the copy on %s is stale): %w", dev, host, err)
+		return err
 	}
-	if _, err := c.Do(daemon.Request{Op: "del", Name: dev, KeepData: true, ID: -1}); err != nil {
-		return fmt.Errorf("%s serves on %s now, but releasing it here failed: %w", dev, host, err)
-	}
-	pause := time.Since(start)
 	fmt.Fprintf(e.stdout, "switch: sent %d blocks (%s) with I/O paused; pause %.3fs (drain and flush %.3fs); %s now serves on %s, released here\n",
-		st.BlocksSent, human(st.RawDataBytes), pause.Seconds(), paused.Seconds(), dev, host)
+		rep.Stats.BlocksSent, human(rep.Stats.RawDataBytes), rep.Pause.Seconds(), rep.Drain.Seconds(), dev, host)
 	return nil
 }
