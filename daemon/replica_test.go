@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"blockhash/engine"
 	"blockhash/replica"
 )
 
@@ -124,5 +125,81 @@ func TestDaemonSendReceive(t *testing.T) {
 	rep, err := db.eng.Fsck(false)
 	if err != nil || !rep.OK() {
 		t.Fatalf("fsck B: %v %+v", err, rep)
+	}
+}
+
+// TestNoDevicesDaemon: a daemon that serves no block devices (a replica
+// host without ublk) refuses to add one and still receives replicas.
+func TestNoDevicesDaemon(t *testing.T) {
+	_, ca, ka := serving(t)
+	dir, _ := setup(t)
+	d, err := Open(Options{Store: dir, Exporter: NoDevices{}, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+		Engine: engine.Options{CommitInterval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Add(Request{Name: "vm", Size: 1 << 20, ID: -1}); !errors.Is(err, ErrNoDevices) {
+		t.Fatalf("add on a no-devices daemon: %v", err)
+	}
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Serve(ctx)
+	cb := Client{Socket: filepath.Join(filepath.Dir(dir), "s.sock")}
+	if _, err := ca.Do(Request{Op: "add", Name: "vm", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte{3}, 1<<20)
+	ka.backend(0).WriteAt(img, 0)
+	if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: "s", ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ea, eb := daemonTransfer(t, ca, Request{Op: "send", Name: "vm@s", ID: -1}, cb, Request{Op: "receive", Name: "vm", ID: -1}); ea != nil || eb != nil {
+		t.Fatalf("send %v, receive %v", ea, eb)
+	}
+	dev, err := d.eng.Device("vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(img))
+	if _, err := dev.ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("replica differs (%v)", err)
+	}
+}
+
+// TestAddGrows: add of a stored device with a larger --size grows it
+// (a smaller one is refused, and so is a served device).
+func TestAddGrows(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if _, err := d.Add(Request{Name: "vm", Size: 4 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.backend(0).WriteAt(bytes.Repeat([]byte{5}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Add(Request{Name: "vm", Size: 8 << 20, ID: -1}); !errors.Is(err, ErrServed) {
+		t.Fatalf("grow of a served device: %v", err)
+	}
+	if _, err := d.Del(Request{Name: "vm", KeepData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Add(Request{Name: "vm", Size: 2 << 20, ID: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("shrink: %v", err)
+	}
+	info, err := d.Add(Request{Name: "vm", Size: 8 << 20, ID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != 8<<20 {
+		t.Fatalf("served at %d bytes after the grow", info.Size)
+	}
+	got := make([]byte, 8192)
+	if _, err := k.backend(info.ID).ReadAt(got, 0); err != nil || got[0] != 5 || got[4096] != 0 {
+		t.Fatalf("content after the grow (%v)", err)
 	}
 }
