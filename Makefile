@@ -58,6 +58,8 @@ BENCH_FLAGS ?=
 bench: build
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x ./engine/
 	$(GO) test -run '^$$' -bench . -skip 'Ingest|SnapshotCosts' ./engine/ ./index/ ./ublk/
+	# What counting a request in the metrics costs (clock, atomics, histogram).
+	$(GO) test -run '^$$' -bench DeviceMetrics ./daemon/
 	$(GO) test -run '^$$' -bench SnapshotCosts -benchtime 1x -timeout 2h ./engine/
 	# A migration's switch of a device with 10 GiB written, a guest writing
 	# 1,000 random 4 KiB blocks a second (BLOCKHASH_MIGRATE_GIB, _IOPS).
