@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest soak bench fuzz fuzz-long run demo clean vet
+.PHONY: all build unit test vmtest hosts soak bench fuzz fuzz-long run demo clean vet
 
 all: build
 
@@ -32,7 +32,13 @@ unit: vet
 vmtest:
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --all
 
-test: unit vmtest
+# Two hosts on one machine (network namespaces, root): replication, its
+# fault campaign and hostile streams (under 3 minutes). Says SKIP where
+# namespaces cannot be made.
+hosts:
+	tests/hosts/run
+
+test: unit hosts vmtest
 
 # The fault campaigns at length: each scenario in SOAK_SCENARIOS runs
 # SOAK_CYCLES cycles (guest variable BHVM_CYCLES; make test runs their
