@@ -16,11 +16,12 @@
 // when a signal N killed it). The client exits with that status, or 255 when
 // the connection failed before an exit frame, as ssh does.
 //
-// A lost connection (a killed client, a link taken down) is noticed within
-// seconds: both ends set TCP keepalive and TCP_USER_TIMEOUT (socket.go). The
-// server then closes the command's stdin and stdout, as sshd does when its
-// client goes away, and kills the command's process group if it has not
-// exited a few seconds later.
+// A lost connection (a killed client, a link taken down) is noticed: an
+// idle one by TCP keepalive within seconds, one with data in flight by the
+// kernel's retransmission limit (socket.go). The server then closes the
+// command's stdin and stdout, as sshd does when its client goes away, and
+// kills the command's process group if it has not exited a few seconds
+// later.
 //
 // Concurrency: the server handles each connection in its own goroutine;
 // within one, a goroutine feeds stdin and one per output stream writes
