@@ -41,6 +41,7 @@ func runCmd(t *testing.T, addr string, stdin io.Reader, args ...string) (int, st
 }
 
 func TestExitStatus(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	for _, tc := range []struct {
 		cmd  string
@@ -61,6 +62,7 @@ func TestExitStatus(t *testing.T) {
 }
 
 func TestStreams(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	for _, tc := range []struct {
 		name           string
@@ -85,6 +87,7 @@ func TestStreams(t *testing.T) {
 
 // A command that stops reading its stdin early must not hang the client.
 func TestCommandStopsReading(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	status, out, _ := runCmd(t, addr, io.LimitReader(rand.Reader, 64<<20), "head -c 10 >/dev/null; echo done")
 	if status != 0 || out != "done\n" {
@@ -95,6 +98,7 @@ func TestCommandStopsReading(t *testing.T) {
 // Large streams both ways at once: cat echoes 48 MiB while the client is
 // still sending, and a stderr stream runs beside it.
 func TestLargeBidirectional(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	data := make([]byte, 48<<20)
 	if _, err := rand.Read(data); err != nil {
@@ -115,6 +119,7 @@ func TestLargeBidirectional(t *testing.T) {
 // A client that goes away while the command writes: the command's stdout
 // closes (it gets SIGPIPE) and the server goes on serving.
 func TestClientGoneClosesPipes(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	mark := filepath.Join(t.TempDir(), "mark")
 	conn, err := net.Dial("tcp", addr)
@@ -137,6 +142,7 @@ func TestClientGoneClosesPipes(t *testing.T) {
 // A command that survives the closing of its pipes is killed after the
 // grace period, with its whole process group.
 func TestClientGoneKillsStubbornCommand(t *testing.T) {
+	t.Parallel()
 	addr := startServer(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	conn, err := net.Dial("tcp", addr)
@@ -163,6 +169,7 @@ func TestClientGoneKillsStubbornCommand(t *testing.T) {
 
 // A server that closes without an exit frame is a failure (255), not 0.
 func TestNoExitFrame(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +192,7 @@ func TestNoExitFrame(t *testing.T) {
 }
 
 func TestHostPort(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"10.0.0.1":      "10.0.0.1:" + defaultPort,
 		"10.0.0.1:99":   "10.0.0.1:99",
@@ -207,4 +215,22 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A command that pauses reading while the client has more to send is not
+// a dead peer: the connection must last (TCP_USER_TIMEOUT of 6 s ended it).
+func TestSlowReaderKeepsConnection(t *testing.T) {
+	t.Parallel()
+	addr := startServer(t)
+	status, out, _ := runCmd(t, addr, io.LimitReader(zeroReader{}, 64<<20), "sleep 7; wc -c")
+	if status != 0 || strings.TrimSpace(out) != strconv.Itoa(64<<20) {
+		t.Fatalf("status %d stdout %q", status, out)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
