@@ -128,6 +128,9 @@ func (e *Engine) Device(name string) (*Device, error) {
 	e.devMu.RLock()
 	defer e.devMu.RUnlock()
 	m, ok := e.byName[name]
+	if ok && hidden(name) {
+		ok = false // a receive's staging volume (not a name users can give)
+	}
 	if !ok {
 		var unnamed []string
 		for _, b := range e.broken {
@@ -152,6 +155,9 @@ func (e *Engine) Devices() []string {
 	defer e.devMu.RUnlock()
 	names := make([]string, 0, len(e.byName))
 	for n := range e.byName {
+		if hidden(n) {
+			continue
+		}
 		names = append(names, n)
 	}
 	sort.Strings(names)

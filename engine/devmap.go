@@ -41,8 +41,11 @@ import (
 //	in bytes | 24 8 created (Unix ns) | 32 1 kind (0 device, 1 snapshot) |
 //	33 1 flags (bit 0: being deleted) | 36 4 parent (a snapshot's device) |
 //	40 4 root pointers | 44 2 name length | 46 64 name | 110 2 origin length |
-//	112 .. origin (what a clone was made from, "dev@snap") | 4092 4 CRC-32C
-//	of bytes 0..4091
+//	112 .. origin (what a clone was made from, "dev@snap") | 256 16 guid
+//	(a snapshot's identity, shared by its replicas; zeros: none) | 272 16
+//	base guid and 288 2 target length, 290 64 target (a receive's staging
+//	volume: the snapshot it is built from and the device it will become) |
+//	4092 4 CRC-32C of bytes 0..4091
 const (
 	mapHeaderSize = 4096
 	// rootOffset is where a volume file's root begins (after the header
@@ -124,6 +127,13 @@ type mapHeader struct {
 	Deleting bool
 	Parent   uint32 // a snapshot's device
 	Origin   string // what a clone was made from ("dev@snap"), for show
+	// GUID names a snapshot's content across stores: a replica of a
+	// snapshot has its source's GUID. Zero: none (older snapshots).
+	GUID [16]byte
+	// A receive's staging volume (receive.go) names the device it will
+	// become (Target) and the snapshot it was cloned from (BaseGUID).
+	BaseGUID [16]byte
+	Target   string
 }
 
 func (h *mapHeader) roots() int { return rootsFor(uint64(h.Size / blockstore.BlockSize)) }
@@ -145,6 +155,10 @@ func (h *mapHeader) encode() []byte {
 	copy(b[46:46+maxNameLen], h.Name)
 	binary.LittleEndian.PutUint16(b[110:], uint16(len(h.Origin)))
 	copy(b[112:112+maxOriginLen], h.Origin)
+	copy(b[256:272], h.GUID[:])
+	copy(b[272:288], h.BaseGUID[:])
+	binary.LittleEndian.PutUint16(b[288:], uint16(len(h.Target)))
+	copy(b[290:290+maxNameLen], h.Target)
 	binary.LittleEndian.PutUint32(b[4092:], crc32.Checksum(b[:4092], castagnoli))
 	return b
 }
@@ -174,13 +188,17 @@ func decodeMapHeader(b []byte) (mapHeader, error) {
 	h.Parent = binary.LittleEndian.Uint32(b[36:])
 	n := int(binary.LittleEndian.Uint16(b[44:]))
 	on := int(binary.LittleEndian.Uint16(b[110:]))
-	if n == 0 || n > maxNameLen || on > maxOriginLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 ||
+	tn := int(binary.LittleEndian.Uint16(b[288:]))
+	if n == 0 || n > maxNameLen || on > maxOriginLen || tn > maxNameLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 ||
 		h.Kind > kindSnapshot || b[33]&^1 != 0 || (h.Kind == kindSnapshot) != (h.Parent != 0) || h.ID == 0 ||
 		binary.LittleEndian.Uint32(b[40:]) != uint32(h.roots()) {
 		return h, fmt.Errorf("%w: volume header fields out of range", ErrCorrupt)
 	}
 	h.Name = string(b[46 : 46+n])
 	h.Origin = string(b[112 : 112+on])
+	h.GUID = [16]byte(b[256:272])
+	h.BaseGUID = [16]byte(b[272:288])
+	h.Target = string(b[290 : 290+tn])
 	return h, nil
 }
 

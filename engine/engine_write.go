@@ -73,6 +73,12 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	if zero {
 		n = length[0]
 	}
+	return e.writeAt(m, p, off, n, zero, nil)
+}
+
+// writeAt is write with, optionally, the keys of p's whole blocks already
+// computed.
+func (e *Engine) writeAt(m *Map, p []byte, off, n int64, zero bool, keys []index.Key) error {
 	if err := e.checkRange(m, off, n); err != nil {
 		return err
 	}
@@ -85,7 +91,7 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	if n == 0 {
 		return nil
 	}
-	if err := e.writeLocked(m, p, off, n, zero); err != nil {
+	if err := e.writeLocked(m, p, off, n, zero, keys); err != nil {
 		return err
 	}
 	if c := e.changes.Load(); c >= int64(e.opts.CommitChanges) {
@@ -100,12 +106,11 @@ func (e *Engine) write(m *Map, p []byte, off int64, zero bool, length ...int64) 
 	return nil
 }
 
-func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool) error {
+func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool, keys []index.Key) error {
 	first, last := off/BlockSize, (off+n-1)/BlockSize
 	// Whole blocks are hashed before any lock is taken, on every core for
 	// large requests.
-	var keys []index.Key
-	if !zero {
+	if !zero && keys == nil {
 		lo := (off + BlockSize - 1) / BlockSize
 		hi := (off + n) / BlockSize
 		if hi > lo {

@@ -65,6 +65,9 @@ func (e *Engine) Stats() (Stats, error) {
 	s := Stats{Hash: e.sb.Hash.String()}
 	e.devMu.RLock()
 	for _, m := range e.byName {
+		if hidden(m.full) {
+			continue // a receive's staging volume: not a device yet
+		}
 		d := m.stats()
 		s.Devices = append(s.Devices, d)
 		if m.readOnly() {

@@ -40,12 +40,23 @@ func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
 	if err := e.failedErr(); err != nil {
 		return nil, err
 	}
+	m, err := e.createVolume(mapHeader{Size: size, Name: name, Kind: kindDevice})
+	if err != nil {
+		return nil, err
+	}
+	return &Device{e: e, m: m}, nil
+}
+
+// createVolume makes an empty volume with header h (its ID and creation
+// time filled in), written at once (nothing shares it, so it needs no
+// journal: a crash before the next commit leaves an empty volume).
+func (e *Engine) createVolume(h mapHeader) (*Map, error) {
 	e.devMu.Lock()
 	defer e.devMu.Unlock()
-	if _, ok := e.byName[name]; ok {
-		return nil, fmt.Errorf("%w: %s", ErrExists, name)
+	if _, ok := e.byName[h.Name]; ok {
+		return nil, fmt.Errorf("%w: %s", ErrExists, h.Name)
 	}
-	h := mapHeader{ID: e.nextID, Size: size, Created: time.Now(), Name: name, Kind: kindDevice}
+	h.ID, h.Created = e.nextID, time.Now()
 	path := volPath(e.dir, h.ID)
 	if err := writeVolume(e.fs, path, encodeVolume(h, make([]uint32, h.roots()))); err != nil {
 		return nil, err
@@ -59,8 +70,8 @@ func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
 	}
 	m.root = make([]uint32, h.roots())
 	e.nextID++
-	e.byName[name], e.byID[h.ID] = m, m
-	return &Device{e: e, m: m}, nil
+	e.byName[h.Name], e.byID[h.ID] = m, m
+	return m, nil
 }
 
 // maxDeviceSize bounds a device: 4 PiB (a volume file of 48 MiB of root).
@@ -87,28 +98,47 @@ func (e *Engine) Clone(src, dst string) error {
 }
 
 // share makes volume name of the given kind from src's current content.
+// A snapshot gets a new GUID.
 func (e *Engine) share(src, name string, kind uint8) error {
+	h := mapHeader{Name: name, Kind: kind}
+	if kind == kindSnapshot {
+		h.GUID = newGUID()
+	}
+	_, err := e.shareAs(src, h, nil)
+	return err
+}
+
+// shareAs makes a volume from src's current content with header h (its
+// ID, size and creation time are filled in; h.Name is the full name, as
+// in byName). check, if set, runs first under the catalog's lock. An
+// ordinary commit first makes the one that holds writers off short.
+func (e *Engine) shareAs(src string, h mapHeader, check func() error) (*Map, error) {
 	if err := e.failedErr(); err != nil {
-		return err
+		return nil, err
 	}
-	// An ordinary commit first, so that the one holding writers off is
-	// short.
 	if err := e.commit(); err != nil {
-		return err
+		return nil, err
 	}
-	return e.commitWith(func(rec *record) error {
+	var m *Map
+	err := e.commitWith(func(rec *record) error {
 		e.devMu.Lock()
 		defer e.devMu.Unlock()
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
 		s, ok := e.byName[src]
 		if !ok {
 			return fmt.Errorf("%w: %s", ErrNotFound, src)
 		}
+		name := h.Name
 		if _, ok := e.byName[name]; ok {
 			return fmt.Errorf("%w: %s", ErrExists, name)
 		}
 		dev, snap := SplitName(name)
-		h := mapHeader{ID: e.nextID, Size: s.hdr.Size, Created: time.Now(), Name: name, Kind: kind}
-		if kind == kindSnapshot {
+		h.ID, h.Size, h.Created = e.nextID, s.hdr.Size, time.Now()
+		if h.Kind == kindSnapshot {
 			h.Name, h.Parent = snap, s.hdr.ID
 			if _, isSnap := SplitName(src); isSnap != "" || dev != src {
 				return fmt.Errorf("%w: a snapshot is taken of a device, not of %s", ErrInvalid, src)
@@ -116,18 +146,25 @@ func (e *Engine) share(src, name string, kind uint8) error {
 		} else {
 			h.Origin = s.full
 		}
-		root := e.shareRoot(s)
-		path := volPath(e.dir, h.ID)
-		rec.Vols = append(rec.Vols, volWrite{ID: h.ID, Content: encodeVolume(h, root)})
-		m := newMap(h, path, nil, e.pages)
-		m.full = name
-		m.root = root
-		m.mapped.Store(s.mapped.Load())
-		m.lost.Store(s.lost.Load())
-		e.nextID++
-		e.byName[name], e.byID[h.ID] = m, m
+		m = e.addShared(rec, s, h, name)
 		return nil
 	})
+	return m, err
+}
+
+// addShared adds volume h, called name, sharing s's tree, to the catalog
+// and to rec. The caller holds devMu and runs in a commit.
+func (e *Engine) addShared(rec *record, s *Map, h mapHeader, name string) *Map {
+	root := e.shareRoot(s)
+	rec.Vols = append(rec.Vols, volWrite{ID: h.ID, Content: encodeVolume(h, root)})
+	m := newMap(h, volPath(e.dir, h.ID), nil, e.pages)
+	m.full = name
+	m.root = root
+	m.mapped.Store(s.mapped.Load())
+	m.lost.Store(s.lost.Load())
+	e.nextID = max(e.nextID, h.ID+1)
+	e.byName[name], e.byID[h.ID] = m, m
+	return m
 }
 
 // Rollback returns device dev to its snapshot snap. The device's current

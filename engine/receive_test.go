@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"blockhash/index"
+)
+
+// copyVolume receives every block of src into st the way a replica
+// receiver does: link what the store holds, write the rest.
+func copyVolume(t *testing.T, src *Device, st *Staging) (linked, written int) {
+	t.Helper()
+	n := uint64(src.Size() / BlockSize)
+	keys := make([]index.Key, n)
+	if err := src.Keys(0, keys); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, BlockSize)
+	for lba, k := range keys {
+		if k.IsZero() {
+			if err := st.Zero(uint64(lba), 1); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		ok, err := st.Link(uint64(lba), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			linked++
+			continue
+		}
+		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Write(uint64(lba), buf, keys[lba:lba+1]); err != nil {
+			t.Fatal(err)
+		}
+		written++
+	}
+	return linked, written
+}
+
+func TestReceiveFullIncrementalAndResume(t *testing.T) {
+	_, a := newStore(t, Options{})
+	bdir, b := newStore(t, Options{})
+	const blocks = 3 * mapPerPage
+	src, err := a.CreateDevice("vm", blocks*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := make([]byte, blocks*BlockSize)
+	for lba := range int64(blocks) {
+		if lba%7 != 3 { // some holes
+			copy(img[lba*BlockSize:], block(uint64(lba+1)))
+		}
+	}
+	writeBlocks(t, src, 0, split(img)...)
+	if err := a.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := a.Device("vm@s1")
+	// B already holds a third of the blocks under another name.
+	sib, _ := b.CreateDevice("sibling", blocks*BlockSize)
+	writeBlocks(t, sib, 0, split(img[:blocks/3*BlockSize])...)
+
+	spec := ReceiveSpec{Device: "vm", Size: s1.Size(), Snap: "s1", GUID: s1.GUID()}
+	st, err := b.BeginReceive(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Resumed {
+		t.Fatal("a first receive resumed")
+	}
+	// Until Finish the device does not exist.
+	if _, err := b.Device("vm"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("device before finish: %v", err)
+	}
+	for _, n := range b.Devices() {
+		if hidden(n) {
+			t.Fatalf("staging volume listed: %s", n)
+		}
+	}
+	// Half the device, then a crash (close without finishing).
+	half := uint64(blocks / 2)
+	keys := make([]index.Key, half)
+	if err := s1.Keys(0, keys); err != nil {
+		t.Fatal(err)
+	}
+	for lba := range half {
+		if keys[lba].IsZero() {
+			continue
+		}
+		if ok, _ := st.Link(lba, keys[lba]); !ok {
+			if err := st.Write(lba, img[lba*BlockSize:(lba+1)*BlockSize], keys[lba:lba+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b = reopen(t, bdir, b, Options{})
+	st, err = b.BeginReceive(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Resumed {
+		t.Fatal("the rerun did not resume")
+	}
+	linked, written := copyVolume(t, s1, st)
+	secondHalf := 0
+	for lba := half; lba < blocks; lba++ {
+		if lba%7 != 3 {
+			secondHalf++
+		}
+	}
+	if written > secondHalf || linked == 0 {
+		t.Fatalf("the resumed receive wrote %d blocks (linked %d): the first half travelled again", written, linked)
+	}
+	// A block that does not match its key is refused, nothing written.
+	k := []index.Key{keys[1]}
+	if err := st.Write(0, block(999), k); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("mismatched block: %v, want ErrCorrupt", err)
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	d, err := b.Device("vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, d, 0, int64(len(img))); !bytes.Equal(got, img) {
+		t.Fatal("replica differs from its source")
+	}
+	snaps, _ := b.Snapshots("vm")
+	if len(snaps) != 1 || snaps[0].Name != "s1" || snaps[0].GUID != s1.GUID() {
+		t.Fatalf("replica snapshots %+v", snaps)
+	}
+	fsckOK(t, b)
+	// Received again: refused as done.
+	if _, err := b.BeginReceive(spec); !errors.Is(err, ErrExists) {
+		t.Fatalf("second receive of s1: %v", err)
+	}
+
+	// Incremental: change a few blocks, snapshot s2, send the diff.
+	writeBlocks(t, src, 5, block(5000), block(5001))
+	if err := src.WriteZeroes(20*BlockSize, BlockSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Snapshot("vm", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := a.Device("vm@s2")
+	ranges, err := a.Diff("vm@s1", "vm@s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replica was written locally: refused unless forced.
+	d2, _ := b.Device("vm")
+	writeBlocks(t, d2, 100, block(7777))
+	ispec := ReceiveSpec{Device: "vm", Size: s2.Size(), Snap: "s2", GUID: s2.GUID(), BaseGUID: s1.GUID()}
+	if _, err := b.BeginReceive(ispec); !errors.Is(err, ErrBusy) {
+		t.Fatalf("incremental over a changed replica: %v, want ErrBusy", err)
+	}
+	ispec.Force = true
+	st, err = b.BeginReceive(ispec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, BlockSize)
+	for _, r := range ranges {
+		for lba := r.Start; lba < r.Start+r.Blocks; lba++ {
+			var k [1]index.Key
+			if err := s2.Keys(lba, k[:]); err != nil {
+				t.Fatal(err)
+			}
+			if k[0].IsZero() {
+				if err := st.Zero(lba, 1); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			mustReadInto(t, s2, buf, lba)
+			if err := st.Write(lba, buf, k[:]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	want := mustRead(t, s2, 0, s2.Size())
+	d, _ = b.Device("vm")
+	if got := mustRead(t, d, 0, d.Size()); !bytes.Equal(got, want) {
+		t.Fatal("incremental replica differs from its source")
+	}
+	old, _ := b.Device("vm@s1")
+	if got := mustRead(t, old, 0, old.Size()); !bytes.Equal(got, img) {
+		t.Fatal("the base snapshot changed")
+	}
+	if err := b.DeleteDevice("sibling"); err != nil {
+		t.Fatal(err)
+	}
+	waitDeletes(b)
+	fsckOK(t, b)
+	b = reopen(t, bdir, b, Options{})
+	d, _ = b.Device("vm")
+	if got := mustRead(t, d, 0, d.Size()); !bytes.Equal(got, want) {
+		t.Fatal("replica differs after reopen")
+	}
+	fsckOK(t, b)
+}
+
+func mustReadInto(t *testing.T, d *Device, buf []byte, lba uint64) {
+	t.Helper()
+	if _, err := d.ReadAt(buf, int64(lba)*BlockSize); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReceiveRefusals(t *testing.T) {
+	_, e := newStore(t, Options{})
+	if _, err := e.CreateDevice("vm", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	g := newGUID()
+	for _, c := range []struct {
+		name string
+		spec ReceiveSpec
+		want error
+	}{
+		{"bad name", ReceiveSpec{Device: ".recv-x", Size: 1 << 20}, ErrInvalid},
+		{"bad size", ReceiveSpec{Device: "x", Size: 1000}, ErrInvalid},
+		{"exists", ReceiveSpec{Device: "vm", Size: 1 << 20, Snap: "a", GUID: g}, ErrExists},
+		{"no base", ReceiveSpec{Device: "vm", Size: 1 << 20, Snap: "a", GUID: g, BaseGUID: newGUID()}, ErrNotFound},
+		{"no device", ReceiveSpec{Device: "nope", Size: 1 << 20, Snap: "a", GUID: g, BaseGUID: newGUID()}, ErrNotFound},
+	} {
+		if _, err := e.BeginReceive(c.spec); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if len(e.Devices()) != 1 {
+		t.Fatalf("refused receives left volumes: %v", e.Devices())
+	}
+}

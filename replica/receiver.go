@@ -1,0 +1,337 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"blockhash/engine"
+	"blockhash/index"
+)
+
+// ReceiveOptions say where a stream goes.
+type ReceiveOptions struct {
+	// Device is the device the stream makes current (created if new).
+	Device string
+	// Force replaces an existing device with a full stream, or discards
+	// its changes since the base of an incremental one (the sender may
+	// ask for it too).
+	Force bool
+	// FlushBytes commits the received data every so many bytes, so a
+	// rerun after a crash carries on from there (default 256 MiB).
+	FlushBytes int64
+	// BeforeFinish, if set, runs after the last block is stored and
+	// before the replica is made current; an error aborts the receive.
+	BeforeFinish func() error
+	// AfterFinish, if set, runs once the replica is current and before
+	// the sender is told so (the daemon starts serving the device here
+	// during a migration); an error is reported to the sender.
+	AfterFinish func() error
+	Log         zerolog.Logger
+}
+
+// Receive reads a stream from r, answering on w, into o.Device of e.
+// Until the end the device keeps its old content. A stream cut short
+// leaves what it stored for a rerun to reuse; a stream that breaks the
+// protocol or fails a check changes nothing.
+func Receive(e *engine.Engine, o ReceiveOptions, r io.Reader, w io.Writer) (Stats, error) {
+	rc := &receiver{e: e, o: o, fr: newFrameReader(r), fw: newFrameWriter(w), want: map[index.Key][]uint64{}}
+	start := time.Now()
+	err := rc.run()
+	if err != nil {
+		var re *remoteError
+		if !errors.As(err, &re) {
+			tellError(rc.fw, err)
+		}
+		if rc.st != nil {
+			if errors.Is(err, ErrProtocol) || errors.Is(err, engine.ErrCorrupt) || errors.Is(err, engine.ErrInvalid) {
+				// A hostile or damaged stream: what it stored goes.
+				if derr := rc.st.Abandon(); derr != nil {
+					o.Log.Error().Err(derr).Msg("dropping the staging volume of a rejected stream failed")
+				}
+			} else if ferr := rc.st.Flush(); ferr != nil {
+				o.Log.Error().Err(ferr).Msg("keeping what an interrupted receive stored failed")
+			}
+		}
+	}
+	rc.stats.WireOut, rc.stats.WireIn = rc.fw.n, rc.fr.n
+	rc.stats.Seconds = time.Since(start).Seconds()
+	return rc.stats, err
+}
+
+type receiver struct {
+	e     *engine.Engine
+	o     ReceiveOptions
+	fr    *frameReader
+	fw    *frameWriter
+	st    *engine.Staging
+	stats Stats
+	// next is the first block the next offer may start at.
+	next uint64
+	// fifo holds, per offer answered and not yet sent, the blocks wanted.
+	fifo [][]wanted
+	// want maps a key asked for and not yet received to the other blocks
+	// that hold it (linked once it is stored).
+	want      map[index.Key][]uint64
+	sinceSync int64
+}
+
+type wanted struct {
+	lba uint64
+	key index.Key
+}
+
+func (rc *receiver) run() error {
+	p, err := expect(rc.fr, tHello, "HELLO")
+	if err != nil {
+		return err
+	}
+	h, err := decodeHello(p)
+	if err != nil {
+		return err
+	}
+	if h.Version != version {
+		return fmt.Errorf("%w: the sender speaks version %d, this receiver %d", ErrVersion, h.Version, version)
+	}
+	if err := engine.ValidName(rc.o.Device); err != nil {
+		return err
+	}
+	in := info{Version: version, Hash: uint8(rc.e.Superblock().Hash)}
+	if rc.e.LinksByKey() {
+		in.Flags |= infoLinks
+	}
+	if snaps, err := rc.e.Snapshots(rc.o.Device); err == nil {
+		for _, s := range snaps {
+			in.Snaps = append(in.Snaps, snapInfo{Name: s.Name, GUID: s.GUID})
+		}
+	} else if !errors.Is(err, engine.ErrNotFound) {
+		return err
+	}
+	if len(in.Snaps) > maxSnaps {
+		in.Snaps = in.Snaps[len(in.Snaps)-maxSnaps:]
+	}
+	if err := rc.fw.write(tInfo, in.encode()); err != nil {
+		return err
+	}
+	if err := rc.fw.flush(); err != nil {
+		return err
+	}
+	p, err = expect(rc.fr, tBegin, "BEGIN")
+	if err != nil {
+		return err
+	}
+	bg, err := decodeBegin(p)
+	if err != nil {
+		return err
+	}
+	if bg.Hash != in.Hash {
+		return fmt.Errorf("%w: the sending store hashes with %s, this one with %s", engine.ErrInvalid,
+			engine.HashAlg(bg.Hash), engine.HashAlg(in.Hash))
+	}
+	if bg.Size > 1<<62 {
+		return protoErr("device size %d", bg.Size)
+	}
+	spec := engine.ReceiveSpec{Device: rc.o.Device, Size: int64(bg.Size), Snap: bg.Snap, GUID: bg.GUID,
+		BaseGUID: bg.BaseGUID, Force: rc.o.Force || bg.Flags&beginForce != 0}
+	st, err := rc.e.BeginReceive(spec)
+	if err != nil {
+		return err
+	}
+	rc.st = st
+	rc.stats.Snapshot = rc.o.Device + "@" + bg.Snap
+	rc.stats.Incremental = bg.BaseGUID != [16]byte{}
+	rc.stats.Resumed = st.Resumed
+	ready := []byte{0}
+	if st.Resumed {
+		ready[0] = 1
+	}
+	if err := rc.fw.write(tReady, ready); err != nil {
+		return err
+	}
+	if err := rc.fw.flush(); err != nil {
+		return err
+	}
+	return rc.loop()
+}
+
+func (rc *receiver) loop() error {
+	var keys []index.Key
+	var data []byte
+	for {
+		typ, p, err := rc.fr.read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("the stream ended before its end: %w", err)
+		}
+		switch typ {
+		case tOffer:
+			o, err := decodeOffer(p, keys)
+			if err != nil {
+				return err
+			}
+			keys = o.Keys
+			rc.stats.MapBytes += int64(frameHeader + len(p) + frameTrail)
+			if err := rc.offer(o); err != nil {
+				return err
+			}
+		case tBlocks:
+			if len(rc.fifo) == 0 {
+				return protoErr("BLOCKS with no offer awaiting them")
+			}
+			ws := rc.fifo[0]
+			rc.fifo = rc.fifo[1:]
+			if data, err = decodeBlocks(p, len(ws), data); err != nil {
+				return err
+			}
+			rc.stats.DataBytes += int64(frameHeader + len(p) + frameTrail)
+			rc.stats.RawDataBytes += int64(len(data))
+			if err := rc.store(ws, data); err != nil {
+				return err
+			}
+		case tEnd:
+			return rc.end(p)
+		case tError:
+			return &remoteError{msg: string(p)}
+		default:
+			return protoErr("frame type %d in the stream", typ)
+		}
+	}
+}
+
+// offer links what the store holds, zeroes what reads as zeros, and
+// answers which blocks to send.
+func (rc *receiver) offer(o offer) error {
+	if o.First < rc.next || o.First+uint64(o.Count) > rc.st.Blocks() {
+		return protoErr("OFFER of blocks %d+%d: out of order or past the device's %d blocks", o.First, o.Count, rc.st.Blocks())
+	}
+	rc.next = o.First + uint64(o.Count)
+	rc.stats.BlocksScanned += uint64(o.Count)
+	want := make([]bool, o.Count)
+	var ws []wanted
+	for i := 0; i < len(o.Keys); i++ {
+		lba := o.First + uint64(i)
+		k := o.Keys[i]
+		if k.IsZero() {
+			j := i + 1
+			for j < len(o.Keys) && o.Keys[j].IsZero() {
+				j++
+			}
+			if err := rc.st.Zero(lba, uint64(j-i)); err != nil {
+				return err
+			}
+			rc.stats.BlocksZeroed += uint64(j - i)
+			i = j - 1
+			continue
+		}
+		rc.stats.BlocksOffered++
+		if others, ok := rc.want[k]; ok {
+			rc.want[k] = append(others, lba)
+			continue
+		}
+		linked, err := rc.st.Link(lba, k)
+		if err != nil {
+			return err
+		}
+		if linked {
+			rc.stats.BlocksLinked++
+			continue
+		}
+		want[i] = true
+		rc.want[k] = nil
+		ws = append(ws, wanted{lba: lba, key: k})
+	}
+	if len(ws) > 0 { // the sender sends BLOCKS only for offers with wants
+		rc.fifo = append(rc.fifo, ws)
+	}
+	if err := rc.fw.write(tWant, encodeWant(want)); err != nil {
+		return err
+	}
+	return rc.fw.flush()
+}
+
+// store writes an offer's wanted blocks (each checked against its key),
+// then links the other blocks that hold the same content.
+func (rc *receiver) store(ws []wanted, data []byte) error {
+	keys := make([]index.Key, 0, len(ws))
+	for i := 0; i < len(ws); {
+		j := i + 1
+		for j < len(ws) && ws[j].lba == ws[j-1].lba+1 {
+			j++
+		}
+		keys = keys[:0]
+		for _, w := range ws[i:j] {
+			keys = append(keys, w.key)
+		}
+		if err := rc.st.Write(ws[i].lba, data[i*blockSize:j*blockSize], keys); err != nil {
+			return err
+		}
+		i = j
+	}
+	rc.stats.BlocksSent += uint64(len(ws))
+	for i, w := range ws {
+		for _, lba := range rc.want[w.key] {
+			ok, err := rc.st.Link(lba, w.key)
+			if err != nil {
+				return err
+			}
+			if !ok { // not linkable after all (a damaged slot): write it
+				if err := rc.st.Write(lba, data[i*blockSize:(i+1)*blockSize], []index.Key{w.key}); err != nil {
+					return err
+				}
+			}
+			rc.stats.BlocksLinked++
+		}
+		delete(rc.want, w.key)
+	}
+	rc.sinceSync += int64(len(data))
+	limit := rc.o.FlushBytes
+	if limit <= 0 {
+		limit = 256 << 20
+	}
+	if rc.sinceSync >= limit {
+		rc.sinceSync = 0
+		return rc.st.Flush()
+	}
+	return nil
+}
+
+func (rc *receiver) end(p []byte) error {
+	d := dec{b: p}
+	total := d.u64()
+	if err := d.end("END"); err != nil {
+		return err
+	}
+	if len(rc.fifo) != 0 || len(rc.want) != 0 {
+		return protoErr("END with %d offers' blocks not sent", len(rc.fifo))
+	}
+	if total != rc.stats.BlocksScanned {
+		return protoErr("END counts %d blocks, the offers %d", total, rc.stats.BlocksScanned)
+	}
+	if !rc.stats.Incremental && total != rc.st.Blocks() {
+		return protoErr("a full stream of %d blocks for a device of %d", total, rc.st.Blocks())
+	}
+	if rc.o.BeforeFinish != nil {
+		if err := rc.o.BeforeFinish(); err != nil {
+			return err
+		}
+	}
+	if err := rc.st.Finish(); err != nil {
+		return err
+	}
+	rc.st = nil
+	if rc.o.AfterFinish != nil {
+		if err := rc.o.AfterFinish(); err != nil {
+			return err
+		}
+	}
+	dn := done{Written: rc.stats.BlocksSent, Linked: rc.stats.BlocksLinked, Zeroed: rc.stats.BlocksZeroed}
+	if err := rc.fw.write(tDone, dn.encode()); err != nil {
+		return err
+	}
+	return rc.fw.flush()
+}

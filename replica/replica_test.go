@@ -1,0 +1,347 @@
+package replica
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"blockhash/engine"
+)
+
+const bs = blockSize
+
+func newEngine(t *testing.T) (string, *engine.Engine) {
+	t.Helper()
+	dir := t.TempDir()
+	o := engine.Options{ExtentSize: 1024 * bs, CommitInterval: -1}
+	if err := engine.Create(dir, o); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return dir, e
+}
+
+func reopen(t *testing.T, dir string, e *engine.Engine) *engine.Engine {
+	t.Helper()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.Open(dir, engine.Options{CommitInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// block returns a random block, the same for the same seed.
+func block(seed uint64) []byte {
+	b := make([]byte, bs)
+	r := rand.New(rand.NewPCG(seed, 7))
+	for i := 0; i < bs; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// image builds n blocks: zero where seed(i) is 0, else block(seed(i)).
+func image(n int, seed func(i int) uint64) []byte {
+	img := make([]byte, n*bs)
+	for i := range n {
+		if s := seed(i); s != 0 {
+			copy(img[i*bs:], block(s))
+		}
+	}
+	return img
+}
+
+func put(t *testing.T, e *engine.Engine, name string, img []byte) *engine.Device {
+	t.Helper()
+	d, err := e.Device(name)
+	if errors.Is(err, engine.ErrNotFound) {
+		d, err = e.CreateDevice(name, int64(len(img)))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func content(t *testing.T, e *engine.Engine, name string) []byte {
+	t.Helper()
+	d, err := e.Device(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, d.Size())
+	if _, err := d.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fsckOK(t *testing.T, e *engine.Engine) {
+	t.Helper()
+	rep, err := e.Fsck(false)
+	if err != nil || !rep.OK() {
+		t.Fatalf("fsck: %v %+v", err, rep)
+	}
+}
+
+// transfer runs a sender and a receiver over two pipes; rec, if set,
+// records what the sender wrote.
+func transfer(t *testing.T, a *engine.Engine, so SendOptions, b *engine.Engine, ro ReceiveOptions, rec *bytes.Buffer) (Stats, Stats, error, error) {
+	t.Helper()
+	s2r, s2w := io.Pipe()
+	r2r, r2w := io.Pipe()
+	var sw io.Writer = s2w
+	if rec != nil {
+		sw = io.MultiWriter(s2w, rec)
+	}
+	type res struct {
+		st  Stats
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		st, err := Receive(b, ro, s2r, r2w)
+		r2w.Close()
+		s2r.Close()
+		done <- res{st, err}
+	}()
+	sst, serr := Send(a, so, r2r, sw)
+	s2w.Close()
+	r2r.Close()
+	r := <-done
+	return sst, r.st, serr, r.err
+}
+
+func TestSendFullIncrementalAndSibling(t *testing.T) {
+	_, a := newEngine(t)
+	bdir, b := newEngine(t)
+	const n = 3000
+	img := image(n, func(i int) uint64 {
+		switch {
+		case i%10 == 9:
+			return 0 // holes
+		case i%50 == 7:
+			return 1 // a block repeated through the image
+		}
+		return uint64(i + 10)
+	})
+	put(t, a, "vm", img)
+	if err := a.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	// B holds a sibling: the first half of the image, and blocks of its own.
+	sib := image(n, func(i int) uint64 {
+		if i < n/2 {
+			return uint64(i + 10)
+		}
+		return uint64(i + 1e6)
+	})
+	put(t, b, "sibling", sib)
+
+	sst, rst, serr, rerr := transfer(t, a, SendOptions{Snapshot: "vm@s1"}, b, ReceiveOptions{Device: "vm"}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("send %v, receive %v", serr, rerr)
+	}
+	if !bytes.Equal(content(t, b, "vm"), img) {
+		t.Fatal("replica differs")
+	}
+	// What travelled: the blocks of the second half B lacked, once each.
+	var lack int
+	seen := map[uint64]bool{}
+	for i := n / 2; i < n; i++ {
+		if i%10 != 9 && i%50 != 7 && !seen[uint64(i)] {
+			lack++
+		}
+	}
+	if int(sst.BlocksSent) != lack+1 || // +1: the repeated block, once
+		rst.BlocksSent != sst.BlocksSent {
+		t.Fatalf("sent %d blocks (receiver says %d), want %d", sst.BlocksSent, rst.BlocksSent, lack)
+	}
+	if sst.BlocksZeroed != n/10 || sst.BlocksScanned != n {
+		t.Fatalf("stats %+v", sst)
+	}
+	if sst.WireOut != rst.WireIn || sst.WireIn != rst.WireOut {
+		t.Fatalf("wire counts disagree: %+v / %+v", sst, rst)
+	}
+	if sst.MapBytes > n*bs/100 {
+		t.Fatalf("map %d bytes for %d bytes of device", sst.MapBytes, n*bs)
+	}
+	fsckOK(t, b)
+
+	// Incremental: 1% of the blocks change; BaseAuto finds s1 on both.
+	dev, _ := a.Device("vm")
+	for i := 0; i < n; i += 100 {
+		if _, err := dev.WriteAt(block(uint64(5e6+i)), int64(i)*bs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dev.WriteZeroes(1*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Snapshot("vm", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	sst, _, serr, rerr = transfer(t, a, SendOptions{Snapshot: "vm@s2", BaseAuto: true}, b, ReceiveOptions{Device: "vm"}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("incremental: send %v, receive %v", serr, rerr)
+	}
+	if !sst.Incremental || sst.Base != "vm@s1" || sst.BlocksSent != n/100 || sst.BlocksScanned > 2*85*(n/100+1) {
+		t.Fatalf("incremental stats %+v", sst)
+	}
+	want := content(t, a, "vm@s2")
+	if !bytes.Equal(content(t, b, "vm"), want) || !bytes.Equal(content(t, b, "vm@s2"), want) {
+		t.Fatal("incremental replica differs")
+	}
+	if !bytes.Equal(content(t, b, "vm@s1"), img) {
+		t.Fatal("the replica's base snapshot changed")
+	}
+	b = reopen(t, bdir, b)
+	if !bytes.Equal(content(t, b, "vm"), want) {
+		t.Fatal("replica differs after reopen")
+	}
+	fsckOK(t, b)
+	// Sending s2 again: the receiver has it.
+	if _, _, serr, rerr = transfer(t, a, SendOptions{Snapshot: "vm@s2", BaseAuto: true}, b, ReceiveOptions{Device: "vm"}, nil); !errors.Is(rerr, engine.ErrExists) || !errors.Is(serr, ErrRemote) {
+		t.Fatalf("resend: send %v, receive %v", serr, rerr)
+	}
+}
+
+// TestHostileStreams replays a recorded stream with damage into a fresh
+// store: every variant is refused and leaves the store as it was.
+func TestHostileStreams(t *testing.T) {
+	_, a := newEngine(t)
+	const n = 600
+	img := image(n, func(i int) uint64 { return uint64(i%300 + 1) })
+	put(t, a, "vm", img)
+	if err := a.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	_, b := newEngine(t)
+	var rec bytes.Buffer
+	if _, _, serr, rerr := transfer(t, a, SendOptions{Snapshot: "vm@s1"}, b, ReceiveOptions{Device: "vm"}, &rec); serr != nil || rerr != nil {
+		t.Fatal(serr, rerr)
+	}
+	good := rec.Bytes()
+	// The recording replays into an empty store (its answers are the same).
+	_, c := newEngine(t)
+	if _, err := Receive(c, ReceiveOptions{Device: "vm"}, bytes.NewReader(good), io.Discard); err != nil {
+		t.Fatalf("replay of the good stream: %v", err)
+	}
+	if !bytes.Equal(content(t, c, "vm"), img) {
+		t.Fatal("replayed replica differs")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type variant struct {
+		name string
+		b    []byte
+	}
+	var vs []variant
+	for range 40 {
+		bad := bytes.Clone(good)
+		i := rng.IntN(len(bad))
+		bad[i] ^= byte(1 + rng.IntN(255))
+		vs = append(vs, variant{"flip", bad})
+	}
+	for range 20 {
+		vs = append(vs, variant{"truncate", good[:rng.IntN(len(good))]})
+	}
+	vs = append(vs, variant{"empty", nil}, variant{"garbage", bytes.Repeat([]byte{0xff}, 4096)})
+	for _, v := range vs {
+		_, c := newEngine(t)
+		put(t, c, "other", img[:10*bs])
+		before := c.Devices()
+		_, err := Receive(c, ReceiveOptions{Device: "vm"}, bytes.NewReader(v.b), io.Discard)
+		if err == nil {
+			t.Fatalf("%s: a damaged stream was accepted", v.name)
+		}
+		if got := c.Devices(); len(got) != len(before) {
+			t.Fatalf("%s: devices %v after a refused stream (%v)", v.name, got, err)
+		}
+		if !bytes.Equal(content(t, c, "other"), img[:10*bs]) {
+			t.Fatalf("%s: another device changed", v.name)
+		}
+		fsckOK(t, c)
+		c.Close()
+	}
+}
+
+// TestResumeAfterCut cuts a transfer part way; the rerun resumes and sends
+// only what the first attempt did not store.
+func TestResumeAfterCut(t *testing.T) {
+	_, a := newEngine(t)
+	bdir, b := newEngine(t)
+	const n = 4 * maxOffer
+	img := image(n, func(i int) uint64 { return uint64(i + 1) })
+	put(t, a, "vm", img)
+	if err := a.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	// Cut the sender's stream after about half the data.
+	s2r, s2w := io.Pipe()
+	r2r, r2w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Receive(b, ReceiveOptions{Device: "vm", FlushBytes: 1 << 20}, s2r, r2w)
+		r2w.Close()
+		done <- err
+	}()
+	cut := &cutWriter{w: s2w, left: n * bs / 2}
+	_, serr := Send(a, SendOptions{Snapshot: "vm@s1"}, r2r, cut)
+	s2w.Close()
+	r2r.Close()
+	rerr := <-done
+	if serr == nil || rerr == nil {
+		t.Fatalf("cut transfer: send %v, receive %v", serr, rerr)
+	}
+	if _, err := b.Device("vm"); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("a cut first transfer left a device: %v", err)
+	}
+	b = reopen(t, bdir, b) // and a crash between
+	sst, _, serr, rerr := transfer(t, a, SendOptions{Snapshot: "vm@s1"}, b, ReceiveOptions{Device: "vm"}, nil)
+	if serr != nil || rerr != nil {
+		t.Fatalf("rerun: send %v, receive %v", serr, rerr)
+	}
+	if !sst.Resumed || sst.BlocksSent > n*3/4 {
+		t.Fatalf("rerun did not resume: %+v", sst)
+	}
+	if !bytes.Equal(content(t, b, "vm"), img) {
+		t.Fatal("replica differs")
+	}
+	fsckOK(t, b)
+}
+
+type cutWriter struct {
+	w    io.WriteCloser
+	left int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if c.left <= 0 {
+		c.w.Close()
+		return 0, io.ErrClosedPipe
+	}
+	if len(p) > c.left {
+		n, _ := c.w.Write(p[:c.left])
+		c.left = 0
+		c.w.Close()
+		return n, io.ErrClosedPipe
+	}
+	c.left -= len(p)
+	return c.w.Write(p)
+}
