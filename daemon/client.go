@@ -61,3 +61,52 @@ func (c Client) Do(r Request) (Response, error) {
 	}
 	return resp, nil
 }
+
+// Stream sends a request whose answer is followed by a stream (send,
+// receive) and returns the connection positioned at the stream's start.
+func (c Client) Stream(r Request) (*net.UnixConn, error) {
+	path := c.Socket
+	if path == "" {
+		path = DefaultSocket
+	}
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return nil, ErrNotRunning
+		}
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	uc := conn.(*net.UnixConn)
+	if err := json.NewEncoder(uc).Encode(r); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("daemon: send: %w", err)
+	}
+	// The answer is one line; read it a byte at a time so that nothing of
+	// the stream behind it is consumed.
+	var line []byte
+	var b [1]byte
+	for {
+		if _, err := uc.Read(b[:]); err != nil {
+			uc.Close()
+			return nil, fmt.Errorf("daemon: receive: %w", err)
+		}
+		if b[0] == '\n' {
+			break
+		}
+		line = append(line, b[0])
+		if len(line) > 1<<16 {
+			uc.Close()
+			return nil, fmt.Errorf("daemon: answer too long")
+		}
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		uc.Close()
+		return nil, fmt.Errorf("daemon: receive: %w", err)
+	}
+	if resp.Error != "" {
+		uc.Close()
+		return nil, &RemoteError{Msg: resp.Error}
+	}
+	return uc, nil
+}

@@ -7,7 +7,7 @@ import "blockhash/engine"
 
 // Request is one command to the daemon.
 type Request struct {
-	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff
+	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff, send, receive
 	Name     string `json:"name,omitempty"`
 	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
 	ID       int    `json:"id"`             // -1: any (add) or none (del)
@@ -24,6 +24,16 @@ type Request struct {
 	// source, or the first volume).
 	Target    string `json:"target,omitempty"`
 	Recursive bool   `json:"recursive,omitempty"` // delete: a device's snapshots too
+	// send and receive (replica.go): the connection carries the stream
+	// after the daemon's first answer.
+	Base  string `json:"base,omitempty"`  // send: the base snapshot's name
+	Auto  bool   `json:"auto,omitempty"`  // send: the newest snapshot both hold is the base
+	Force bool   `json:"force,omitempty"` // send, receive: replace what the receiver has
+	// Live lets a receive replace a device while it is served (the
+	// destination of a migration, not yet in use); Serve starts serving
+	// the device once received.
+	Live  bool `json:"live,omitempty"`
+	Serve bool `json:"serve,omitempty"`
 }
 
 // Response is the daemon's answer.

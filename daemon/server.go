@@ -94,6 +94,10 @@ func (d *Daemon) handle(c net.Conn) {
 		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
 		return
 	}
+	if r.Op == "send" || r.Op == "receive" {
+		d.streamConn(c, r) // replica.go
+		return
+	}
 	var resp Response
 	if r.Op == "scrub" {
 		resp = d.scrubConn(c, r) // scrub.go: stops when the client goes away

@@ -27,6 +27,9 @@ const (
 	tEnd    = 8 // S→R: the stream is complete
 	tDone   = 9 // R→S: the replica is current
 	tError  = 10
+	// tStats ends a stream a daemon ran for a local client (relay.go):
+	// the daemon's Stats and error, never sent to the other store.
+	tStats = 11
 )
 
 const (
@@ -92,7 +95,7 @@ func (fr *frameReader) read() (byte, []byte, error) {
 		return 0, nil, err
 	}
 	n := binary.LittleEndian.Uint32(h[1:])
-	if h[0] == 0 || h[0] > tError {
+	if h[0] == 0 || h[0] > tStats {
 		return 0, nil, corruptErr("unknown frame type %d", h[0])
 	}
 	if n > maxPayload {

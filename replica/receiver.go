@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -77,6 +78,31 @@ type receiver struct {
 	// that hold it (linked once it is stored).
 	want      map[index.Key][]uint64
 	sinceSync int64
+	bg        begin
+}
+
+// autoPrefixes name the snapshots sync and migrate take; a receive of
+// one deletes the device's older ones of the same kind (the new one is
+// the base of the next transfer).
+var autoPrefixes = []string{"sync-", "migrate-"}
+
+func (rc *receiver) prune(bg begin) {
+	for _, p := range autoPrefixes {
+		if !strings.HasPrefix(bg.Snap, p) {
+			continue
+		}
+		snaps, err := rc.e.Snapshots(rc.o.Device)
+		if err != nil {
+			return
+		}
+		for _, s := range snaps {
+			if strings.HasPrefix(s.Name, p) && s.Name != bg.Snap {
+				if err := rc.e.DeleteDevice(rc.o.Device+"@"+s.Name, engine.DeleteOptions{}); err != nil {
+					rc.o.Log.Warn().Err(err).Str("snapshot", s.Name).Msg("deleting an older replicated snapshot failed")
+				}
+			}
+		}
+	}
 }
 
 type wanted struct {
@@ -141,6 +167,7 @@ func (rc *receiver) run() error {
 		return err
 	}
 	rc.st = st
+	rc.bg = bg
 	rc.stats.Snapshot = rc.o.Device + "@" + bg.Snap
 	rc.stats.Incremental = bg.BaseGUID != [16]byte{}
 	rc.stats.Resumed = st.Resumed
@@ -194,7 +221,7 @@ func (rc *receiver) loop() error {
 				return err
 			}
 		case tEnd:
-			return rc.end(p)
+			return rc.end(p, rc.bg)
 		case tError:
 			return &remoteError{msg: string(p)}
 		default:
@@ -300,7 +327,7 @@ func (rc *receiver) store(ws []wanted, data []byte) error {
 	return nil
 }
 
-func (rc *receiver) end(p []byte) error {
+func (rc *receiver) end(p []byte, bg begin) error {
 	d := dec{b: p}
 	total := d.u64()
 	if err := d.end("END"); err != nil {
@@ -324,6 +351,7 @@ func (rc *receiver) end(p []byte) error {
 		return err
 	}
 	rc.st = nil
+	rc.prune(bg)
 	if rc.o.AfterFinish != nil {
 		if err := rc.o.AfterFinish(); err != nil {
 			return err

@@ -29,6 +29,7 @@ type env struct {
 	socket     string
 	cpuprofile string
 	level      zerolog.Level
+	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
 	log        zerolog.Logger
@@ -88,7 +89,7 @@ func setIOProcs() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	e := &env{store: os.Getenv("BLOCKHASH_STORE"), socket: os.Getenv("BLOCKHASH_SOCKET"), stdout: stdout, stderr: stderr, level: zerolog.WarnLevel}
+	e := &env{store: os.Getenv("BLOCKHASH_STORE"), socket: os.Getenv("BLOCKHASH_SOCKET"), stdin: os.Stdin, stdout: stdout, stderr: stderr, level: zerolog.WarnLevel}
 	if e.store == "" {
 		e.store = DefaultStore
 	}
