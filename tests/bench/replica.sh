@@ -77,7 +77,9 @@ sync_to() {
 		{ cat "$WORK/sync.err" >&2; exit 1; }
 	grep '^{' "$WORK/sync.err" | tail -1 >"$WORK/stats"
 }
-st() { jq -r ".$1" "$WORK/stats"; }
+# jfield KEY: the value of KEY in the flat JSON on stdin.
+jfield() { grep -o "\"$1\": *[^,}]*" | head -1 | sed 's/^[^:]*: *//; s/"//g'; }
+st() { jfield "$1" <"$WORK/stats"; }
 io() { awk -v k="$1:" '$1 == k { print $2 }' "$WORK/io"; }
 
 # ---- 1. OS image and sibling ----
@@ -116,7 +118,7 @@ sync_to "$STORE_B" os
 T_SIB=$(since "$t")
 WIRE=$(($(st wire_out_bytes) + $(st wire_in_bytes)))
 MAP=$(st map_bytes)
-LZ4=$(jq -r .lacking_lz4_bytes "$WORK/lack.json")
+LZ4=$(jfield lacking_lz4_bytes <"$WORK/lack.json")
 REF=$((LZ4 + MAP))
 LOGICAL=$((OS_GIB << 30))
 FULL_READ=$(io read_bytes)
