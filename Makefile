@@ -81,7 +81,8 @@ bench-replica: build
 FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDecodeKey \
 	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry engine:FuzzDecodeV1Header \
 	engine:FuzzDecodeRecord engine:FuzzDecodePtrPage engine:FuzzReadVolumeHeader \
-	daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc
+	daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc \
+	replica:FuzzDecodeFrames replica:FuzzDecodePayloads
 FUZZTIME ?= 5s
 FUZZLONG ?= 2000000x
 # Minimising a new interesting input stops a worker's fuzzing until done

@@ -29,9 +29,12 @@ type storeDevice interface {
 // says how many were left out); successes are never logged. A device
 // served read-only refuses writes, discards and zeroing with EROFS before
 // they reach the store (the kernel device is read-only too, so only a
-// write that gets past the kernel's check comes here).
+// write that gets past the kernel's check comes here). Every request
+// passes the device's gate (gate.go), which holds them while a
+// migration's switch-over pauses the device.
 type guestBackend struct {
 	dev      storeDevice
+	gate     *gate
 	name     string
 	lbs      int64
 	readOnly bool
@@ -41,11 +44,15 @@ type guestBackend struct {
 
 var _ ublk.FUAWriter = (*guestBackend)(nil)
 
-func newGuestBackend(dev storeDevice, name string, lbs int, readOnly bool, log zerolog.Logger) *guestBackend {
+// newGuestBackend serves dev through gate g (nil: a gate of its own).
+func newGuestBackend(dev storeDevice, g *gate, name string, lbs int, readOnly bool, log zerolog.Logger) *guestBackend {
 	if lbs <= 0 {
 		lbs = 512
 	}
-	return &guestBackend{dev: dev, name: name, lbs: int64(lbs), readOnly: readOnly, log: log,
+	if g == nil {
+		g = &gate{}
+	}
+	return &guestBackend{dev: dev, gate: g, name: name, lbs: int64(lbs), readOnly: readOnly, log: log,
 		lim: logLimiter{burst: errBurst, window: errWindow}}
 }
 
@@ -56,6 +63,10 @@ const (
 
 // ReadAt implements ublk.Backend.
 func (b *guestBackend) ReadAt(p []byte, off int64) (int, error) {
+	if err := b.gate.enter(); err != nil {
+		return 0, b.fail("read", off, int64(len(p)), err)
+	}
+	defer b.gate.exit()
 	n, err := b.dev.ReadAt(p, off)
 	if err != nil {
 		return n, b.fail("read", off, int64(len(p)), err)
@@ -65,6 +76,10 @@ func (b *guestBackend) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt implements ublk.Backend.
 func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
+	if err := b.gate.enter(); err != nil {
+		return 0, b.fail("write", off, int64(len(p)), err)
+	}
+	defer b.gate.exit()
 	if b.readOnly {
 		return 0, b.fail("write", off, int64(len(p)), ErrReadOnly)
 	}
@@ -77,6 +92,10 @@ func (b *guestBackend) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteAtFUA implements ublk.FUAWriter.
 func (b *guestBackend) WriteAtFUA(p []byte, off int64) (int, error) {
+	if err := b.gate.enter(); err != nil {
+		return 0, b.fail("write fua", off, int64(len(p)), err)
+	}
+	defer b.gate.exit()
 	if b.readOnly {
 		return 0, b.fail("write fua", off, int64(len(p)), ErrReadOnly)
 	}
@@ -89,6 +108,10 @@ func (b *guestBackend) WriteAtFUA(p []byte, off int64) (int, error) {
 
 // Flush implements ublk.Backend.
 func (b *guestBackend) Flush() error {
+	if err := b.gate.enter(); err != nil {
+		return b.fail("flush", 0, 0, err)
+	}
+	defer b.gate.exit()
 	if err := b.dev.Flush(); err != nil {
 		return b.fail("flush", 0, 0, err)
 	}
@@ -97,6 +120,10 @@ func (b *guestBackend) Flush() error {
 
 // Discard implements ublk.Backend.
 func (b *guestBackend) Discard(off, length int64) error {
+	if err := b.gate.enter(); err != nil {
+		return b.fail("discard", off, length, err)
+	}
+	defer b.gate.exit()
 	if b.readOnly {
 		return b.fail("discard", off, length, ErrReadOnly)
 	}
@@ -108,6 +135,10 @@ func (b *guestBackend) Discard(off, length int64) error {
 
 // WriteZeroes implements ublk.Backend.
 func (b *guestBackend) WriteZeroes(off, length int64) error {
+	if err := b.gate.enter(); err != nil {
+		return b.fail("write zeroes", off, length, err)
+	}
+	defer b.gate.exit()
 	if b.readOnly {
 		return b.fail("write zeroes", off, length, ErrReadOnly)
 	}

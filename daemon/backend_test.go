@@ -66,7 +66,7 @@ func TestGuestBackendErrors(t *testing.T) {
 		for _, op := range ops {
 			t.Run(tc.name+"/"+op.name, func(t *testing.T) {
 				var logs bytes.Buffer
-				b := newGuestBackend(failingDevice{tc.err}, "vm1", 4096, false, zerolog.New(&logs))
+				b := newGuestBackend(failingDevice{tc.err}, nil, "vm1", 4096, false, zerolog.New(&logs))
 				err := op.do(b)
 				if tc.want == 0 {
 					if err != nil || logs.Len() != 0 {
@@ -96,7 +96,7 @@ func TestGuestBackendErrors(t *testing.T) {
 // lines it left out.
 func TestGuestBackendLogLimit(t *testing.T) {
 	var logs bytes.Buffer
-	b := newGuestBackend(failingDevice{errors.New("boom")}, "vm1", 512, false, zerolog.New(&logs))
+	b := newGuestBackend(failingDevice{errors.New("boom")}, nil, "vm1", 512, false, zerolog.New(&logs))
 	for i := 0; i < 1000; i++ {
 		b.ReadAt(make([]byte, 512), int64(i)*512)
 	}
@@ -154,7 +154,7 @@ func TestGuestBackendReadOnly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
 			dev := &countingDevice{}
-			b := newGuestBackend(dev, "vm1@s", 4096, true, zerolog.New(&logs))
+			b := newGuestBackend(dev, nil, "vm1@s", 4096, true, zerolog.New(&logs))
 			err := tc.do(b)
 			if dev.changes != 0 {
 				t.Fatalf("%d changes reached the store", dev.changes)

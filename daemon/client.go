@@ -62,6 +62,29 @@ func (c Client) Do(r Request) (Response, error) {
 	return resp, nil
 }
 
+// Pause holds the I/O of served device name (requests wait, none fails)
+// and returns once the requests already in the store have finished and
+// the store is flushed: the device's content is final until Resume, or
+// until del releases it (the held requests then fail with EIO).
+func (c Client) Pause(name string) error {
+	_, err := c.Do(Request{Op: "pause", Name: name, ID: -1})
+	return err
+}
+
+// Resume lets the held I/O of device name go on (a device not paused is
+// left as it is).
+func (c Client) Resume(name string) error {
+	_, err := c.Do(Request{Op: "resume", Name: name, ID: -1})
+	return err
+}
+
+// Invalidate drops the kernel's cached pages of served device name, after
+// its content was replaced underneath it.
+func (c Client) Invalidate(name string) error {
+	_, err := c.Do(Request{Op: "invalidate", Name: name, ID: -1})
+	return err
+}
+
 // Stream sends a request whose answer is followed by a stream (send,
 // receive) and returns the connection positioned at the stream's start.
 func (c Client) Stream(r Request) (*net.UnixConn, error) {

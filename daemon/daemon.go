@@ -68,8 +68,9 @@ type Daemon struct {
 
 type device struct {
 	servedDevice
-	dev *engine.Device
-	exp Export // nil when not running
+	dev  *engine.Device
+	exp  Export // nil when not running
+	gate *gate  // holds the device's I/O while paused (switchover.go); kept across restarts of exp
 }
 
 func (d *device) running() bool {
@@ -145,7 +146,7 @@ func (d *Daemon) restore() error {
 			}
 			continue
 		}
-		dv := &device{servedDevice: s, dev: dev}
+		dv := &device{servedDevice: s, dev: dev, gate: &gate{}}
 		d.devs[s.Name] = dv
 		if err := d.startLocked(dv, true); err != nil {
 			d.log.Error().Str("device", s.Name).Int("id", s.ID).Err(err).Msg("cannot bring the device back; it stays listed as stopped (blockhash recover -n ID)")
@@ -159,7 +160,7 @@ func (d *Daemon) restore() error {
 // A kernel device with its number that is not ours (claim) is left alone:
 // the error says why.
 func (d *Daemon) startLocked(dv *device, allowRecover bool) error {
-	be := newGuestBackend(dv.dev, dv.Name, dv.LBS, dv.ReadOnly, d.log)
+	be := newGuestBackend(dv.dev, dv.gate, dv.Name, dv.LBS, dv.ReadOnly, d.log)
 	present := false
 	if allowRecover {
 		var err error
@@ -267,7 +268,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 			}
 		}
 	}
-	dv := &device{servedDevice: s, dev: dev}
+	dv := &device{servedDevice: s, dev: dev, gate: &gate{}}
 	if err := d.startLocked(dv, false); err != nil {
 		undo()
 		return DeviceInfo{}, err
@@ -284,7 +285,7 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 
 func (dv *device) info() DeviceInfo {
 	i := DeviceInfo{ID: dv.ID, Name: dv.Name, Size: dv.dev.Size(), State: "stopped",
-		Queues: dv.Queues, Depth: dv.Depth, LBS: dv.LBS, ReadOnly: dv.ReadOnly, Stats: dv.dev.Stats()}
+		Queues: dv.Queues, Depth: dv.Depth, LBS: dv.LBS, ReadOnly: dv.ReadOnly, Paused: dv.gate.paused(), Stats: dv.dev.Stats()}
 	if dv.exp != nil {
 		i.Path = dv.exp.BlockPath()
 	}
@@ -324,6 +325,9 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 	var done []DeviceInfo
 	for _, dv := range targets {
 		info := dv.info()
+		// A paused device's held requests fail (EIO) instead of holding up
+		// the stop (the kernel drains them first), and no pause can begin.
+		dv.gate.close()
 		if dv.exp != nil {
 			if err := dv.exp.Stop(); err != nil {
 				return done, fmt.Errorf("stop %s: %w", dv.Name, err)
@@ -412,6 +416,9 @@ func (d *Daemon) Close() error {
 	defer d.mu.Unlock()
 	var errs []error
 	for _, dv := range d.devs {
+		// Held requests go on to the store (still open): the stop and the
+		// abandon below wait for them, and what they write is flushed.
+		dv.gate.resume()
 		if dv.exp == nil {
 			continue
 		}

@@ -26,6 +26,11 @@ type fakeKernel struct {
 	recovered int
 	exported  int
 	abandoned int
+	// drain, if set, runs as an export stops or is abandoned: a real
+	// device waits there for the backend calls in flight
+	drain func()
+	// flushedCaches counts buffer cache flushes (invalidate), by device id
+	flushedCaches map[int]int
 	// foreignDeleted counts deletions of foreign devices (never wanted)
 	foreignDeleted int
 }
@@ -47,15 +52,32 @@ func (f *fakeExport) ID() int               { return f.id }
 func (f *fakeExport) BlockPath() string     { return fmt.Sprintf("/dev/ublkb%d", f.id) }
 func (f *fakeExport) Done() <-chan struct{} { return f.done }
 func (f *fakeExport) Stop() error {
+	if f.k.drain != nil {
+		f.k.drain()
+	}
 	f.once.Do(func() { close(f.done) })
 	f.k.mu.Lock()
 	delete(f.k.devs, f.id)
 	f.k.mu.Unlock()
-	return f.b.Flush()
+	return nil
+}
+
+// FlushBufferCache counts the flushes of the kernel's cached pages.
+func (f *fakeExport) FlushBufferCache() error {
+	f.k.mu.Lock()
+	defer f.k.mu.Unlock()
+	if f.k.flushedCaches == nil {
+		f.k.flushedCaches = map[int]int{}
+	}
+	f.k.flushedCaches[f.id]++
+	return nil
 }
 
 // Abandon leaves the kernel device, as a daemon that exits or dies does.
 func (f *fakeExport) Abandon() error {
+	if f.k.drain != nil {
+		f.k.drain()
+	}
 	f.once.Do(func() { close(f.done) })
 	f.k.mu.Lock()
 	f.k.abandoned++
@@ -148,7 +170,7 @@ func setup(t testing.TB) (string, *fakeKernel) {
 	return dir, &fakeKernel{devs: map[int]*fakeExport{}}
 }
 
-func open(t *testing.T, dir string, k *fakeKernel) *Daemon {
+func open(t testing.TB, dir string, k *fakeKernel) *Daemon {
 	t.Helper()
 	d, err := Open(Options{Store: dir, Exporter: k, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
 		Engine: engine.Options{CommitInterval: -1}})
@@ -453,6 +475,8 @@ func FuzzHandle(f *testing.F) {
 		`{"op":"rollback","name":"a","snap":"s"}`,
 		`{"op":"delete","name":"a","recursive":true}`,
 		`{"op":"delete","name":"a@s"}`,
+		`{"op":"pause","name":"a"}`, `{"op":"resume","name":"a"}`, `{"op":"invalidate","name":"a"}`,
+		`{"op":"pause","name":"nope"}`, `{"op":"pause"}`,
 		`{"op":"list"}`, `{"op":"stats"}`, `{"op":"ping"}`, `{"op":"bogus"}`,
 		`{"op":"add"`, `[]`, ``, `null`,
 	} {

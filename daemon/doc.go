@@ -16,6 +16,10 @@
 // deletion of a device it serves (or of one whose snapshot it serves) is
 // refused. A device is served read-only on request, a snapshot always:
 // the kernel device is read-only and the backend refuses writes (EROFS).
+// For a migration's switch-over (switchover.go) a device's I/O is paused:
+// its requests wait at the device's gate (gate.go) until resume, or fail
+// with EIO when the paused device is released (del); invalidate drops the
+// kernel's cached pages of a device whose content changed underneath it.
 //
 // # Concurrency
 //
@@ -24,5 +28,8 @@
 // and the state file; it is held across an export's start and stop (those
 // are the requests' whole work, and two of them on one device must not
 // interleave), but never across the engine's commits of other devices'
-// I/O, which goes on from the ublk queues without any daemon lock.
+// I/O, which goes on from the ublk queues without any daemon lock. A
+// request passes its device's gate with atomics only (no lock while the
+// gate is open); pause waits for the requests in the store and flushes
+// without Daemon.mu, so a long pause holds up nothing else.
 package daemon

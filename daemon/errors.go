@@ -26,6 +26,13 @@ var (
 	// is not ours to take over or delete (another process serves it, or
 	// its size differs).
 	ErrForeign = errors.New("daemon: kernel device belongs to another server")
+	// ErrReleased means a device's I/O was paused and the device is being
+	// released (del): held requests fail with it (the guest gets EIO), as
+	// do pause and resume.
+	ErrReleased = errors.New("daemon: device released while its I/O was paused")
+	// ErrPauseEnded means a pause did not complete: resumed, or timed out
+	// waiting for the requests already in the store.
+	ErrPauseEnded = errors.New("daemon: pause did not complete")
 	// ErrCorrupt means the daemon's state file is damaged (the project's
 	// one corruption kind).
 	ErrCorrupt = corrupt.ErrCorrupt

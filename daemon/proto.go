@@ -7,7 +7,7 @@ import "blockhash/engine"
 
 // Request is one command to the daemon.
 type Request struct {
-	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff, send, receive
+	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff, send, receive, pause, resume, invalidate
 	Name     string `json:"name,omitempty"`
 	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
 	ID       int    `json:"id"`             // -1: any (add) or none (del)
@@ -56,6 +56,8 @@ type DeviceInfo struct {
 	Depth  int    `json:"depth"`
 	LBS    int    `json:"logical_block_size"`
 	// ReadOnly: the device is served read-only (writes fail with EROFS).
-	ReadOnly bool               `json:"read_only,omitempty"`
-	Stats    engine.DeviceStats `json:"stats"`
+	ReadOnly bool `json:"read_only,omitempty"`
+	// Paused: its I/O is held (pause; resume lets it go on).
+	Paused bool               `json:"paused,omitempty"`
+	Stats  engine.DeviceStats `json:"stats"`
 }

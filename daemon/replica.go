@@ -88,9 +88,3 @@ func (d *Daemon) afterReceive(r Request) error {
 	_, err := d.Add(Request{Op: "add", Name: r.Name, ID: -1})
 	return err
 }
-
-// invalidate drops what the kernel caches of a served device whose
-// content was replaced under it.
-func (d *Daemon) invalidate(dv *device) error {
-	return nil
-}

@@ -139,6 +139,12 @@ func (d *Daemon) do(r Request) Response {
 		err = d.DeleteVolume(r)
 	case "diff":
 		resp.Ranges, err = d.Diff(r)
+	case "pause":
+		err = d.Pause(r.Name)
+	case "resume":
+		err = d.Resume(r.Name)
+	case "invalidate":
+		err = d.Invalidate(r.Name)
 	case "stats":
 		st, e := d.Stats()
 		resp.Stats, err = &st, e

@@ -48,8 +48,10 @@ type propOp struct {
 	// 'W' write, 'D' discard, 'F' flush, 'C' create, 'X' delete (a
 	// device with its snapshots, or a snapshot), 'S' snapshot dev as dst,
 	// 'K' clone dev (a device or snapshot) as dst, 'R' roll dev back to
-	// dst
+	// dst, 'V' receive dev (a device or snapshot) into device dst, made
+	// or replaced, with snapshot dst@snap (receive.go)
 	kind  byte
+	snap  string
 	dev   string
 	dst   string
 	off   int64
@@ -106,11 +108,14 @@ func (s propState) apply(op propOp) {
 		s[op.dst] = bytes.Clone(s[op.dev])
 	case 'R':
 		s[op.dev] = bytes.Clone(s[op.dst])
+	case 'V':
+		s[op.dst] = bytes.Clone(s[op.dev])
+		s[op.dst+"@"+op.snap] = bytes.Clone(s[op.dev])
 	}
 }
 
 // barrier reports whether an acknowledged op commits everything before it.
-func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKR", rune(op.kind)) }
+func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKRV", rune(op.kind)) }
 
 type propRun struct {
 	t        *testing.T
@@ -189,6 +194,14 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 				break
 			}
 			op = propOp{kind: 'R', dev: dev, dst: snaps[p.r.IntN(len(snaps))]}
+		case k < 10 && len(live) < propMaxVols-1:
+			// Into a new device, or over an existing one.
+			dst := fmt.Sprintf("d%d", p.nextDev)
+			if len(devs) >= propMaxDevs || p.r.IntN(2) == 0 {
+				dst = devs[p.r.IntN(len(devs))]
+			}
+			op = propOp{kind: 'V', dev: live[p.r.IntN(len(live))], dst: dst, snap: fmt.Sprintf("r%d", p.nextDev)}
+			p.nextDev++
 		case k < 20:
 			op = propOp{kind: 'F'}
 		default:
@@ -223,6 +236,13 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 		case 'R':
 			_, snap := SplitName(op.dst)
 			err = e.Rollback(op.dev, snap)
+		case 'V':
+			if err = propReceive(e, op); err == nil {
+				if !slices.Contains(live, op.dst) {
+					live = append(live, op.dst)
+				}
+				live = append(live, op.dst+"@"+op.snap)
+			}
 		case 'F':
 			err = e.Flush()
 		case 'W', 'D':
@@ -245,6 +265,66 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 		}
 	}
 	return ops
+}
+
+// propReceive copies volume op.dev into device op.dst through a receive,
+// the way the replica receiver does (link what is stored, write the rest).
+func propReceive(e *Engine, op propOp) error {
+	src, err := e.Device(op.dev)
+	if err != nil {
+		return err
+	}
+	st, err := e.BeginReceive(ReceiveSpec{Device: op.dst, Size: src.Size(), Snap: op.snap, GUID: newGUID(), Force: true})
+	if err != nil {
+		return err
+	}
+	n := uint64(src.Size() / BlockSize)
+	keys := make([]index.Key, n)
+	if err := src.Keys(0, keys); err != nil {
+		return err
+	}
+	// Blocks not linked go in scattered batches, as the receiver stores
+	// a BLOCKS frame.
+	var lbas []uint64
+	var bkeys []index.Key
+	var data []byte
+	flush := func() error {
+		if len(lbas) == 0 {
+			return nil
+		}
+		err := st.Write(lbas, data, bkeys)
+		lbas, bkeys, data = lbas[:0], bkeys[:0], data[:0]
+		return err
+	}
+	buf := make([]byte, BlockSize)
+	for lba, k := range keys {
+		if k.IsZero() {
+			if err := st.Zero(uint64(lba), 1); err != nil {
+				return err
+			}
+			continue
+		}
+		ok, err := st.Link(uint64(lba), k)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
+			return err
+		}
+		lbas, bkeys, data = append(lbas, uint64(lba)), append(bkeys, k), append(data, buf...)
+		if len(lbas) == 5 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return st.Finish()
 }
 
 // open opens the store; with a second crash armed it may fail once, and
@@ -464,7 +544,7 @@ func TestPowerCutProperty(t *testing.T) {
 				if op.acked && op.kind == 'F' {
 					p.acked++
 				}
-				if op.acked && strings.ContainsRune("SKRX", rune(op.kind)) {
+				if op.acked && strings.ContainsRune("SKRXV", rune(op.kind)) {
 					p.catalog++
 				}
 			}

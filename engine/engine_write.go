@@ -94,6 +94,12 @@ func (e *Engine) writeAt(m *Map, p []byte, off, n int64, zero bool, keys []index
 	if err := e.writeLocked(m, p, off, n, zero, keys); err != nil {
 		return err
 	}
+	return e.backPressure()
+}
+
+// backPressure wakes the committer once enough changed, and commits in
+// the writer's stead once far too much did (bounding uncommitted state).
+func (e *Engine) backPressure() error {
 	if c := e.changes.Load(); c >= int64(e.opts.CommitChanges) {
 		if c >= 4*int64(e.opts.CommitChanges) {
 			return e.commit() // back-pressure: bound the uncommitted state
@@ -104,6 +110,71 @@ func (e *Engine) writeAt(m *Map, p []byte, off, n int64, zero bool, keys []index
 		}
 	}
 	return nil
+}
+
+// writeBlocks stores whole blocks at scattered, strictly ascending lbas
+// in one request (so their new slots are written together): block i is
+// p[i*BlockSize:], its key keys[i].
+func (e *Engine) writeBlocks(m *Map, lbas []uint64, p []byte, keys []index.Key) error {
+	if len(p) != len(lbas)*BlockSize || len(keys) != len(lbas) {
+		return fmt.Errorf("%w: %d bytes and %d keys for %d blocks", ErrInvalid, len(p), len(keys), len(lbas))
+	}
+	for i, lba := range lbas {
+		if i > 0 && lba <= lbas[i-1] {
+			return fmt.Errorf("%w: blocks not in ascending order", ErrInvalid)
+		}
+		if err := e.checkRange(m, int64(lba)*BlockSize, BlockSize); err != nil {
+			return err
+		}
+	}
+	if err := e.failedErr(); err != nil {
+		return err
+	}
+	if m.readOnly() {
+		return fmt.Errorf("%w: %s", ErrSnapshot, m.full)
+	}
+	if len(lbas) == 0 {
+		return nil
+	}
+	if err := e.writeSet(m, lbas, p, keys); err != nil {
+		return err
+	}
+	return e.backPressure()
+}
+
+func (e *Engine) writeSet(m *Map, lbas []uint64, p []byte, keys []index.Key) error {
+	e.epoch.RLock()
+	defer e.epoch.RUnlock()
+	if m.deleted.Load() {
+		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.full)
+	}
+	unlock := e.locks.lockBlockSet(m.hdr.ID, lbas)
+	defer unlock()
+	var (
+		changed []uint64
+		news    []mapEntry
+		datas   [][]byte
+		prev    []mapEntry
+		heals   []heal
+	)
+	for i, lba := range lbas {
+		old, err := m.get(lba)
+		if err != nil {
+			return err
+		}
+		data := p[i*BlockSize : (i+1)*BlockSize]
+		if old.Key == keys[i] {
+			if old.holds() && e.slots.isDamaged(old.Slot) {
+				heals = append(heals, heal{slot: old.Slot, key: keys[i], data: data})
+			}
+			continue
+		}
+		changed = append(changed, lba)
+		news = append(news, mapEntry{Key: keys[i]})
+		datas = append(datas, data)
+		prev = append(prev, old)
+	}
+	return e.applyBlocks(m, &writeReq{heals: heals}, changed, news, datas, prev)
 }
 
 func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool, keys []index.Key) error {
@@ -174,7 +245,14 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool, keys []i
 		datas = append(datas, data)
 		prev = append(prev, old)
 	}
-	r := &writeReq{heals: heals}
+	return e.applyBlocks(m, &writeReq{heals: heals}, lbas, news, datas, prev)
+}
+
+// applyBlocks stores the changed blocks of one request (their block locks
+// held): blocks lbas (ascending) get content datas, keyed news[j].Key,
+// replacing prev. It takes the references, writes the new blocks, maps
+// them and releases what they replaced.
+func (e *Engine) applyBlocks(m *Map, r *writeReq, lbas []uint64, news []mapEntry, datas [][]byte, prev []mapEntry) error {
 	if len(lbas) == 0 {
 		return e.finishHeals(r)
 	}

@@ -58,6 +58,10 @@ func TestGoldenFormats(t *testing.T) {
 		ExtentSize: 1 << 30, Created: time.Unix(1700000000, 5)}
 	hdr := mapHeader{ID: 7, Size: 1 << 30, Created: time.Unix(1700000000, 6), Name: "vm-disk.1", Origin: "golden@v1"}
 	snap := mapHeader{ID: 8, Size: 1 << 30, Created: time.Unix(1700000000, 9), Name: "before-upgrade", Kind: kindSnapshot, Parent: 7}
+	guidSnap := snap
+	guidSnap.GUID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	staging := mapHeader{ID: 9, Size: 1 << 30, Created: time.Unix(1700000000, 10), Name: ".recv-0a0b0c0d0e0f",
+		Origin: "vm-disk.1@before-upgrade", GUID: guidSnap.GUID, BaseGUID: [16]byte{0xff, 15: 0xee}, Target: "vm-disk.1"}
 	tbl := ptrPage{}
 	tbl[0], tbl[1], tbl[1022] = 2, lostPage, 0x01020304
 	tblBytes := make([]byte, mapPageSize)
@@ -79,6 +83,8 @@ func TestGoldenFormats(t *testing.T) {
 		{"superblock.golden", sb.Encode()},
 		{"volume-header.golden", hdr.encode()},
 		{"snapshot-header.golden", snap.encode()},
+		{"snapshot-guid-header.golden", guidSnap.encode()},
+		{"staging-header.golden", staging.encode()},
 		{"volume-file.golden", encodeVolume(hdr, []uint32{1, 0, lostPage, 9})},
 		{"table-page.golden", tblBytes},
 		{"map-leaf-page.golden", func() []byte {
@@ -108,6 +114,14 @@ func TestGoldenFormats(t *testing.T) {
 				}
 			case "snapshot-header.golden":
 				if got, err := decodeMapHeader(tc.b); err != nil || got != snap {
+					t.Fatalf("%+v %v", got, err)
+				}
+			case "snapshot-guid-header.golden":
+				if got, err := decodeMapHeader(tc.b); err != nil || got != guidSnap {
+					t.Fatalf("%+v %v", got, err)
+				}
+			case "staging-header.golden":
+				if got, err := decodeMapHeader(tc.b); err != nil || got != staging {
 					t.Fatalf("%+v %v", got, err)
 				}
 			case "table-page.golden":

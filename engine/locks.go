@@ -42,6 +42,25 @@ func (l *lockTable) lockBlocks(dev uint32, first, last uint64) func() {
 	}
 }
 
+// lockBlockSet locks the stripes of blocks lbas (any order) of a device,
+// in the same global order as lockBlocks, and returns the unlock function.
+func (l *lockTable) lockBlockSet(dev uint32, lbas []uint64) func() {
+	idx := make([]int, 0, len(lbas))
+	for _, lba := range lbas {
+		idx = append(idx, stripe(lba>>8^uint64(dev)<<48))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		l.blocks[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			l.blocks[i].Unlock()
+		}
+	}
+}
+
 // keyLock is the lock of key k's stripe.
 func (l *lockTable) keyLock(k index.Key) *sync.Mutex {
 	return &l.keys[stripe(uint64(k.CRC)<<32|uint64(k.Sum[0])<<24|uint64(k.Sum[1])<<16|uint64(k.Sum[2])<<8|uint64(k.Sum[3]))]

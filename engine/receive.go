@@ -239,20 +239,21 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 // Blocks is the staging volume's size in blocks.
 func (st *Staging) Blocks() uint64 { return st.m.blocks }
 
-// Write stores whole blocks at lba whose keys, as the sender gave them,
-// are keys. Every block is hashed first; one that does not match its key
-// is an ErrCorrupt error and nothing is written.
-func (st *Staging) Write(lba uint64, data []byte, keys []index.Key) error {
-	if len(data) != len(keys)*BlockSize {
-		return fmt.Errorf("%w: %d bytes for %d blocks", ErrInvalid, len(data), len(keys))
+// Write stores whole blocks at lbas (ascending, one request: their new
+// slots are written together) whose keys, as the sender gave them, are
+// keys. Every block is hashed first; one that does not match its key is
+// an ErrCorrupt error and nothing is written.
+func (st *Staging) Write(lbas []uint64, data []byte, keys []index.Key) error {
+	if len(data) != len(keys)*BlockSize || len(lbas) != len(keys) {
+		return fmt.Errorf("%w: %d bytes and %d blocks for %d keys", ErrInvalid, len(data), len(lbas), len(keys))
 	}
 	got := st.e.hashBlocks(data)
 	for i := range keys {
 		if got[i] != keys[i] {
-			return fmt.Errorf("%w: received block %d does not match its key", ErrCorrupt, lba+uint64(i))
+			return fmt.Errorf("%w: received block %d does not match its key", ErrCorrupt, lbas[i])
 		}
 	}
-	return st.e.writeAt(st.m, data, int64(lba)*BlockSize, int64(len(data)), false, got)
+	return st.e.writeBlocks(st.m, lbas, data, got)
 }
 
 // Zero makes blocks lba..lba+n-1 read as zeros.
@@ -427,3 +428,26 @@ func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
 // Abandon drops the staging volume and what only it holds (a rejected
 // stream leaves nothing behind).
 func (st *Staging) Abandon() error { return st.e.DeleteDevice(st.m.full, DeleteOptions{}) }
+
+// ReceivingVolume is a receive's staging volume: under way, or left by an
+// interrupted receive for the next one to carry on with.
+type ReceivingVolume struct {
+	Device     string `json:"device"`
+	Snapshot   string `json:"snapshot,omitempty"` // the GUID received, in hex
+	DataBlocks int64  `json:"data_blocks"`
+	Size       int64  `json:"size"`
+}
+
+// Receiving lists the staging volumes.
+func (e *Engine) Receiving() []ReceivingVolume {
+	e.devMu.RLock()
+	defer e.devMu.RUnlock()
+	var out []ReceivingVolume
+	for _, m := range e.byID {
+		if m.hdr.Target != "" && !m.deleted.Load() && e.byName[m.full] == m {
+			out = append(out, ReceivingVolume{Device: m.hdr.Target, Snapshot: hex.EncodeToString(m.hdr.GUID[:]),
+				DataBlocks: m.mapped.Load(), Size: m.hdr.Size})
+		}
+	}
+	return out
+}

@@ -36,7 +36,7 @@ func copyVolume(t *testing.T, src *Device, st *Staging) (linked, written int) {
 		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Write(uint64(lba), buf, keys[lba:lba+1]); err != nil {
+		if err := st.Write([]uint64{uint64(lba)}, buf, keys[lba:lba+1]); err != nil {
 			t.Fatal(err)
 		}
 		written++
@@ -95,7 +95,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 			continue
 		}
 		if ok, _ := st.Link(lba, keys[lba]); !ok {
-			if err := st.Write(lba, img[lba*BlockSize:(lba+1)*BlockSize], keys[lba:lba+1]); err != nil {
+			if err := st.Write([]uint64{lba}, img[lba*BlockSize:(lba+1)*BlockSize], keys[lba:lba+1]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -111,6 +111,9 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 	if !st.Resumed {
 		t.Fatal("the rerun did not resume")
 	}
+	if r := b.Receiving(); len(r) != 1 || r[0].Device != "vm" || r[0].DataBlocks == 0 {
+		t.Fatalf("receiving %+v", r)
+	}
 	linked, written := copyVolume(t, s1, st)
 	secondHalf := 0
 	for lba := half; lba < blocks; lba++ {
@@ -123,7 +126,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 	}
 	// A block that does not match its key is refused, nothing written.
 	k := []index.Key{keys[1]}
-	if err := st.Write(0, block(999), k); !errors.Is(err, ErrCorrupt) {
+	if err := st.Write([]uint64{0}, block(999), k); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("mismatched block: %v, want ErrCorrupt", err)
 	}
 	if err := st.Finish(); err != nil {
@@ -141,6 +144,9 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 		t.Fatalf("replica snapshots %+v", snaps)
 	}
 	fsckOK(t, b)
+	if r := b.Receiving(); len(r) != 0 {
+		t.Fatalf("receiving after finish %+v", r)
+	}
 	// Received again: refused as done.
 	if _, err := b.BeginReceive(spec); !errors.Is(err, ErrExists) {
 		t.Fatalf("second receive of s1: %v", err)
@@ -185,7 +191,7 @@ func TestReceiveFullIncrementalAndResume(t *testing.T) {
 				continue
 			}
 			mustReadInto(t, s2, buf, lba)
-			if err := st.Write(lba, buf, k[:]); err != nil {
+			if err := st.Write([]uint64{lba}, buf, k[:]); err != nil {
 				t.Fatal(err)
 			}
 		}

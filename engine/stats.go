@@ -58,6 +58,8 @@ type Stats struct {
 	OfflineDevices  []string `json:"offline_devices,omitempty"` // devices whose maps cannot be opened
 	// Deleting lists deleted volumes whose space is still being released.
 	Deleting []DeletingVolume `json:"deleting,omitempty"`
+	// Receiving lists receives under way or interrupted (receive.go).
+	Receiving []ReceivingVolume `json:"receiving,omitempty"`
 }
 
 // Stats computes current figures.
@@ -95,6 +97,7 @@ func (e *Engine) Stats() (Stats, error) {
 		}
 	}
 	s.Deleting = e.Deleting()
+	s.Receiving = e.Receiving()
 	s.DamagedBlocks = uint64(max(0, e.slots.damagedCount()))
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].Name < s.Devices[j].Name })
 	s.UniqueBlocks = uint64(max(0, e.slots.uniqueCount()))

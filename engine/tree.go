@@ -159,19 +159,25 @@ func (e *Engine) shareRoot(m *Map) []uint32 {
 // dropRoot removes m's root pointer t once dropLeaves has emptied the
 // table t names (or that table is shared, lost or a hole): the volume
 // gives up its parent reference, and a table that had no other parent is
-// freed. The caller holds the epoch shared.
-func (e *Engine) dropRoot(m *Map, t int) error {
+// freed. again reports a table that became the volume's alone with
+// leaves still in it: nothing changed, release the leaves (dropLeaves)
+// and call again. The caller holds the epoch shared.
+func (e *Engine) dropRoot(m *Map, t int) (again bool, err error) {
 	ps := e.pages
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	tp := m.root[t]
 	if tp == 0 {
-		return nil
+		return false, nil
 	}
 	if live(tp) && ps.refs[tp] == 1 {
 		for _, lp := range ps.tables[tp] {
 			if lp != 0 {
-				return fmt.Errorf("%w: volume %s: table %d still names leaves at its release (internal error)", ErrCorrupt, m.full, tp)
+				// The table was shared when its leaves were looked at,
+				// and its other holders let go of it since (a write
+				// copied it, a delete released it): its leaves are
+				// this volume's to release first.
+				return true, nil
 			}
 		}
 		delete(ps.tables, tp)
@@ -181,7 +187,7 @@ func (e *Engine) dropRoot(m *Map, t int) error {
 	m.rootDirty[uint32(t)] = true
 	ps.dropRef(tp)
 	e.changes.Add(1)
-	return nil
+	return false, nil
 }
 
 // dropLeaves removes up to max leaf pointers from m's table t when only m

@@ -315,32 +315,40 @@ func (e *Engine) teardown(m *Map) error {
 	for t := range m.hdr.roots() {
 		// An exclusive table's leaves go a batch at a time, each batch's
 		// pointers and releases in one epoch (so in one commit), which
-		// holds a commit back for one batch only; then the table.
-		for done := false; !done; {
-			if e.closing.Load() {
-				return ErrClosed
+		// holds a commit back for one batch only; then the table. A
+		// table shared when its leaves were looked at may be this
+		// volume's alone by the time it goes: then its leaves go first.
+		for again := true; again; {
+			for done := false; !done; {
+				if e.closing.Load() {
+					return ErrClosed
+				}
+				e.epoch.RLock()
+				n, d, err := e.dropLeaves(m, t, teardownBatch)
+				e.epoch.RUnlock()
+				done = d
+				if err != nil {
+					e.fail(err)
+					return err
+				}
+				m.mapped.Add(-int64(n))
+				if n > 0 {
+					if err := e.commit(); err != nil {
+						return err
+					}
+				}
+			}
+			if teardownHook != nil {
+				teardownHook(m, t)
 			}
 			e.epoch.RLock()
-			n, d, err := e.dropLeaves(m, t, teardownBatch)
+			var err error
+			again, err = e.dropRoot(m, t)
 			e.epoch.RUnlock()
-			done = d
 			if err != nil {
 				e.fail(err)
 				return err
 			}
-			m.mapped.Add(-int64(n))
-			if n > 0 {
-				if err := e.commit(); err != nil {
-					return err
-				}
-			}
-		}
-		e.epoch.RLock()
-		err := e.dropRoot(m, t)
-		e.epoch.RUnlock()
-		if err != nil {
-			e.fail(err)
-			return err
 		}
 		if t == m.hdr.roots()-1 || t%64 == 63 {
 			if err := e.commit(); err != nil {
@@ -361,6 +369,10 @@ func (e *Engine) teardown(m *Map) error {
 	}
 	return err
 }
+
+// teardownHook, set by tests, runs between a table's leaves and the
+// table itself in teardown (where other holders may let go of it).
+var teardownHook func(m *Map, t int)
 
 // teardownBatch is how many leaves a delete releases per commit (up to
 // 21,760 block references).

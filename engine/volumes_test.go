@@ -256,3 +256,43 @@ func TestFirstWriteAfterSnapshotCopiesOnePage(t *testing.T) {
 	}
 	fsckOK(t, e)
 }
+
+// TestSnapshotDeleteWhileDeviceWrites deletes a snapshot while its device
+// writes into the table they share, between the delete's look at the
+// table's leaves (shared: not its to release) and its release of the
+// table: the write copies the table, so the delete holds it alone by
+// then, leaves and all, and must release them (regression: the store
+// failed with "table still names leaves at its release"; seen in a
+// migration, a receive's old tree and a pruned snapshot).
+func TestSnapshotDeleteWhileDeviceWrites(t *testing.T) {
+	_, e := newStore(t, Options{})
+	const tables = 3
+	d, err := e.CreateDevice("vm", tables*tableBlocks*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tb := range int64(tables) {
+		writeBlocks(t, d, tb*tableBlocks, block(uint64(tb)+1))
+	}
+	if err := e.Snapshot("vm", "s"); err != nil {
+		t.Fatal(err)
+	}
+	teardownHook = func(m *Map, tb int) {
+		if m.full == "vm@s" {
+			writeBlocks(t, d, int64(tb)*tableBlocks+1, block(uint64(tb)+100))
+		}
+	}
+	defer func() { teardownHook = nil }()
+	if err := e.DeleteDevice("vm@s", DeleteOptions{Wait: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.failedErr(); err != nil {
+		t.Fatal(err)
+	}
+	fsckOK(t, e)
+	for tb := range int64(tables) {
+		if got := mustRead(t, d, tb*tableBlocks*BlockSize, 2*BlockSize); !bytes.Equal(got, append(block(uint64(tb)+1), block(uint64(tb)+100)...)) {
+			t.Fatalf("table %d reads wrong", tb)
+		}
+	}
+}

@@ -284,20 +284,13 @@ func (rc *receiver) offer(o offer) error {
 // store writes an offer's wanted blocks (each checked against its key),
 // then links the other blocks that hold the same content.
 func (rc *receiver) store(ws []wanted, data []byte) error {
-	keys := make([]index.Key, 0, len(ws))
-	for i := 0; i < len(ws); {
-		j := i + 1
-		for j < len(ws) && ws[j].lba == ws[j-1].lba+1 {
-			j++
-		}
-		keys = keys[:0]
-		for _, w := range ws[i:j] {
-			keys = append(keys, w.key)
-		}
-		if err := rc.st.Write(ws[i].lba, data[i*blockSize:j*blockSize], keys); err != nil {
-			return err
-		}
-		i = j
+	lbas := make([]uint64, len(ws))
+	keys := make([]index.Key, len(ws))
+	for i, w := range ws {
+		lbas[i], keys[i] = w.lba, w.key
+	}
+	if err := rc.st.Write(lbas, data, keys); err != nil {
+		return err
 	}
 	rc.stats.BlocksSent += uint64(len(ws))
 	for i, w := range ws {
@@ -307,7 +300,7 @@ func (rc *receiver) store(ws []wanted, data []byte) error {
 				return err
 			}
 			if !ok { // not linkable after all (a damaged slot): write it
-				if err := rc.st.Write(lba, data[i*blockSize:(i+1)*blockSize], []index.Key{w.key}); err != nil {
+				if err := rc.st.Write([]uint64{lba}, data[i*blockSize:(i+1)*blockSize], []index.Key{w.key}); err != nil {
 					return err
 				}
 			}

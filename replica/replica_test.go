@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -12,7 +13,7 @@ import (
 
 const bs = blockSize
 
-func newEngine(t *testing.T) (string, *engine.Engine) {
+func newEngine(t testing.TB) (string, *engine.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	o := engine.Options{ExtentSize: 1024 * bs, CommitInterval: -1}
@@ -102,7 +103,7 @@ func fsckOK(t *testing.T, e *engine.Engine) {
 
 // transfer runs a sender and a receiver over two pipes; rec, if set,
 // records what the sender wrote.
-func transfer(t *testing.T, a *engine.Engine, so SendOptions, b *engine.Engine, ro ReceiveOptions, rec *bytes.Buffer) (Stats, Stats, error, error) {
+func transfer(t testing.TB, a *engine.Engine, so SendOptions, b *engine.Engine, ro ReceiveOptions, rec *bytes.Buffer) (Stats, Stats, error, error) {
 	t.Helper()
 	s2r, s2w := io.Pipe()
 	r2r, r2w := io.Pipe()
@@ -250,30 +251,77 @@ func TestHostileStreams(t *testing.T) {
 	type variant struct {
 		name string
 		b    []byte
+		want error // the error kind, where one is certain
 	}
 	var vs []variant
 	for range 40 {
 		bad := bytes.Clone(good)
 		i := rng.IntN(len(bad))
 		bad[i] ^= byte(1 + rng.IntN(255))
-		vs = append(vs, variant{"flip", bad})
+		vs = append(vs, variant{"flip", bad, nil})
 	}
 	for range 20 {
-		vs = append(vs, variant{"truncate", good[:rng.IntN(len(good))]})
+		vs = append(vs, variant{"truncate", good[:rng.IntN(len(good))], nil})
 	}
-	vs = append(vs, variant{"empty", nil}, variant{"garbage", bytes.Repeat([]byte{0xff}, 4096)})
+	vs = append(vs, variant{"empty", nil, nil}, variant{"garbage", bytes.Repeat([]byte{0xff}, 4096), nil})
+	// Well-framed (valid CRCs) but hostile: a block that is not what its
+	// key says, an offer past the device's end, offers out of order, a
+	// frame longer than any message.
+	vs = append(vs,
+		variant{"wrong block", reframe(t, good, func(typ byte, p []byte) []byte {
+			if typ == tBlocks {
+				raw, err := decodeBlocks(p, int(binary.LittleEndian.Uint32(p[1:]))/bs, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw[100] ^= 1
+				var c blockCodec
+				return bytes.Clone(c.encode(raw))
+			}
+			return p
+		}), engine.ErrCorrupt},
+		variant{"offer past the end", reframe(t, good, func(typ byte, p []byte) []byte {
+			if typ == tOffer {
+				p = bytes.Clone(p)
+				binary.LittleEndian.PutUint64(p, n-1)
+			}
+			return p
+		}), ErrProtocol},
+		variant{"offer repeated", func() []byte {
+			fr := newFrameReader(bytes.NewReader(good))
+			var out bytes.Buffer
+			fw := newFrameWriter(&out)
+			for {
+				typ, p, err := fr.read()
+				if err != nil {
+					break
+				}
+				fw.write(typ, p)
+				if typ == tOffer {
+					fw.write(typ, p)
+				}
+			}
+			fw.flush()
+			return out.Bytes()
+		}(), ErrProtocol},
+		variant{"huge frame", append(bytes.Clone(good[:len(frame(tHello, hello{Version: version, Device: "vm"}.encode()))]), 5, 0xff, 0xff, 0xff, 0x7f), ErrProtocol},
+	)
 	for _, v := range vs {
 		_, c := newEngine(t)
-		put(t, c, "other", img[:10*bs])
+		other := image(10, func(i int) uint64 { return uint64(i + 1e6) }) // nothing the stream holds
+		put(t, c, "other", other)
 		before := c.Devices()
 		_, err := Receive(c, ReceiveOptions{Device: "vm"}, bytes.NewReader(v.b), io.Discard)
 		if err == nil {
 			t.Fatalf("%s: a damaged stream was accepted", v.name)
 		}
+		if v.want != nil && !errors.Is(err, v.want) {
+			t.Fatalf("%s: %v, want %v", v.name, err, v.want)
+		}
 		if got := c.Devices(); len(got) != len(before) {
 			t.Fatalf("%s: devices %v after a refused stream (%v)", v.name, got, err)
 		}
-		if !bytes.Equal(content(t, c, "other"), img[:10*bs]) {
+		if !bytes.Equal(content(t, c, "other"), other) {
 			t.Fatalf("%s: another device changed", v.name)
 		}
 		fsckOK(t, c)
@@ -324,6 +372,26 @@ func TestResumeAfterCut(t *testing.T) {
 		t.Fatal("replica differs")
 	}
 	fsckOK(t, b)
+}
+
+// reframe decodes a recorded stream and writes it again with edit
+// applied to each payload (the CRCs made right again).
+func reframe(t *testing.T, stream []byte, edit func(typ byte, p []byte) []byte) []byte {
+	t.Helper()
+	fr := newFrameReader(bytes.NewReader(stream))
+	var out bytes.Buffer
+	fw := newFrameWriter(&out)
+	for {
+		typ, p, err := fr.read()
+		if err != nil {
+			break
+		}
+		if err := fw.write(typ, edit(typ, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw.flush()
+	return out.Bytes()
 }
 
 type cutWriter struct {

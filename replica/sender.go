@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -306,6 +307,9 @@ func (s *sender) offer(ranges []engine.Range, inflight chan<- pending, sem chan<
 	return nil
 }
 
+// readers bounds the concurrent reads of one BLOCKS frame's data.
+const readers = 16
+
 type wantMsg struct {
 	p   pending
 	idx []int
@@ -342,7 +346,15 @@ func (s *sender) answer(wants <-chan wantMsg, sem <-chan struct{}) (a answerResu
 }
 
 func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte, a *answerResult) error {
-	data := (*buf)[:0]
+	n := len(idx) * blockSize
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	data := (*buf)[:n]
+	// Runs of consecutive blocks, read concurrently (scattered blocks
+	// read one at a time would wait for the disk each time).
+	type run struct{ i, j int }
+	var runs []run
 	for i := 0; i < len(idx); {
 		j := i + 1
 		for j < len(idx) && idx[j] == idx[j-1]+1 {
@@ -353,12 +365,32 @@ func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte
 				return protoErr("the receiver wants block %d, which reads as zeros", p.first+uint64(k))
 			}
 		}
-		off := len(data)
-		data = append(data, make([]byte, (j-i)*blockSize)...)
-		if _, err := s.dev.ReadAt(data[off:], int64(p.first+uint64(idx[i]))*blockSize); err != nil {
-			return err
-		}
+		runs = append(runs, run{i, j})
 		i = j
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan run)
+	for range min(readers, len(runs)) {
+		wg.Go(func() {
+			for r := range next {
+				off := int64(p.first+uint64(idx[r.i])) * blockSize
+				if _, err := s.dev.ReadAt(data[r.i*blockSize:r.j*blockSize], off); err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, r := range runs {
+		next <- r
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	*buf = data
 	payload := codec.encode(data)

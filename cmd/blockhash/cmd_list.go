@@ -53,6 +53,9 @@ func printVolumes(e *env, s engine.Stats) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.Kind, d.ID, human(d.LogicalBytes), d.DataBlocks, d.ZeroBlocks, used, origin)
 	}
+	for _, v := range s.Receiving {
+		fmt.Fprintf(tw, "%s\treceiving\t-\t%s\t%d\t-\t-\t%s\n", v.Device, human(v.Size), v.DataBlocks, "a receive under way or interrupted (rerun it to finish)")
+	}
 	for _, v := range s.Deleting {
 		fmt.Fprintf(tw, "%s\tdeleting\t-\t-\t-\t-\t-\t%d of %d map tables left\n", v.Name, v.TablesLeft, v.Tables)
 	}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 
 	"blockhash/daemon"
 	"blockhash/engine"
@@ -29,7 +27,7 @@ func init() {
 			"receiver lacks travel, compressed. With --from, only what changed since BASE (a snapshot both stores " +
 			"hold) travels. Without @SNAP, a snapshot DEV@send-TIME is taken first.",
 		run: runSend})
-	register(&command{name: "receive", usage: "DEV [--force] [--stats]",
+	register(&command{name: "receive", usage: "DEV [--force] [--live] [--serve] [--stats]",
 		summary: "receive a device or snapshot from send on standard input/output (atomic; a rerun resumes)",
 		help: "Receive makes DEV a replica of the snapshot a sender sends, and takes that snapshot here too. Every " +
 			"block is checked against its key before it is stored. Until the end, DEV keeps its old content; an " +
@@ -44,11 +42,6 @@ func init() {
 			"DEV@sync-TIME, incrementally from the newest snapshot both stores hold. Older sync snapshots are " +
 			"deleted on both sides once the new one is in place.",
 		run: runSync})
-}
-
-// autoSnapName names a snapshot taken for a transfer.
-func autoSnapName(prefix string) string {
-	return prefix + time.Now().UTC().Format("20060102T150405.000000")
 }
 
 func (e *env) daemonRunning() bool {
@@ -114,7 +107,7 @@ func runSend(e *env, args []string) error {
 		return err
 	}
 	if snap == "" {
-		snap = autoSnapName("send-")
+		snap = daemon.SnapName("send-")
 		if err := e.takeSnapshot(dev, snap); err != nil {
 			return err
 		}
@@ -188,49 +181,34 @@ func addRemoteFlags(fs interface {
 	}
 }
 
-// remote is a receive running on another host.
-type remote struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout io.ReadCloser
-}
-
-// startRemote runs `SHELL HOST BIN receive DEV ARGS...`.
-func startRemote(rf remoteFlags, host, dev string, stderr io.Writer, args ...string) (*remote, error) {
-	argv := strings.Fields(*rf.shell)
-	if len(argv) == 0 {
-		return nil, usagef("-e: empty remote shell command")
+// remote returns how to start a receive on host: `SHELL HOST BIN receive
+// DEV ARGS...`, its standard error passed through.
+func (rf remoteFlags) remote(host string, stderr io.Writer) daemon.Remote {
+	return func(dev string, args ...string) (daemon.RemoteSession, error) {
+		argv := strings.Fields(*rf.shell)
+		if len(argv) == 0 {
+			return daemon.RemoteSession{}, usagef("-e: empty remote shell command")
+		}
+		bin := strings.Fields(*rf.bin)
+		if len(bin) == 0 {
+			return daemon.RemoteSession{}, usagef("--remote-bin: empty command")
+		}
+		argv = append(append(append(argv, host), bin...), append([]string{"receive", dev}, args...)...)
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Stderr = stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return daemon.RemoteSession{}, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return daemon.RemoteSession{}, err
+		}
+		if err := cmd.Start(); err != nil {
+			return daemon.RemoteSession{}, fmt.Errorf("starting the remote side (%s): %w", strings.Join(argv, " "), err)
+		}
+		return daemon.RemoteSession{In: in, Out: out, Wait: cmd.Wait}, nil
 	}
-	bin := strings.Fields(*rf.bin)
-	if len(bin) == 0 {
-		return nil, usagef("--remote-bin: empty command")
-	}
-	argv = append(append(append(argv, host), bin...), append([]string{"receive", dev}, args...)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting the remote side (%s): %w", strings.Join(argv, " "), err)
-	}
-	return &remote{cmd: cmd, stdin: in, stdout: out}, nil
-}
-
-// finish closes the remote's input and waits for it; err is the
-// transfer's result, which a remote failure does not hide.
-func (r *remote) finish(err error) error {
-	r.stdin.Close()
-	werr := r.cmd.Wait()
-	if err == nil && werr != nil {
-		err = fmt.Errorf("the remote side failed: %w", werr)
-	}
-	return err
 }
 
 func runSync(e *env, args []string) error {
@@ -246,7 +224,7 @@ func runSync(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
-	st, err := e.syncOnce(rf, dev, host, "sync-", *force, nil)
+	st, err := e.syncOnce(rf, dev, host, "sync-", *force)
 	e.printStats(*stats, st)
 	if err != nil {
 		return err
@@ -258,21 +236,31 @@ func runSync(e *env, args []string) error {
 
 // syncOnce snapshots dev as PREFIX-TIME, sends it to HOST incrementally
 // from the newest snapshot both hold, and deletes this side's older
-// PREFIX snapshots (the receiver deletes its own).
-func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool, remoteArgs []string) (replica.Stats, error) {
-	snap := autoSnapName(prefix)
+// PREFIX snapshots (the receiver deletes its own): through the daemon
+// when it runs (daemon.Migrator), on the store directly otherwise.
+func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool) (replica.Stats, error) {
+	remote := rf.remote(host, e.stderr)
+	if e.daemonRunning() {
+		m := daemon.Migrator{Client: e.client(), Remote: remote}
+		return m.Round(dev, prefix, force)
+	}
+	snap := daemon.SnapName(prefix)
 	if err := e.takeSnapshot(dev, snap); err != nil {
 		return replica.Stats{}, err
 	}
+	var args []string
 	if force {
-		remoteArgs = append(remoteArgs, "--force")
+		args = append(args, "--force")
 	}
-	r, err := startRemote(rf, host, dev, e.stderr, remoteArgs...)
+	rs, err := remote(dev, args...)
 	if err != nil {
 		return replica.Stats{}, err
 	}
-	st, err := e.sendTo(replica.SendOptions{Snapshot: dev + "@" + snap, BaseAuto: true, Force: force}, r.stdout, r.stdin)
-	err = r.finish(err)
+	st, err := e.sendTo(replica.SendOptions{Snapshot: dev + "@" + snap, BaseAuto: true, Force: force}, rs.Out, rs.In)
+	rs.In.Close()
+	if werr := rs.Wait(); err == nil && werr != nil {
+		err = fmt.Errorf("the remote side failed: %w", werr)
+	}
 	if err != nil {
 		return st, err
 	}
@@ -280,34 +268,21 @@ func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool, rem
 	return st, nil
 }
 
-// pruneSnapshots deletes dev's snapshots named PREFIX… other than keep.
+// pruneSnapshots deletes dev's snapshots named PREFIX… other than keep,
+// on the store directly.
 func (e *env) pruneSnapshots(dev, prefix, keep string) {
-	var names []string
-	if e.daemonRunning() {
-		resp, err := e.client().Do(daemon.Request{Op: "stats", ID: -1})
-		if err != nil || resp.Stats == nil {
-			return
-		}
-		for _, d := range resp.Stats.Devices {
-			if dv, sn := engine.SplitName(d.Name); dv == dev && sn != "" {
-				names = append(names, sn)
-			}
-		}
-	} else if err := e.offline(readOnly, func(eng *engine.Engine) error {
+	err := e.offline(freeing, func(eng *engine.Engine) error {
 		snaps, err := eng.Snapshots(dev)
 		for _, s := range snaps {
-			names = append(names, s.Name)
-		}
-		return err
-	}); err != nil {
-		return
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, prefix) && n != keep {
-			if _, err := e.viaDaemonOr(daemon.Request{Op: "delete", Name: dev + "@" + n, ID: -1}, freeing,
-				func(eng *engine.Engine) error { return eng.DeleteDevice(dev+"@"+n, engine.DeleteOptions{Wait: true}) }); err != nil && !errors.Is(err, engine.ErrNotFound) {
-				fmt.Fprintf(e.stderr, "blockhash: deleting the old snapshot %s@%s: %s\n", dev, n, oneLine(err))
+			if strings.HasPrefix(s.Name, prefix) && s.Name != keep {
+				if err := eng.DeleteDevice(dev+"@"+s.Name, engine.DeleteOptions{Wait: true}); err != nil {
+					fmt.Fprintf(e.stderr, "blockhash: deleting the old snapshot %s@%s: %s\n", dev, s.Name, oneLine(err))
+				}
 			}
 		}
+		return err
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "blockhash: deleting old snapshots of %s: %s\n", dev, oneLine(err))
 	}
 }

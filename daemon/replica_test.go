@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"testing"
+
+	"blockhash/replica"
+)
+
+// serving opens a daemon on a new store and serves its socket.
+func serving(t testing.TB) (*Daemon, Client, *fakeKernel) {
+	t.Helper()
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		d.Close()
+	})
+	return d, Client{Socket: filepath.Join(filepath.Dir(dir), "s.sock")}, k
+}
+
+// daemonTransfer runs a send on a and a receive on b, both through their
+// daemons, relayed as the CLI does.
+func daemonTransfer(t *testing.T, a Client, send Request, b Client, recv Request) (replica.Stats, replica.Stats, error, error) {
+	t.Helper()
+	ca, err := a.Stream(send)
+	if err != nil {
+		return replica.Stats{}, replica.Stats{}, err, nil
+	}
+	defer ca.Close()
+	cb, err := b.Stream(recv)
+	if err != nil {
+		return replica.Stats{}, replica.Stats{}, nil, err
+	}
+	defer cb.Close()
+	p1r, p1w := io.Pipe()
+	p2r, p2w := io.Pipe()
+	type res struct {
+		st  replica.Stats
+		err error
+	}
+	bres := make(chan res, 1)
+	go func() {
+		st, err := replica.Relay(cb, p1r, p2w, cb.CloseWrite)
+		p2w.Close()
+		p1r.Close()
+		bres <- res{st, err}
+	}()
+	sa, ea := replica.Relay(ca, p2r, p1w, ca.CloseWrite)
+	p1w.Close()
+	p2r.Close()
+	r := <-bres
+	return sa, r.st, ea, r.err
+}
+
+func TestDaemonSendReceive(t *testing.T) {
+	da, ca, ka := serving(t)
+	db, cb, kb := serving(t)
+	if _, err := da.Add(Request{Name: "vm", Size: 8 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte("replica!"), (8<<20)/8)
+	for i := 0; i < len(img); i += 4096 {
+		img[i] = byte(i / 4096) // distinct blocks
+	}
+	if _, err := ka.backend(0).WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: "s1", ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// A send must name a snapshot.
+	if _, err := ca.Stream(Request{Op: "send", Name: "vm", ID: -1}); !errors.As(err, new(*RemoteError)) {
+		t.Fatalf("send of a device: %v", err)
+	}
+	sa, sb, ea, eb := daemonTransfer(t, ca, Request{Op: "send", Name: "vm@s1", ID: -1}, cb, Request{Op: "receive", Name: "vm", Serve: true, ID: -1})
+	if ea != nil || eb != nil {
+		t.Fatalf("send %v, receive %v", ea, eb)
+	}
+	if sa.BlocksSent != 256 || sb.BlocksSent != 256 || sa.BlocksLinked != 2048-256 || sa.WireOut != sb.WireIn { // 256 distinct blocks
+		t.Fatalf("stats: sender %+v receiver %+v", sa, sb)
+	}
+	// B serves the replica (Serve), with A's content.
+	got := make([]byte, len(img))
+	if _, err := kb.backend(0).ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("served replica differs (%v)", err)
+	}
+	// A receive into a served device is refused unless live.
+	if _, err := cb.Stream(Request{Op: "receive", Name: "vm", ID: -1}); !errors.As(err, new(*RemoteError)) {
+		t.Fatalf("receive into a served device: %v", err)
+	}
+	if err := db.checkStream(Request{Op: "receive", Name: "vm"}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("receive into a served device: %v, want ErrInUse", err)
+	}
+	// Live: A changes, snapshot s2, incremental into the served replica.
+	if _, err := ka.backend(0).WriteAt(bytes.Repeat([]byte{9}, 4096), 4096*5); err != nil {
+		t.Fatal(err)
+	}
+	copy(img[4096*5:], bytes.Repeat([]byte{9}, 4096))
+	if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: "s2", ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	sa, _, ea, eb = daemonTransfer(t, ca, Request{Op: "send", Name: "vm@s2", Auto: true, ID: -1}, cb, Request{Op: "receive", Name: "vm", Live: true, ID: -1})
+	if ea != nil || eb != nil {
+		t.Fatalf("live: send %v, receive %v", ea, eb)
+	}
+	if !sa.Incremental || sa.BlocksSent != 1 {
+		t.Fatalf("live incremental stats %+v", sa)
+	}
+	if _, err := kb.backend(0).ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("served replica after the live receive differs (%v)", err)
+	}
+	rep, err := db.eng.Fsck(false)
+	if err != nil || !rep.OK() {
+		t.Fatalf("fsck B: %v %+v", err, rep)
+	}
+}
