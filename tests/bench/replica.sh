@@ -50,6 +50,9 @@ cleanup() {
 	if [ "$KEEP" = 1 ]; then echo "work files kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+# A run killed before its cleanup leaves the namespaces and what ran in
+# them (an rsh server of a deleted build): start from fresh ones.
+"$NETNS" down
 "$NETNS" up >/dev/null
 ip netns exec "$NS_B" "$RSH" serve "$ADDR_B:2222" 2>"$WORK/rsh-serve.log" &
 RSH_PID=$!
