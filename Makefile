@@ -65,6 +65,9 @@ bench: build
 	$(GO) test -run '^$$' -bench Ingest -benchtime 3x ./engine/
 	$(GO) test -run '^$$' -bench . -skip 'Ingest|SnapshotCosts' ./engine/ ./index/ ./ublk/
 	$(GO) test -run '^$$' -bench SnapshotCosts -benchtime 1x -timeout 2h ./engine/
+	# A migration's switch of a device with 10 GiB written, a guest writing
+	# 1,000 random 4 KiB blocks a second (BLOCKHASH_MIGRATE_GIB, _IOPS).
+	$(GO) test -run '^$$' -bench MigrateSwitch -benchtime 1x -timeout 2h ./daemon/
 	$(BIN)/blockhash bench $(BENCH_FLAGS)
 	tests/bench/replica.sh
 

@@ -11,6 +11,9 @@ var (
 	ErrNotRunning = errors.New("daemon: the blockhash daemon is not running (start it with: blockhash serve)")
 	// ErrRunning means another daemon already listens on the socket.
 	ErrRunning = errors.New("daemon: another blockhash daemon is running")
+	// ErrNoDevices is a block device asked of a daemon that serves none
+	// (NoDevices).
+	ErrNoDevices = errors.New("daemon: this daemon serves no block devices")
 	// ErrNotServed means no served device matches the request.
 	ErrNotServed = errors.New("daemon: no such served device")
 	// ErrServed means the device is already served.

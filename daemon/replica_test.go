@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"blockhash/engine"
 	"blockhash/replica"
 )
 
@@ -124,5 +125,47 @@ func TestDaemonSendReceive(t *testing.T) {
 	rep, err := db.eng.Fsck(false)
 	if err != nil || !rep.OK() {
 		t.Fatalf("fsck B: %v %+v", err, rep)
+	}
+}
+
+// TestNoDevicesDaemon: a daemon that serves no block devices (a replica
+// host without ublk) refuses to add one and still receives replicas.
+func TestNoDevicesDaemon(t *testing.T) {
+	_, ca, ka := serving(t)
+	dir, _ := setup(t)
+	d, err := Open(Options{Store: dir, Exporter: NoDevices{}, Socket: filepath.Join(filepath.Dir(dir), "s.sock"),
+		Engine: engine.Options{CommitInterval: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Add(Request{Name: "vm", Size: 1 << 20, ID: -1}); !errors.Is(err, ErrNoDevices) {
+		t.Fatalf("add on a no-devices daemon: %v", err)
+	}
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Serve(ctx)
+	cb := Client{Socket: filepath.Join(filepath.Dir(dir), "s.sock")}
+	if _, err := ca.Do(Request{Op: "add", Name: "vm", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte{3}, 1<<20)
+	ka.backend(0).WriteAt(img, 0)
+	if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: "s", ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ea, eb := daemonTransfer(t, ca, Request{Op: "send", Name: "vm@s", ID: -1}, cb, Request{Op: "receive", Name: "vm", ID: -1}); ea != nil || eb != nil {
+		t.Fatalf("send %v, receive %v", ea, eb)
+	}
+	dev, err := d.eng.Device("vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(img))
+	if _, err := dev.ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("replica differs (%v)", err)
 	}
 }

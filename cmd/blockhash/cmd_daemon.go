@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit]",
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
 		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
 			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
@@ -42,6 +42,7 @@ func (e *env) client() daemon.Client { return daemon.Client{Socket: e.socket} }
 func runServe(e *env, args []string) error {
 	fs := newFlags("serve")
 	stopDevs := fs.Bool("stop-devices-on-exit", false, "remove the kernel devices when stopping (default: leave them, their I/O waiting, for the next serve to take over)")
+	noDevs := fs.Bool("no-devices", false, "serve the store (replication, snapshots, stats) but no block devices: for a replica host without ublk_drv")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -49,7 +50,11 @@ func runServe(e *env, args []string) error {
 	if log.GetLevel() > zerolog.InfoLevel {
 		log = log.Level(zerolog.InfoLevel) // lifecycle events; never per I/O
 	}
-	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log,
+	var exp daemon.Exporter
+	if *noDevs {
+		exp = daemon.NoDevices{}
+	}
+	d, err := daemon.Open(daemon.Options{Store: e.store, Socket: e.socket, Logger: log, Exporter: exp,
 		QueueProcs:  os.Getenv("GOMAXPROCS") == "", // see setIOProcs
 		StopDevices: *stopDevs})
 	if err != nil {
