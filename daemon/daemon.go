@@ -258,8 +258,19 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 		created = true
 	case err != nil:
 		return DeviceInfo{}, err
-	case r.Size != 0 && r.Size != dev.Size():
-		return DeviceInfo{}, fmt.Errorf("%w: device %s exists with size %d, not %d", ErrInvalid, r.Name, dev.Size(), r.Size)
+	case r.Size != 0 && r.Size < dev.Size():
+		return DeviceInfo{}, fmt.Errorf("%w: device %s exists with size %d: a device does not shrink (to %d)", ErrInvalid, r.Name, dev.Size(), r.Size)
+	case r.Size > dev.Size():
+		// Growing is a map extension (one commit) before the kernel
+		// device is made with the new size.
+		if r.Size%int64(s.LBS) != 0 {
+			return DeviceInfo{}, fmt.Errorf("%w: size %d is not a multiple of the logical block size %d", ErrInvalid, r.Size, s.LBS)
+		}
+		old := dev.Size()
+		if err := d.eng.Grow(r.Name, r.Size); err != nil {
+			return DeviceInfo{}, err
+		}
+		d.log.Info().Str("device", r.Name).Int64("from", old).Int64("to", r.Size).Msg("device grown")
 	}
 	undo := func() {
 		if created {

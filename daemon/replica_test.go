@@ -169,3 +169,37 @@ func TestNoDevicesDaemon(t *testing.T) {
 		t.Fatalf("replica differs (%v)", err)
 	}
 }
+
+// TestAddGrows: add of a stored device with a larger --size grows it
+// (a smaller one is refused, and so is a served device).
+func TestAddGrows(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if _, err := d.Add(Request{Name: "vm", Size: 4 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.backend(0).WriteAt(bytes.Repeat([]byte{5}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Add(Request{Name: "vm", Size: 8 << 20, ID: -1}); !errors.Is(err, ErrServed) {
+		t.Fatalf("grow of a served device: %v", err)
+	}
+	if _, err := d.Del(Request{Name: "vm", KeepData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Add(Request{Name: "vm", Size: 2 << 20, ID: -1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("shrink: %v", err)
+	}
+	info, err := d.Add(Request{Name: "vm", Size: 8 << 20, ID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != 8<<20 {
+		t.Fatalf("served at %d bytes after the grow", info.Size)
+	}
+	got := make([]byte, 8192)
+	if _, err := k.backend(info.ID).ReadAt(got, 0); err != nil || got[0] != 5 || got[4096] != 0 {
+		t.Fatalf("content after the grow (%v)", err)
+	}
+}

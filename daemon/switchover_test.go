@@ -207,3 +207,39 @@ func TestInvalidate(t *testing.T) {
 		t.Fatalf("buffer cache flushes: %v", k.flushedCaches)
 	}
 }
+
+// A receive into a served device (a migration's destination, live) drops
+// the kernel's cached pages of the device once its content is replaced;
+// a receive that serves a new device has nothing to drop.
+func TestLiveReceiveInvalidates(t *testing.T) {
+	da, ca, ka := serving(t)
+	_, cb, kb := serving(t)
+	if _, err := da.Add(Request{Name: "vm", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	for i, snap := range []string{"s1", "s2"} {
+		if _, err := ka.backend(0).WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: snap, ID: -1}); err != nil {
+			t.Fatal(err)
+		}
+		recv := Request{Op: "receive", Name: "vm", Serve: true, ID: -1}
+		if i > 0 {
+			recv.Live = true
+		}
+		if _, _, ea, eb := daemonTransfer(t, ca, Request{Op: "send", Name: "vm@" + snap, Auto: true, ID: -1}, cb, recv); ea != nil || eb != nil {
+			t.Fatalf("%s: send %v, receive %v", snap, ea, eb)
+		}
+		kb.mu.Lock()
+		n := kb.flushedCaches[0]
+		kb.mu.Unlock()
+		if n != i {
+			t.Fatalf("after receiving %s: %d buffer cache flushes, want %d", snap, n, i)
+		}
+	}
+	got := make([]byte, 4096)
+	if _, err := kb.backend(0).ReadAt(got, 0); err != nil || got[0] != 2 {
+		t.Fatalf("replica: %v, first byte %d", err, got[0])
+	}
+}

@@ -49,7 +49,8 @@ type propOp struct {
 	// device with its snapshots, or a snapshot), 'S' snapshot dev as dst,
 	// 'K' clone dev (a device or snapshot) as dst, 'R' roll dev back to
 	// dst, 'V' receive dev (a device or snapshot) into device dst, made
-	// or replaced, with snapshot dst@snap (receive.go)
+	// or replaced, with snapshot dst@snap (receive.go), 'G' grow dev by n
+	// bytes
 	kind  byte
 	snap  string
 	dev   string
@@ -108,6 +109,8 @@ func (s propState) apply(op propOp) {
 		s[op.dst] = bytes.Clone(s[op.dev])
 	case 'R':
 		s[op.dev] = bytes.Clone(s[op.dst])
+	case 'G':
+		s[op.dev] = append(s[op.dev], make([]byte, op.n)...)
 	case 'V':
 		s[op.dst] = bytes.Clone(s[op.dev])
 		s[op.dst+"@"+op.snap] = bytes.Clone(s[op.dev])
@@ -115,7 +118,7 @@ func (s propState) apply(op propOp) {
 }
 
 // barrier reports whether an acknowledged op commits everything before it.
-func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKRV", rune(op.kind)) }
+func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKRVG", rune(op.kind)) }
 
 type propRun struct {
 	t        *testing.T
@@ -202,6 +205,13 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 			}
 			op = propOp{kind: 'V', dev: live[p.r.IntN(len(live))], dst: dst, snap: fmt.Sprintf("r%d", p.nextDev)}
 			p.nextDev++
+		case k < 11:
+			dev := devs[p.r.IntN(len(devs))]
+			if len(p.model[dev]) >= 2*propDevSize {
+				op = propOp{kind: 'F'}
+				break
+			}
+			op = propOp{kind: 'G', dev: dev, n: int64(p.r.IntN(3)+1) * BlockSize}
 		case k < 20:
 			op = propOp{kind: 'F'}
 		default:
@@ -242,6 +252,11 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 					live = append(live, op.dst)
 				}
 				live = append(live, op.dst+"@"+op.snap)
+			}
+		case 'G':
+			var d *Device
+			if d, err = e.Device(op.dev); err == nil {
+				err = e.Grow(op.dev, d.Size()+op.n)
 			}
 		case 'F':
 			err = e.Flush()

@@ -200,6 +200,9 @@ func (e *Engine) Rollback(dev, snap string) error {
 		e.pages.mu.Lock()
 		d.root = root
 		clear(d.rootDirty)
+		// The device takes the snapshot's size too (it may have grown
+		// since).
+		d.hdr.Size, d.blocks = s.hdr.Size, s.blocks
 		e.pages.mu.Unlock()
 		d.mapped.Store(s.mapped.Load())
 		d.lost.Store(s.lost.Load())

@@ -296,3 +296,67 @@ func TestSnapshotDeleteWhileDeviceWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestGrow(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	d, err := e.CreateDevice("vm", 4*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, d, 0, block(1), block(2), block(3), block(4))
+	if err := e.Snapshot("vm", "small"); err != nil {
+		t.Fatal(err)
+	}
+	// Across a table boundary: the root gets a pointer more.
+	big := int64(tableBlocks+10) * BlockSize
+	if err := e.Grow("vm", big); err != nil {
+		t.Fatal(err)
+	}
+	if d.Size() != big {
+		t.Fatalf("size %d after grow", d.Size())
+	}
+	if got := mustRead(t, d, 4*BlockSize, BlockSize); !bytes.Equal(got, make([]byte, BlockSize)) {
+		t.Fatal("the new space does not read as zeros")
+	}
+	writeBlocks(t, d, tableBlocks+5, block(9))
+	for _, c := range []struct {
+		name string
+		size int64
+		want error
+	}{
+		{"vm", 4 * BlockSize, ErrInvalid},       // shrink
+		{"vm@small", 8 * BlockSize, ErrInvalid}, // snapshot
+		{"nope", 8 * BlockSize, ErrNotFound},
+		{"vm", big + 1, ErrInvalid},
+	} {
+		if err := e.Grow(c.name, c.size); !errors.Is(err, c.want) {
+			t.Errorf("grow %s to %d: %v, want %v", c.name, c.size, err, c.want)
+		}
+	}
+	e = reopen(t, dir, e, Options{})
+	d, _ = e.Device("vm")
+	s, _ := e.Device("vm@small")
+	if d.Size() != big || s.Size() != 4*BlockSize {
+		t.Fatalf("sizes after reopen: %d %d", d.Size(), s.Size())
+	}
+	if got := mustRead(t, d, (tableBlocks+5)*BlockSize, BlockSize); !bytes.Equal(got, block(9)) {
+		t.Fatal("a block in the grown space was lost")
+	}
+	if got := mustRead(t, d, 0, 4*BlockSize); !bytes.Equal(got, bytes.Join([][]byte{block(1), block(2), block(3), block(4)}, nil)) {
+		t.Fatal("the old content changed")
+	}
+	fsckOK(t, e)
+	// A rollback to a snapshot from before the grow takes its size back.
+	if err := e.Rollback("vm", "small"); err != nil {
+		t.Fatal(err)
+	}
+	if d.Size() != 4*BlockSize {
+		t.Fatalf("size %d after a rollback to a smaller snapshot", d.Size())
+	}
+	waitDeletes(e)
+	e = reopen(t, dir, e, Options{})
+	if d, _ = e.Device("vm"); d.Size() != 4*BlockSize {
+		t.Fatalf("size %d after rollback and reopen", d.Size())
+	}
+	fsckOK(t, e)
+}

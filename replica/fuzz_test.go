@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"blockhash/index"
 	"bytes"
 	"errors"
 	"io"
@@ -21,7 +22,7 @@ func FuzzDecodeFrames(f *testing.F) {
 		f.Add(s)
 	}
 	var off enc
-	offer{First: 1, Count: 3, Keys: nil}.encode(&off)
+	offer{Runs: []run{{First: 1, Keys: []index.Key{{}, {CRC: 1}, {}}}, {First: 9, Keys: make([]index.Key, 2)}}}.encode(&off)
 	f.Add(frame(tOffer, off.b))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr := newFrameReader(bytes.NewReader(b))
@@ -44,7 +45,7 @@ func FuzzDecodeFrames(f *testing.F) {
 					t.Fatal("INFO does not re-encode to itself")
 				}
 			case tOffer:
-				if o, err := decodeOffer(p, nil); err == nil {
+				if o, err := decodeOffer(p); err == nil {
 					var e enc
 					o.encode(&e)
 					if !bytes.Equal(e.b, p) {

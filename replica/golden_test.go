@@ -59,7 +59,10 @@ func goldenKey(seed byte) index.Key {
 func TestGoldenWire(t *testing.T) {
 	g := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	var off enc
-	offer{First: 4096, Count: 10, Keys: []index.Key{goldenKey(1), {}, {}, goldenKey(2), {}, {}, {}, {}, {}, goldenKey(1)}}.encode(&off)
+	offer{Runs: []run{
+		{First: 4096, Keys: []index.Key{goldenKey(1), {}, {}, goldenKey(2), {}, {}, {}, {}, {}, goldenKey(1)}},
+		{First: 9000, Keys: []index.Key{goldenKey(3)}},
+	}}.encode(&off)
 	var codec blockCodec
 	blocks := bytes.Repeat([]byte("blockhash"), 2*blockSize/9+1)[:2*blockSize]
 	var end enc
@@ -75,7 +78,7 @@ func TestGoldenWire(t *testing.T) {
 		{"begin.golden", frame(tBegin, begin{Size: 1 << 30, Hash: 1, Flags: beginForce, GUID: g, BaseGUID: [16]byte{0xff}, Snap: "s2"}.encode())},
 		{"ready.golden", frame(tReady, []byte{1})},
 		{"offer.golden", frame(tOffer, off.b)},
-		{"want.golden", frame(tWant, encodeWant([]bool{true, false, false, true, false, false, false, false, false, false}))},
+		{"want.golden", frame(tWant, encodeWant([]bool{true, false, false, true, false, false, false, false, false, false, true}))},
 		{"blocks-lz4.golden", frame(tBlocks, codec.encode(blocks))},
 		{"end.golden", frame(tEnd, end.b)},
 		{"done.golden", frame(tDone, done{Written: 1, Linked: 2, Zeroed: 3}.encode())},
@@ -116,8 +119,8 @@ func decodeAny(typ byte, p []byte) error {
 		_, err = decodeBegin(p)
 	case tOffer:
 		var o offer
-		if o, err = decodeOffer(p, nil); err == nil {
-			_, err = decodeWant(encodeWant(make([]bool, o.Count)), int(o.Count))
+		if o, err = decodeOffer(p); err == nil {
+			_, err = decodeWant(encodeWant(make([]bool, o.blocks())), o.blocks())
 		}
 	case tWant:
 		if len(p) >= 4 {

@@ -14,17 +14,20 @@ import (
 //	BEGIN  8 size | 1 hash | 1 flags (bit 0: force) | 16 GUID | 16 base
 //	       GUID (zeros: a full stream) | 2 n | n snapshot name
 //	READY  1 resumed
-//	OFFER  8 first block | 4 count | ceil(count/8) bitmap (bit set: the
-//	       block holds data) | 36 key per set bit, in order
-//	WANT   4 the offer's count | ceil(count/8) bitmap (bit set: send the
-//	       block)
+//	OFFER  2 runs | per run: 8 first block | 4 count | ceil(count/8)
+//	       bitmap (bit set: the block holds data) | 36 key per set bit,
+//	       in order; runs ascending, not overlapping, at most maxOffer
+//	       blocks in all
+//	WANT   4 the offer's blocks | ceil(blocks/8) bitmap over the offer's
+//	       blocks in order (bit set: send the block)
 //	BLOCKS 1 codec (0 raw, 1 LZ4 block) | 4 raw length | data
 //	END    8 blocks offered in all
 //	DONE   8 blocks written | 8 blocks linked | 8 blocks zeroed
 //	ERROR  the message
 //
-// An offer names every block of its range: a clear bit is a block that
-// reads as zeros.
+// An offer names every block of its runs: a clear bit is a block that
+// reads as zeros. Several runs in one offer carry scattered changes (an
+// incremental stream's ranges) in one round trip.
 
 const (
 	version   = 1
@@ -32,6 +35,8 @@ const (
 	keySize   = index.KeySize
 	// maxOffer is the most blocks one offer covers (16 MiB of device).
 	maxOffer = 4096
+	// maxRuns bounds an offer's runs.
+	maxRuns  = 1024
 	maxSnaps = 4096
 )
 
@@ -69,10 +74,22 @@ type begin struct {
 }
 
 type offer struct {
+	Runs []run
+}
+
+// run is a range of blocks of an offer; zero keys read as zeros.
+type run struct {
 	First uint64
-	Count uint32
-	// Keys has Count entries; zero keys are blocks that read as zeros.
-	Keys []index.Key
+	Keys  []index.Key
+}
+
+// blocks is the number of blocks the offer covers.
+func (o offer) blocks() int {
+	n := 0
+	for _, r := range o.Runs {
+		n += len(r.Keys)
+	}
+	return n
 }
 
 type done struct {
@@ -199,57 +216,74 @@ func decodeBegin(b []byte) (begin, error) {
 }
 
 func (o offer) encode(e *enc) {
-	e.u64(o.First)
-	e.u32(o.Count)
-	bm := make([]byte, (o.Count+7)/8)
-	for i, k := range o.Keys {
-		if !k.IsZero() {
-			bm[i/8] |= 1 << (i % 8)
-		}
-	}
-	e.raw(bm)
+	e.u16(uint16(len(o.Runs)))
 	var kb [keySize]byte
-	for _, k := range o.Keys {
-		if !k.IsZero() {
-			k.Encode(kb[:])
-			e.raw(kb[:])
+	for _, r := range o.Runs {
+		e.u64(r.First)
+		e.u32(uint32(len(r.Keys)))
+		bm := make([]byte, (len(r.Keys)+7)/8)
+		for i, k := range r.Keys {
+			if !k.IsZero() {
+				bm[i/8] |= 1 << (i % 8)
+			}
+		}
+		e.raw(bm)
+		for _, k := range r.Keys {
+			if !k.IsZero() {
+				k.Encode(kb[:])
+				e.raw(kb[:])
+			}
 		}
 	}
 }
 
-// decodeOffer decodes an offer into keys (reused when large enough).
-func decodeOffer(b []byte, keys []index.Key) (offer, error) {
+// decodeOffer decodes an offer. Its runs are checked for order and size;
+// the device's bounds are the receiver's to check.
+func decodeOffer(b []byte) (offer, error) {
 	d := dec{b: b}
 	var o offer
-	o.First = d.u64()
-	o.Count = d.u32()
+	nr := int(d.u16())
 	if d.bad {
 		return o, d.end("OFFER")
 	}
-	if o.Count == 0 || o.Count > maxOffer {
-		return o, protoErr("OFFER of %d blocks (1 to %d)", o.Count, maxOffer)
+	if nr == 0 || nr > maxRuns {
+		return o, protoErr("OFFER of %d runs (1 to %d)", nr, maxRuns)
 	}
-	bm := d.take(int(o.Count+7) / 8)
-	if cap(keys) < int(o.Count) {
-		keys = make([]index.Key, o.Count)
-	}
-	o.Keys = keys[:o.Count]
-	for i := range o.Keys {
-		o.Keys[i] = index.Key{}
-		if d.bad || bm[i/8]&(1<<(i%8)) == 0 {
-			continue
+	total := 0
+	var next uint64
+	for ri := range nr {
+		first := d.u64()
+		count := int(d.u32())
+		if d.bad {
+			break
 		}
-		k, ok := index.DecodeKey(d.take(keySize))
-		if !ok || k.IsZero() {
-			if !d.bad {
-				return o, protoErr("OFFER holds an invalid key")
+		if count == 0 || count > maxOffer-total {
+			return o, protoErr("OFFER run of %d blocks (the offer may hold %d more)", count, maxOffer-total)
+		}
+		if ri > 0 && first < next || first+uint64(count) < first {
+			return o, protoErr("OFFER runs out of order or overlapping")
+		}
+		total += count
+		next = first + uint64(count)
+		bm := d.take((count + 7) / 8)
+		keys := make([]index.Key, count)
+		for i := range keys {
+			if d.bad || bm[i/8]&(1<<(i%8)) == 0 {
+				continue
 			}
-			continue
+			k, ok := index.DecodeKey(d.take(keySize))
+			if !ok || k.IsZero() {
+				if !d.bad {
+					return o, protoErr("OFFER holds an invalid key")
+				}
+				continue
+			}
+			keys[i] = k
 		}
-		o.Keys[i] = k
-	}
-	if o.Count%8 != 0 && !d.bad && bm[len(bm)-1]>>(o.Count%8) != 0 {
-		return o, protoErr("OFFER bitmap has bits past its count")
+		if count%8 != 0 && !d.bad && bm[len(bm)-1]>>(count%8) != 0 {
+			return o, protoErr("OFFER bitmap has bits past its count")
+		}
+		o.Runs = append(o.Runs, run{First: first, Keys: keys})
 	}
 	return o, d.end("OFFER")
 }

@@ -185,7 +185,6 @@ func (rc *receiver) run() error {
 }
 
 func (rc *receiver) loop() error {
-	var keys []index.Key
 	var data []byte
 	for {
 		typ, p, err := rc.fr.read()
@@ -197,11 +196,10 @@ func (rc *receiver) loop() error {
 		}
 		switch typ {
 		case tOffer:
-			o, err := decodeOffer(p, keys)
+			o, err := decodeOffer(p)
 			if err != nil {
 				return err
 			}
-			keys = o.Keys
 			rc.stats.MapBytes += int64(frameHeader + len(p) + frameTrail)
 			if err := rc.offer(o); err != nil {
 				return err
@@ -233,44 +231,49 @@ func (rc *receiver) loop() error {
 // offer links what the store holds, zeroes what reads as zeros, and
 // answers which blocks to send.
 func (rc *receiver) offer(o offer) error {
-	if o.First < rc.next || o.First+uint64(o.Count) > rc.st.Blocks() {
-		return protoErr("OFFER of blocks %d+%d: out of order or past the device's %d blocks", o.First, o.Count, rc.st.Blocks())
-	}
-	rc.next = o.First + uint64(o.Count)
-	rc.stats.BlocksScanned += uint64(o.Count)
-	want := make([]bool, o.Count)
+	want := make([]bool, 0, o.blocks())
 	var ws []wanted
-	for i := 0; i < len(o.Keys); i++ {
-		lba := o.First + uint64(i)
-		k := o.Keys[i]
-		if k.IsZero() {
-			j := i + 1
-			for j < len(o.Keys) && o.Keys[j].IsZero() {
-				j++
+	for _, r := range o.Runs {
+		n := uint64(len(r.Keys))
+		if r.First < rc.next || r.First+n > rc.st.Blocks() {
+			return protoErr("OFFER of blocks %d+%d: out of order or past the device's %d blocks", r.First, n, rc.st.Blocks())
+		}
+		rc.next = r.First + n
+		rc.stats.BlocksScanned += n
+		for i := 0; i < len(r.Keys); i++ {
+			lba := r.First + uint64(i)
+			k := r.Keys[i]
+			if k.IsZero() {
+				j := i + 1
+				for j < len(r.Keys) && r.Keys[j].IsZero() {
+					j++
+				}
+				if err := rc.st.Zero(lba, uint64(j-i)); err != nil {
+					return err
+				}
+				rc.stats.BlocksZeroed += uint64(j - i)
+				want = append(want, make([]bool, j-i)...)
+				i = j - 1
+				continue
 			}
-			if err := rc.st.Zero(lba, uint64(j-i)); err != nil {
+			rc.stats.BlocksOffered++
+			want = append(want, false)
+			if others, ok := rc.want[k]; ok {
+				rc.want[k] = append(others, lba)
+				continue
+			}
+			linked, err := rc.st.Link(lba, k)
+			if err != nil {
 				return err
 			}
-			rc.stats.BlocksZeroed += uint64(j - i)
-			i = j - 1
-			continue
+			if linked {
+				rc.stats.BlocksLinked++
+				continue
+			}
+			want[len(want)-1] = true
+			rc.want[k] = nil
+			ws = append(ws, wanted{lba: lba, key: k})
 		}
-		rc.stats.BlocksOffered++
-		if others, ok := rc.want[k]; ok {
-			rc.want[k] = append(others, lba)
-			continue
-		}
-		linked, err := rc.st.Link(lba, k)
-		if err != nil {
-			return err
-		}
-		if linked {
-			rc.stats.BlocksLinked++
-			continue
-		}
-		want[i] = true
-		rc.want[k] = nil
-		ws = append(ws, wanted{lba: lba, key: k})
 	}
 	if len(ws) > 0 { // the sender sends BLOCKS only for offers with wants
 		rc.fifo = append(rc.fifo, ws)

@@ -202,8 +202,8 @@ func (s *sender) pickBase(dev string, remote []snapInfo) (string, [16]byte, erro
 
 // pending is an offer awaiting its WANT.
 type pending struct {
-	first uint64
-	keys  []index.Key
+	lbas []uint64 // the offer's blocks, in order
+	keys []index.Key
 }
 
 // stream offers the ranges' maps and sends the blocks the receiver
@@ -247,6 +247,9 @@ func (s *sender) stream(ranges []engine.Range) error {
 	}()
 	err := s.offer(ranges, inflight, sem, stop)
 	close(inflight)
+	if errors.Is(err, errStopped) {
+		err = nil // the goroutine that failed says why
+	}
 	if err != nil {
 		return err // the other goroutines end when the stream does
 	}
@@ -275,37 +278,62 @@ func (s *sender) stream(ranges []engine.Range) error {
 	return nil
 }
 
+// offer sends the ranges' maps, several ranges to an offer (up to
+// maxOffer blocks or maxRuns runs), so scattered changes share round
+// trips and BLOCKS frames.
 func (s *sender) offer(ranges []engine.Range, inflight chan<- pending, sem chan<- struct{}, stop <-chan struct{}) error {
+	var o offer
+	var p pending
+	total := 0
+	flush := func() error {
+		if len(o.Runs) == 0 {
+			return nil
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-stop:
+			return errStopped // another goroutine failed: it reports why
+		}
+		var e enc
+		o.encode(&e)
+		s.st.MapBytes += int64(frameHeader + len(e.b) + frameTrail)
+		if err := s.write(tOffer, e.b, true); err != nil {
+			return err
+		}
+		inflight <- p // never full: sem bounds it
+		o, p, total = offer{}, pending{}, 0
+		return nil
+	}
 	for _, r := range ranges {
 		for first := r.Start; first < r.Start+r.Blocks; {
-			select {
-			case sem <- struct{}{}:
-			case <-stop:
-				return nil // another goroutine failed: it reports why
-			}
-			n := min(r.Start+r.Blocks-first, maxOffer)
+			n := min(r.Start+r.Blocks-first, uint64(maxOffer-total))
 			keys := make([]index.Key, n)
 			if err := s.dev.Keys(first, keys); err != nil {
 				return err
 			}
-			var e enc
-			offer{First: first, Count: uint32(n), Keys: keys}.encode(&e)
-			s.st.MapBytes += int64(frameHeader + len(e.b) + frameTrail)
-			s.st.BlocksScanned += n
-			for _, k := range keys {
+			o.Runs = append(o.Runs, run{First: first, Keys: keys})
+			for i, k := range keys {
+				p.lbas = append(p.lbas, first+uint64(i))
 				if !k.IsZero() {
 					s.st.BlocksOffered++
 				}
 			}
-			if err := s.write(tOffer, e.b, true); err != nil {
-				return err
-			}
-			inflight <- pending{first: first, keys: keys} // never full: sem bounds it
+			p.keys = append(p.keys, keys...)
+			s.st.BlocksScanned += n
+			total += int(n)
 			first += n
+			if total == maxOffer || len(o.Runs) == maxRuns {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	return nil
+	return flush()
 }
+
+// errStopped ends offer when another goroutine of the stream failed.
+var errStopped = errors.New("stream stopped")
 
 // readers bounds the concurrent reads of one BLOCKS frame's data.
 const readers = 16
@@ -353,29 +381,29 @@ func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte
 	data := (*buf)[:n]
 	// Runs of consecutive blocks, read concurrently (scattered blocks
 	// read one at a time would wait for the disk each time).
-	type run struct{ i, j int }
-	var runs []run
+	type span struct{ i, j int }
+	var runs []span
 	for i := 0; i < len(idx); {
 		j := i + 1
-		for j < len(idx) && idx[j] == idx[j-1]+1 {
+		for j < len(idx) && p.lbas[idx[j]] == p.lbas[idx[j-1]]+1 {
 			j++
 		}
 		for _, k := range idx[i:j] {
 			if p.keys[k].IsZero() {
-				return protoErr("the receiver wants block %d, which reads as zeros", p.first+uint64(k))
+				return protoErr("the receiver wants block %d, which reads as zeros", p.lbas[k])
 			}
 		}
-		runs = append(runs, run{i, j})
+		runs = append(runs, span{i, j})
 		i = j
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	next := make(chan run)
+	next := make(chan span)
 	for range min(readers, len(runs)) {
 		wg.Go(func() {
 			for r := range next {
-				off := int64(p.first+uint64(idx[r.i])) * blockSize
+				off := int64(p.lbas[idx[r.i]]) * blockSize
 				if _, err := s.dev.ReadAt(data[r.i*blockSize:r.j*blockSize], off); err != nil {
 					mu.Lock()
 					firstErr = cmp.Or(firstErr, err)

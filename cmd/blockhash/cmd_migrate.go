@@ -27,6 +27,29 @@ func init() {
 			"QEMU live migration: --prepare, start the destination QEMU on HOST's device, migrate with the " +
 			"pause-before-switchover capability, run --switch at pre-switchover, then migrate-continue).",
 		run: runMigrate})
+	register(&command{name: "pause", usage: "DEV", summary: "hold a served device's I/O (requests wait, none fails) once its store is flushed: what migrate's switch does",
+		run: func(e *env, args []string) error { return e.gateOp("pause", args) }})
+	register(&command{name: "resume", usage: "DEV", summary: "let a paused device's I/O go on (after a migrate that died in its switch, say)",
+		run: func(e *env, args []string) error { return e.gateOp("resume", args) }})
+}
+
+// gateOp pauses or resumes a served device through the daemon.
+func (e *env) gateOp(op string, args []string) error {
+	pos, err := parseArgs(newFlags(op), args, 1)
+	if err != nil {
+		return err
+	}
+	c := e.client()
+	if op == "pause" {
+		err = c.Pause(pos[0])
+	} else {
+		err = c.Resume(pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %sd\n", pos[0], op)
+	return nil
 }
 
 func runMigrate(e *env, args []string) error {

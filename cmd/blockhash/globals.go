@@ -30,6 +30,8 @@ var globalFlagTable = []globalFlag{
 		set: func(e *env, _ string) { e.level = min(e.level, zerolog.InfoLevel) }},
 	{names: []string{"debug"}, usage: "log at debug level",
 		set: func(e *env, _ string) { e.level = zerolog.DebugLevel }},
+	{names: []string{"log-format"}, arg: "FORMAT", usage: "console (lines for people) or json (one JSON object a line, for log shippers)", def: "console",
+		set: func(e *env, v string) { e.logFormat = v }},
 	{names: []string{"cpuprofile"}, arg: "FILE", usage: "write a Go CPU profile of the command to FILE",
 		set: func(e *env, v string) { e.cpuprofile = v }},
 }

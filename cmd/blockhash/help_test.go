@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -296,5 +297,31 @@ func TestUnknownFlags(t *testing.T) {
 				t.Error("the store changed")
 			}
 		})
+	}
+}
+
+// TestLogFormatJSON: --log-format json makes every log line one JSON
+// object; an unknown format is a one-line usage error.
+func TestLogFormatJSON(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "s")
+	mustCLI(t, store, "init")
+	mustCLI(t, store, "create", "a", "--size", "1M")
+	r := cli(t, store, "delete", "a", "-v", "--log-format", "json")
+	if r.code != 0 {
+		t.Fatalf("delete: %d %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatal("no log line at -v")
+	}
+	for _, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m["level"] == nil || m["message"] == nil {
+			t.Fatalf("not a JSON log line: %q (%v)", l, err)
+		}
+	}
+	r = cli(t, store, "list", "--log-format", "xml")
+	if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("unknown format: exit %d, %q", r.code, r.stderr)
 	}
 }

@@ -29,6 +29,7 @@ type env struct {
 	socket     string
 	cpuprofile string
 	level      zerolog.Level
+	logFormat  string
 	stdin      io.Reader
 	stdout     io.Writer
 	stderr     io.Writer
@@ -103,7 +104,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockhash: %v (see blockhash help)\n", err)
 		return 2
 	}
-	e.log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(e.level).With().Timestamp().Logger()
+	switch e.logFormat {
+	case "", "console":
+		e.log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(e.level).With().Timestamp().Logger()
+	case "json":
+		e.log = zerolog.New(stderr).Level(e.level).With().Timestamp().Logger()
+	default:
+		fmt.Fprintf(stderr, "blockhash: --log-format %q: want console or json\n", e.logFormat)
+		return 2
+	}
 	if len(args) == 0 {
 		printHelp(stderr)
 		return 2

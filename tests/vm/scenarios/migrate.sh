@@ -7,15 +7,22 @@
 # A holds a mounted ext4 with files written before; during the migration
 # fio writes to it (crc32c verify headers, its verify state saved) and a
 # probe loop writes small files with fsync, noting each one's checksum
-# once its fsync returned. After `blockhash migrate vm hostb`: B serves
-# vm, A does not; A's held I/O failed (the device went away) rather than
-# hanging. On B the device holds what A acknowledged before the switch:
-# after the journal replay of a mount (the image is what a power cut at
-# the pause would leave), every file written before the migration and
-# every probe file whose fsync returned verifies, fio verifies the writes
-# it completed (--verify_only with its saved state), and e2fsck -fn is
-# clean. Metrics: the switch-over pause migrate reports, and the probe's
-# longest gap between two acknowledged writes on A before the switch.
+# once its fsync returned. `blockhash migrate vm hostb` runs rounds until
+# one sends at most 512 KiB, then switches. After it: B serves vm, A does
+# not; A's held I/O failed (the device went away) rather than hanging.
+# On B the device holds what A acknowledged before the switch: the image
+# is what a power cut at the pause would leave (the guest moved with its
+# file system mounted), so after the journal replay of a mount every file
+# written before the migration and every probe file whose fsync returned
+# verifies, fio verifies the writes it completed (--verify_only with its
+# saved state), and e2fsck -fn is clean (before the replay it is run and
+# its verdict logged). B's device, held open from the first round as the
+# destination QEMU would hold it and read through the page cache then,
+# reads the same through the cache as directly after the switch (the
+# daemon drops the cached pages when a receive replaces the content). B
+# keeps serving vm after A's daemon stops; both stores pass fsck. Metrics: the switch-over pause migrate reports, the
+# whole migration, and the probe's longest gap between two acknowledged
+# writes on A before the switch.
 # shellcheck source=SCRIPTDIR/../guest/lib.sh
 . /bhvm/lib.sh
 # shellcheck source=SCRIPTDIR/../guest/blockhash.sh
@@ -73,12 +80,12 @@ wait_for 60 _b_ready || fail "daemon B not ready: $(tail -n 20 "$BHVM_WORK/serve
 
 # the remote shell: like ssh HOST CMD..., but HOST is this machine
 rsh=$BHVM_WORK/rsh
-cat >"$rsh" <<'EOF'
-#!/bin/bash
-# rsh HOST COMMAND...: run COMMAND (joined by spaces, as ssh does) here
-shift
-exec bash -c "$*"
-EOF
+{
+	echo "#!$(command -v bash)" # not /bin/bash: the guest has bash elsewhere
+	echo '# rsh HOST COMMAND...: run COMMAND (joined by spaces, as ssh does) here'
+	echo 'shift'
+	echo 'exec bash -c "$*"'
+} >"$rsh"
 chmod +x "$rsh"
 
 dA=$(bh add vm --size 128M) || fail "add vm on A"
@@ -120,12 +127,34 @@ sleep 5
 kill -0 "$fio_pid" || fail "fio ended early: $(tail -n 20 "$BHVM_WORK/fio.log")"
 [ -s "$probe_sums" ] || fail "the probe wrote nothing"
 
+# B's device, as the destination QEMU would, is held open from the moment
+# it appears (after the first round) and read through the page cache: the
+# pages cached then must not survive the later rounds' changes (the
+# daemon drops them when a receive replaces the content).
+(
+	for _ in $(seq 600); do
+		p=$(served_path bhb vm)
+		[ -n "$p" ] && [ -b "$p" ] && break
+		sleep 0.2
+	done
+	[ -n "$p" ] || exit 1
+	exec 7<"$p"
+	dd if="$p" of=/dev/null bs=1M status=none
+	echo "$p" >"$BHVM_WORK/held"
+	sleep 600
+) &
+holder_pid=$!
+
 log "+ blockhash migrate vm hostb"
 t0=$(now_ms)
-bh migrate vm hostb -e "$rsh" --remote-bin "blockhash --store $S2 --socket $SB" >"$BHVM_WORK/migrate.log" 2>&1 ||
+# rounds until one sends at most 512 KiB: the switch then sends little
+bh migrate vm hostb -e "$rsh" --remote-bin "blockhash --store $S2 --socket $SB" --rounds 6 --max-delta 512K \
+	>"$BHVM_WORK/migrate.log" 2>&1 ||
 	fail "migrate failed: $(tail -n 20 "$BHVM_WORK/migrate.log")"
 t1=$(now_ms)
-log "migrate took $((t1 - t0)) ms: $(tr '\n' ' ' <"$BHVM_WORK/migrate.log" | cut -c1-600)"
+log "migrate took $((t1 - t0)) ms:"
+grep -E '^(round|switch)' "$BHVM_WORK/migrate.log" | sed 's/^/    /'
+grep -q '^switch:' "$BHVM_WORK/migrate.log" || fail "migrate printed no switch line: $(cat "$BHVM_WORK/migrate.log")"
 metric migrate_ms $((t1 - t0))
 pause=$(grep -oiE 'pause[a-z_ ]*[=: ]+[0-9.]+ ?(ms|s|µs|us)?' "$BHVM_WORK/migrate.log" | head -n 1)
 [ -n "$pause" ] && log "pause reported by migrate: $pause"
@@ -156,7 +185,20 @@ dB=$(served_path bhb vm)
 [ "$(served_state bhb vm)" = running ] || fail "vm on B is $(served_state bhb vm)"
 [ "$dB" != "$dA" ] || fail "B serves vm on A's old device $dA"
 wait_for_dev "$dB"
-run mount "$dB" /mnt/b # replays the journal: the image is a crash image of the pause
+[ "$(cat "$BHVM_WORK/held" 2>/dev/null)" = "$dB" ] || fail "B's device was not held open during the migration"
+if ! cmp <(dd if="$dB" bs=1M status=none) <(dd if="$dB" bs=1M iflag=direct status=none) >"$BHVM_WORK/cmp.log" 2>&1; then
+	fail "B's device read through the page cache differs from the device: stale pages ($(cat "$BHVM_WORK/cmp.log"))"
+fi
+log "B's device read through the page cache (held open since the first round) matches the device"
+# The image is what a power cut at the pause would leave: e2fsck -n may
+# find the journal still to replay (the guest moved with its file system
+# mounted), which the mount does.
+if e2fsck -fn "$dB" >"$BHVM_WORK/fsck-before.log" 2>&1; then
+	log "e2fsck -fn before the journal replay: clean"
+else
+	log "e2fsck -fn before the journal replay: exit $? ($(grep -m2 -iE 'journal|recover' "$BHVM_WORK/fsck-before.log" | tr '\n' ' '))"
+fi
+run mount "$dB" /mnt/b
 (cd /mnt/b && sha256sum -c --quiet "$BHVM_WORK/before.sums") || fail "files written before the migration differ on B"
 cut -d' ' -f2- "$probe_sums" >"$BHVM_WORK/probe.check"
 (cd /mnt/b/probe && sha256sum -c --quiet "$BHVM_WORK/probe.check") || fail "probe files acknowledged on A differ or are missing on B"
@@ -169,6 +211,8 @@ else
 	fail "fio saved no verify state on A (ls: $(ls "$BHVM_WORK"))"
 fi
 echo "written on B" >/mnt/b/onb
+kill "$holder_pid" 2>/dev/null
+wait "$holder_pid" 2>/dev/null
 run umount /mnt/b
 run e2fsck -fn "$dB"
 
