@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest soak bench fuzz fuzz-long run demo clean vet
+.PHONY: all build unit test vmtest hosts soak bench bench-replica fuzz fuzz-long run demo clean vet
 
 all: build
 
@@ -32,7 +32,13 @@ unit: vet
 vmtest:
 	VM_DISKS="$(VM_DISKS)" tests/vm/run --all
 
-test: unit vmtest
+# Two hosts on one machine (network namespaces, root): replication, its
+# fault campaign and hostile streams (under 3 minutes). Says SKIP where
+# namespaces cannot be made.
+hosts:
+	tests/hosts/run
+
+test: unit hosts vmtest
 
 # The fault campaigns at length: each scenario in SOAK_SCENARIOS runs
 # SOAK_CYCLES cycles (guest variable BHVM_CYCLES; make test runs their
@@ -65,6 +71,14 @@ bench: build
 	# 1,000 random 4 KiB blocks a second (BLOCKHASH_MIGRATE_GIB, _IOPS).
 	$(GO) test -run '^$$' -bench MigrateSwitch -benchtime 1x -timeout 2h ./daemon/
 	$(BIN)/blockhash bench $(BENCH_FLAGS)
+	tests/bench/replica.sh
+
+# Replication figures between two namespace hosts (root; about 4 GiB under
+# TMPDIR; a few minutes): sends of a 1 GiB ext4 image to a store holding a
+# sibling, an incremental after 1% changed, throughput against dd and
+# qemu-img. Figures are also left in .cache/bench-replica.txt.
+bench-replica: build
+	tests/bench/replica.sh
 
 # Every decoder's fuzzer, as package:name. Each runs at thousands of
 # executions per second or more (checksummed formats fuzz the bytes before

@@ -3,7 +3,9 @@ package engine
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -127,6 +129,10 @@ type Staging struct {
 	// the same base had left its staging volume: blocks it stored are
 	// found by key and need not travel again.
 	Resumed bool
+	// stale is the staging volume an interrupted receive of another
+	// snapshot left: kept while this one runs (its blocks are linked by
+	// key), deleted when this one finishes.
+	stale *Map
 }
 
 // BeginReceive checks spec against the store and returns the staging
@@ -154,7 +160,7 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 	e.devMu.RLock()
 	target := e.byName[spec.Device]
 	var base string
-	var stale *Map
+	var stale []*Map
 	var found *Map
 	err := func() error {
 		if target != nil && target.hdr.Kind != kindDevice {
@@ -190,7 +196,7 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 				if m.hdr.GUID == spec.GUID && m.hdr.BaseGUID == spec.BaseGUID && m.hdr.Size == spec.Size && spec.GUID != zero {
 					found = m
 				} else {
-					stale = m
+					stale = append(stale, m)
 				}
 			}
 		}
@@ -209,13 +215,25 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 			return nil, fmt.Errorf("%w: device %s has changed since %s (receive with force to discard the changes)", ErrBusy, spec.Device, base)
 		}
 	}
+	// Staging volumes of other streams to this device: the newest stays
+	// until this receive finishes, so that the blocks it holds are found
+	// by key (a rerun of sync sends a new snapshot, yet what the
+	// interrupted run stored does not travel again); older ones go now.
+	sort.Slice(stale, func(i, j int) bool { return stale[i].hdr.ID > stale[j].hdr.ID })
+	for i, m := range stale {
+		if i == 0 && found == nil {
+			continue
+		}
+		if err := e.DeleteDevice(m.full, DeleteOptions{}); err != nil {
+			return nil, err
+		}
+	}
 	if found != nil {
 		return &Staging{e: e, m: found, spec: spec, Resumed: true}, nil
 	}
-	if stale != nil {
-		if err := e.DeleteDevice(stale.full, DeleteOptions{}); err != nil {
-			return nil, err
-		}
+	var keep *Map
+	if len(stale) > 0 {
+		keep = stale[0]
 	}
 	g := newGUID()
 	h := mapHeader{Name: stagingPrefix + hex.EncodeToString(g[:6]), Kind: kindDevice,
@@ -233,7 +251,7 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Staging{e: e, m: m, spec: spec}, nil
+	return &Staging{e: e, m: m, spec: spec, stale: keep}, nil
 }
 
 // Blocks is the staging volume's size in blocks.
@@ -358,6 +376,11 @@ func (st *Staging) Finish() error {
 	}
 	if old != nil {
 		e.startDelete(old)
+	}
+	if st.stale != nil {
+		if err := e.DeleteDevice(st.stale.full, DeleteOptions{}); err != nil && !errors.Is(err, ErrNotFound) {
+			e.log.Warn().Err(err).Str("volume", st.stale.full).Msg("deleting an interrupted receive's staging volume failed (the next receive retries)")
+		}
 	}
 	return nil
 }

@@ -253,3 +253,39 @@ func TestReceiveRefusals(t *testing.T) {
 		t.Fatalf("refused receives left volumes: %v", e.Devices())
 	}
 }
+
+// TestStatsCountStagingBlocks: the blocks a receive's staging volume holds
+// count in the store's figures (regression: they did not, and a receive
+// under way made duplicate blocks read 0).
+func TestStatsCountStagingBlocks(t *testing.T) {
+	_, e := newStore(t, Options{})
+	d, err := e.CreateDevice("a", 10*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks [][]byte
+	keys := make([]index.Key, 10)
+	for i := range 10 {
+		blocks = append(blocks, block(uint64(i)+1))
+	}
+	writeBlocks(t, d, 0, blocks...)
+	if err := d.Keys(0, keys); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.BeginReceive(ReceiveSpec{Device: "b", Size: 10 * BlockSize, GUID: newGUID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if ok, err := st.Link(uint64(i), k); !ok || err != nil {
+			t.Fatalf("link %d: %v %v", i, ok, err)
+		}
+	}
+	s, err := e.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DataBlocks != 20 || s.UniqueBlocks != 10 || s.DuplicateBlocks != 10 || len(s.Devices) != 1 {
+		t.Fatalf("data %d unique %d duplicate %d devices %d, want 20 10 10 1", s.DataBlocks, s.UniqueBlocks, s.DuplicateBlocks, len(s.Devices))
+	}
+}

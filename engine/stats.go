@@ -67,10 +67,14 @@ func (e *Engine) Stats() (Stats, error) {
 	s := Stats{Hash: e.sb.Hash.String()}
 	e.devMu.RLock()
 	for _, m := range e.byName {
-		if hidden(m.full) {
-			continue // a receive's staging volume: not a device yet
-		}
 		d := m.stats()
+		// A receive's staging volume is no device yet: not listed, and
+		// no logical space, but the blocks it holds count (they are
+		// stored, and dedup figures compare them with what is).
+		if hidden(m.full) {
+			s.DataBlocks += d.DataBlocks
+			continue
+		}
 		s.Devices = append(s.Devices, d)
 		if m.readOnly() {
 			continue // a snapshot's blocks are its device's, as they were

@@ -21,9 +21,11 @@ type ReceiveOptions struct {
 	// its changes since the base of an incremental one (the sender may
 	// ask for it too).
 	Force bool
-	// FlushBytes commits the received data every so many bytes, so a
-	// rerun after a crash carries on from there (default 256 MiB).
+	// FlushBytes and FlushEvery commit the received data every so many
+	// bytes or so much time (default 64 MiB, 2 s), so that a rerun after
+	// a crash carries on from there.
 	FlushBytes int64
+	FlushEvery time.Duration
 	// BeforeFinish, if set, runs after the last block is stored and
 	// before the replica is made current; an error aborts the receive.
 	BeforeFinish func() error
@@ -78,6 +80,7 @@ type receiver struct {
 	// that hold it (linked once it is stored).
 	want      map[index.Key][]uint64
 	sinceSync int64
+	lastSync  time.Time
 	bg        begin
 }
 
@@ -168,6 +171,7 @@ func (rc *receiver) run() error {
 	}
 	rc.st = st
 	rc.bg = bg
+	rc.lastSync = time.Now()
 	rc.stats.Snapshot = rc.o.Device + "@" + bg.Snap
 	rc.stats.Incremental = bg.BaseGUID != [16]byte{}
 	rc.stats.Resumed = st.Resumed
@@ -312,12 +316,15 @@ func (rc *receiver) store(ws []wanted, data []byte) error {
 		delete(rc.want, w.key)
 	}
 	rc.sinceSync += int64(len(data))
-	limit := rc.o.FlushBytes
+	limit, every := rc.o.FlushBytes, rc.o.FlushEvery
 	if limit <= 0 {
-		limit = 256 << 20
+		limit = 64 << 20
 	}
-	if rc.sinceSync >= limit {
-		rc.sinceSync = 0
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	if rc.sinceSync >= limit || time.Since(rc.lastSync) >= every {
+		rc.sinceSync, rc.lastSync = 0, time.Now()
 		return rc.st.Flush()
 	}
 	return nil

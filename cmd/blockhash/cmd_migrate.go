@@ -75,6 +75,7 @@ func runMigrate(e *env, args []string) error {
 	if *rounds < 1 {
 		return usagef("--rounds %d: at least 1", *rounds)
 	}
+	ignorePipe()
 	if !e.daemonRunning() {
 		return fmt.Errorf("%w: migrate moves a device this host's daemon serves, and no daemon runs (use blockhash sync)", daemon.ErrNotRunning)
 	}

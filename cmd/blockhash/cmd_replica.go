@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"blockhash/daemon"
 	"blockhash/engine"
@@ -62,6 +64,11 @@ func (e *env) takeSnapshot(dev, snap string) error {
 	return err
 }
 
+// ignorePipe makes a write to a closed pipe (a dropped link, a remote
+// that died) an EPIPE error the transfer handles (a receive commits what
+// it stored), rather than a SIGPIPE that kills the process first.
+func ignorePipe() { signal.Ignore(syscall.SIGPIPE) }
+
 func (e *env) printStats(on bool, st replica.Stats) {
 	if !on {
 		return
@@ -102,6 +109,7 @@ func runSend(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	ignorePipe()
 	dev, snap := engine.SplitName(pos[0])
 	if err := engine.ValidName(dev); err != nil {
 		return err
@@ -138,6 +146,7 @@ func runReceive(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
+	ignorePipe()
 	var st replica.Stats
 	if e.daemonRunning() {
 		conn, err := e.client().Stream(daemon.Request{Op: "receive", Name: dev, Force: *force, Live: *live, Serve: *serve, ID: -1})
@@ -224,6 +233,7 @@ func runSync(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
+	ignorePipe()
 	st, err := e.syncOnce(rf, dev, host, "sync-", *force)
 	e.printStats(*stats, st)
 	if err != nil {
