@@ -27,8 +27,8 @@ func (c Client) Running() bool {
 	return err == nil
 }
 
-// Do sends one request and returns the daemon's answer.
-func (c Client) Do(r Request) (Response, error) {
+// dial connects to the daemon's socket.
+func (c Client) dial() (net.Conn, error) {
 	path := c.Socket
 	if path == "" {
 		path = DefaultSocket
@@ -36,12 +36,21 @@ func (c Client) Do(r Request) (Response, error) {
 	conn, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return Response{}, ErrNotRunning
+			return nil, ErrNotRunning
 		}
 		if errors.Is(err, fs.ErrPermission) {
-			return Response{}, fmt.Errorf("daemon: %s: permission denied: the blockhash daemon answers root only", path)
+			return nil, fmt.Errorf("daemon: %s: permission denied: the blockhash daemon answers root only", path)
 		}
-		return Response{}, fmt.Errorf("daemon: %w", err)
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return conn, nil
+}
+
+// Do sends one request and returns the daemon's answer.
+func (c Client) Do(r Request) (Response, error) {
+	conn, err := c.dial()
+	if err != nil {
+		return Response{}, err
 	}
 	defer conn.Close()
 	timeout := c.Timeout
@@ -88,16 +97,9 @@ func (c Client) Invalidate(name string) error {
 // Stream sends a request whose answer is followed by a stream (send,
 // receive) and returns the connection positioned at the stream's start.
 func (c Client) Stream(r Request) (*net.UnixConn, error) {
-	path := c.Socket
-	if path == "" {
-		path = DefaultSocket
-	}
-	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	conn, err := c.dial()
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-			return nil, ErrNotRunning
-		}
-		return nil, fmt.Errorf("daemon: %w", err)
+		return nil, err
 	}
 	uc := conn.(*net.UnixConn)
 	if err := json.NewEncoder(uc).Encode(r); err != nil {

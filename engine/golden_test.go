@@ -1,47 +1,20 @@
 package engine
 
 import (
-	"bytes"
-	"encoding/hex"
-	"flag"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"blockhash/goldenfile"
 	"blockhash/index"
 	"blockhash/vfs"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// golden compares b with testdata/name (a hex dump, 32 bytes a line) and
-// rewrites it with -update. A change to an on-disk format fails here: a
-// format change is deliberate, raises FormatVersion, and updates the file.
+// golden checks b against testdata/name.
 func golden(t *testing.T, name string, b []byte) {
 	t.Helper()
-	var dump strings.Builder
-	for i := 0; i < len(b); i += 32 {
-		dump.WriteString(hex.EncodeToString(b[i:min(i+32, len(b))]))
-		dump.WriteByte('\n')
-	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(dump.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestGolden -update ./engine/ to create it)", err)
-	}
-	if !bytes.Equal(want, []byte(dump.String())) {
-		t.Fatalf("%s: the encoding changed; an on-disk format change must raise FormatVersion (then -update)", name)
-	}
+	goldenfile.Check(t, name, b, "an on-disk format change must raise FormatVersion")
 }
 
 func TestGoldenFormats(t *testing.T) {

@@ -30,16 +30,7 @@ func (l *lockTable) lockBlocks(dev uint32, first, last uint64) func() {
 	for r := first >> 8; r <= last>>8; r++ {
 		idx = append(idx, stripe(r^uint64(dev)<<48))
 	}
-	slices.Sort(idx)
-	idx = slices.Compact(idx)
-	for _, i := range idx {
-		l.blocks[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			l.blocks[i].Unlock()
-		}
-	}
+	return l.lockStripes(idx)
 }
 
 // lockBlockSet locks the stripes of blocks lbas (any order) of a device,
@@ -49,6 +40,12 @@ func (l *lockTable) lockBlockSet(dev uint32, lbas []uint64) func() {
 	for _, lba := range lbas {
 		idx = append(idx, stripe(lba>>8^uint64(dev)<<48))
 	}
+	return l.lockStripes(idx)
+}
+
+// lockStripes locks block stripes idx in ascending order (the global
+// order that keeps two requests from deadlocking) and returns the unlock.
+func (l *lockTable) lockStripes(idx []int) func() {
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
 	for _, i := range idx {

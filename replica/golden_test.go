@@ -2,42 +2,16 @@ package replica
 
 import (
 	"bytes"
-	"encoding/hex"
-	"flag"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
+	"blockhash/goldenfile"
 	"blockhash/index"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// golden compares b with testdata/name (hex, 32 bytes a line); -update
-// rewrites it. A change here is a wire format change: it raises the
-// protocol version.
+// golden checks b against testdata/name.
 func golden(t *testing.T, name string, b []byte) {
 	t.Helper()
-	var dump strings.Builder
-	for i := 0; i < len(b); i += 32 {
-		dump.WriteString(hex.EncodeToString(b[i:min(i+32, len(b))]))
-		dump.WriteByte('\n')
-	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(dump.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -run TestGolden -update ./replica/ creates it)", err)
-	}
-	if !bytes.Equal(want, []byte(dump.String())) {
-		t.Fatalf("%s: the wire format changed; raise the protocol version (then -update)", name)
-	}
+	goldenfile.Check(t, name, b, "a wire format change raises the protocol version")
 }
 
 func frame(typ byte, payload []byte) []byte {

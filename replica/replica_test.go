@@ -341,22 +341,7 @@ func TestResumeAfterCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Cut the sender's stream after about half the data.
-	s2r, s2w := io.Pipe()
-	r2r, r2w := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := Receive(b, ReceiveOptions{Device: "vm", FlushBytes: 1 << 20}, s2r, r2w)
-		r2w.Close()
-		done <- err
-	}()
-	cut := &cutWriter{w: s2w, left: n * bs / 2}
-	_, serr := Send(a, SendOptions{Snapshot: "vm@s1"}, r2r, cut)
-	s2w.Close()
-	r2r.Close()
-	rerr := <-done
-	if serr == nil || rerr == nil {
-		t.Fatalf("cut transfer: send %v, receive %v", serr, rerr)
-	}
+	cutTransfer(t, a, "vm@s1", b, n*bs/2)
 	if _, err := b.Device("vm"); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("a cut first transfer left a device: %v", err)
 	}
@@ -407,20 +392,7 @@ func TestRerunWithNewSnapshotReusesWhatArrived(t *testing.T) {
 	if err := a.Snapshot("vm", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	s2r, s2w := io.Pipe()
-	r2r, r2w := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := Receive(b, ReceiveOptions{Device: "vm", FlushBytes: 1 << 20}, s2r, r2w)
-		r2w.Close()
-		done <- err
-	}()
-	_, serr := Send(a, SendOptions{Snapshot: "vm@s1"}, r2r, &cutWriter{w: s2w, left: n * bs * 3 / 4})
-	s2w.Close()
-	r2r.Close()
-	if rerr := <-done; serr == nil || rerr == nil {
-		t.Fatalf("cut transfer: send %v, receive %v", serr, rerr)
-	}
+	cutTransfer(t, a, "vm@s1", b, n*bs*3/4)
 	if err := a.Snapshot("vm", "s2"); err != nil {
 		t.Fatal(err)
 	}
@@ -438,6 +410,26 @@ func TestRerunWithNewSnapshotReusesWhatArrived(t *testing.T) {
 		t.Fatalf("staging volumes left after the rerun: %+v", r)
 	}
 	fsckOK(t, b)
+}
+
+// cutTransfer sends snap from a to device "vm" of b and cuts the stream
+// after left bytes: both sides must fail.
+func cutTransfer(t *testing.T, a *engine.Engine, snap string, b *engine.Engine, left int) {
+	t.Helper()
+	s2r, s2w := io.Pipe()
+	r2r, r2w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Receive(b, ReceiveOptions{Device: "vm", FlushBytes: 1 << 20}, s2r, r2w)
+		r2w.Close()
+		done <- err
+	}()
+	_, serr := Send(a, SendOptions{Snapshot: snap}, r2r, &cutWriter{w: s2w, left: left})
+	s2w.Close()
+	r2r.Close()
+	if rerr := <-done; serr == nil || rerr == nil {
+		t.Fatalf("cut transfer: send %v, receive %v", serr, rerr)
+	}
 }
 
 type cutWriter struct {
