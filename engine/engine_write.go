@@ -157,11 +157,21 @@ func (e *Engine) writeSet(m *Map, lbas []uint64, p []byte, keys []index.Key) err
 		prev    []mapEntry
 		heals   []heal
 	)
-	for i, lba := range lbas {
-		old, err := m.get(lba)
-		if err != nil {
+	// The old entries, one read per leaf for each run of consecutive
+	// blocks (a full stream's frames are mostly one run).
+	olds := make([]mapEntry, len(lbas))
+	for i := 0; i < len(lbas); {
+		j := i + 1
+		for j < len(lbas) && lbas[j] == lbas[j-1]+1 {
+			j++
+		}
+		if err := m.getRange(lbas[i], olds[i:j]); err != nil {
 			return err
 		}
+		i = j
+	}
+	for i, lba := range lbas {
+		old := olds[i]
 		data := p[i*BlockSize : (i+1)*BlockSize]
 		if old.Key == keys[i] {
 			if old.holds() && e.slots.isDamaged(old.Slot) {
