@@ -20,7 +20,11 @@
 // its requests wait at the device's gate (gate.go) until resume, or fail
 // with EIO when the paused device is released (del); invalidate drops the
 // kernel's cached pages of a device whose content changed underneath it.
-// With ListenMetrics it serves Prometheus metrics over HTTP (metrics.go:
+// Send and receive requests turn their connection into a replication
+// stream after the first answer (replica.go); a receive into a served
+// device is refused unless it is a migration's destination (live). The
+// client side of sync and migrate, rounds and the switch, is Migrator
+// (migrator.go). With ListenMetrics it serves Prometheus metrics over HTTP (metrics.go:
 // each device's requests counted by its backend, the store's figures
 // computed at scrape time by storeCollector, the engine's commits through
 // engine.Observer).

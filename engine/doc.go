@@ -26,6 +26,20 @@
 // commit at a time, resumed at open after a crash. Diff descends only into
 // pages two volumes do not share.
 //
+// # Receiving replicas
+//
+// A receive (receive.go, driven by package replica) fills a hidden
+// staging volume named ".recv-…" (no user name can start with a dot): an
+// empty one for a full stream, a clone of the base snapshot for an
+// incremental one. Blocks the store holds are linked by key (one more
+// reference, no data); the others are written after their hash is checked
+// against the key the sender gave. Finish makes the staging tree the
+// device and snapshots it under the sender's GUID in one journaled
+// commit; until then the device is its old version. A staging volume
+// survives crashes: the next receive of the same stream carries on with
+// it, and one of another stream keeps it until it finishes (its blocks
+// are linked, not fetched again).
+//
 // # Durability
 //
 // Changes collect in memory (map overlays, the index overlay, dirty slot
