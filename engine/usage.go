@@ -14,43 +14,74 @@ func (e *Engine) Used(name string) (uint64, error) {
 	if !ok {
 		return 0, fmt.Errorf("%w: %s", ErrNotFound, name)
 	}
+	u, err := e.usage(m)
+	return u.freed, err
+}
+
+// volumeUsage is what one volume holds alone.
+type volumeUsage struct {
+	// freed is the stored blocks only this volume references (what
+	// deleting it frees).
+	freed uint64
+	// unique is the volume's data blocks (map entries) whose stored
+	// block only this volume references: several of its blocks with the
+	// same content count once each, and share one stored block.
+	unique uint64
+}
+
+// usage walks the map pages only m holds (pages shared with a snapshot,
+// clone or device hold blocks that are not m's alone) and counts, per
+// stored block, the references from them: a stored block whose reference
+// count is that number is referenced by m alone. Its cost is one read of
+// each page m does not share, off the I/O path (stats time).
+func (e *Engine) usage(m *Map) (volumeUsage, error) {
 	ps := e.pages
-	// The leaves only this volume holds: in its own tables, held once.
-	var own []uint32
+	// The leaves only this volume holds (in its own tables, held once),
+	// by leaf number. A write makes its leaf the volume's own before it
+	// takes its references (ownLeaf), so the changes not yet committed
+	// are all in these leaves: getRange reads them over the page file.
+	var own []uint64
 	ps.mu.RLock()
-	for _, tp := range m.root {
+	for t, tp := range m.root {
 		if !live(tp) || ps.refs[tp] != 1 {
 			continue
 		}
-		for _, lp := range ps.tables[tp] {
+		for l, lp := range ps.tables[tp] {
 			if live(lp) && ps.refs[lp] == 1 {
-				own = append(own, lp)
+				own = append(own, uint64(t)*ptrsPerPage+uint64(l))
 			}
 		}
 	}
 	ps.mu.RUnlock()
-	// Holding reuseMu keeps the pages from being reused while they are read.
+	// Holding reuseMu keeps the pages from being reused while they are
+	// read (the order of reads: reuseMu, then the map's locks).
 	e.reuseMu.RLock()
 	defer e.reuseMu.RUnlock()
 	count := map[uint64]uint32{}
 	ents := make([]mapEntry, mapPerPage)
-	for _, lp := range own {
-		if err := ps.readEntries(lp, 0, ents); err != nil {
-			return 0, err
+	for _, leaf := range own {
+		first := leaf * mapPerPage
+		if first >= m.blocks {
+			continue
 		}
-		for _, ent := range ents {
+		n := min(uint64(mapPerPage), m.blocks-first)
+		if err := m.getRange(first, ents[:n]); err != nil {
+			return volumeUsage{}, err
+		}
+		for _, ent := range ents[:n] {
 			if ent.holds() {
 				count[ent.Slot]++
 			}
 		}
 	}
-	var freed uint64
+	var u volumeUsage
 	for slot, n := range count {
 		if e.slots.refCount(slot) == n {
-			freed++
+			u.freed++
+			u.unique += uint64(n)
 		}
 	}
-	return freed, nil
+	return u, nil
 }
 
 // DeletingVolume is a deleted volume whose space is being released.
