@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"blockhash/engine"
@@ -109,11 +110,13 @@ func ListEntries(s engine.Stats, served []DeviceInfo) []ListEntry {
 // StoreList is ListEntries while no daemon runs: the devices the state
 // file of store lists are shown as the next daemon will serve them, in
 // state StateDaemonStopped (a device it lists stays in use: deleting it
-// or rolling it back is refused, so the list shows it).
+// or rolling it back is refused, so the list shows it). A state file that
+// cannot be read is an error, with the list of the store's volumes
+// (none served) still made.
 func StoreList(store string, s engine.Stats) ([]ListEntry, error) {
 	devs, err := loadState(store)
 	if err != nil {
-		return nil, fmt.Errorf("daemon state file: %w", err)
+		return ListEntries(s, nil), fmt.Errorf("the daemon's state file %s: %w", filepath.Join(store, stateName), err)
 	}
 	served := make([]DeviceInfo, 0, len(devs))
 	for _, d := range devs {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,7 +69,8 @@ func TestStoreList(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, stateName), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := StoreList(dir, s); err == nil {
-		t.Fatal("a damaged state file listed without an error")
+	ents, err = StoreList(dir, s)
+	if !errors.Is(err, ErrCorrupt) || len(ents) != 2 || ents[0].Served != nil || ents[1].Served != nil {
+		t.Fatalf("a damaged state file: %+v %v, want the volumes, none served, and ErrCorrupt", ents, err)
 	}
 }

@@ -28,9 +28,19 @@ func checkUsage(t *testing.T, e *Engine, step string, want map[string]usageFigur
 // A volume's unique blocks are the data blocks whose stored block only it
 // references; its shared blocks the rest: two devices with blocks in
 // common, a duplicate inside one device, a snapshot, writes after it, a
-// clone written on its own. The figures hold after a reopen.
+// clone written on its own. The figures are the same before the changes
+// are committed (the walk reads the maps' uncommitted changes) and after,
+// and after a reopen.
 func TestUniqueSharedBlocks(t *testing.T) {
-	dir, e := newStore(t, Options{})
+	for _, flush := range []bool{false, true} {
+		t.Run(map[bool]string{false: "uncommitted", true: "committed"}[flush], func(t *testing.T) {
+			testUniqueShared(t, flush)
+		})
+	}
+}
+
+func testUniqueShared(t *testing.T, flush bool) {
+	dir, e := newStore(t, Options{CommitInterval: -1})
 	a, err := e.CreateDevice("a", 64*BlockSize)
 	if err != nil {
 		t.Fatal(err)
@@ -93,11 +103,16 @@ func TestUniqueSharedBlocks(t *testing.T) {
 	var last map[string]usageFigures
 	for _, s := range steps {
 		s.do()
+		if flush {
+			if err := e.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		checkUsage(t, e, s.name, s.want)
 		fsckOK(t, e)
 		last = s.want
 	}
-	e = reopen(t, dir, e, Options{})
+	e = reopen(t, dir, e, Options{CommitInterval: -1})
 	defer e.Close()
 	checkUsage(t, e, "after a reopen", last)
 }

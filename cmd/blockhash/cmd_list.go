@@ -52,7 +52,12 @@ func (e *env) listEntries() ([]daemon.ListEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return daemon.StoreList(e.store, s)
+	entries, err := daemon.StoreList(e.store, s)
+	if err != nil {
+		// The store's volumes are listed still: none shown as served.
+		e.log.Warn().Err(err).Msg("devices the daemon serves not shown")
+	}
+	return entries, nil
 }
 
 // printList prints the list as a table: the volume's figures (DATA,

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"blockhash/daemon"
@@ -76,6 +78,19 @@ func TestListSameWithAndWithoutDaemon(t *testing.T) {
 		}
 	}
 	offTable := mustCLI(t, store, "list")
+	// stats shows the same figures per device.
+	var st struct {
+		Device struct {
+			Unique uint64 `json:"unique_blocks"`
+			Shared uint64 `json:"shared_blocks"`
+		} `json:"device"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, store, "stats", "b", "--json")), &st); err != nil || st.Device.Unique != 1 || st.Device.Shared != 2 {
+		t.Fatalf("stats b --json: %+v %v, want 1 unique and 2 shared blocks", st.Device, err)
+	}
+	if out := mustCLI(t, store, "stats", "b"); !regexp.MustCompile(`UNIQUE BLOCKS +SHARED BLOCKS.*\n +b +\S+ \S+ +0 +3 +1 +2 `).MatchString(out) {
+		t.Fatalf("stats b:\n%s", out)
+	}
 
 	sock, stop := startDaemon(t, store)
 	defer stop()
@@ -111,5 +126,14 @@ func TestListSameWithAndWithoutDaemon(t *testing.T) {
 	b, _ := json.Marshal(remembered)
 	if !bytes.Equal(a, b) {
 		t.Fatalf("list through the daemon:\n%s\nafter it stopped:\n%s", a, b)
+	}
+	// A damaged state file: the volumes are listed, none served, with a
+	// warning.
+	if err := os.WriteFile(filepath.Join(store, "served.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := cliSock(store, noSock, "list", "--json")
+	if r.code != 0 || r.stdout != offline || !strings.Contains(r.stderr, "served.json") {
+		t.Fatalf("list with a damaged state file: exit %d, stderr %q, stdout\n%s", r.code, r.stderr, r.stdout)
 	}
 }
