@@ -8,8 +8,9 @@ import (
 
 // storeCollector turns the store's figures (engine.Stats, the index's
 // counters) into metrics when Prometheus scrapes: nothing of it runs on
-// the I/O path. A scrape costs what `blockhash stats` costs (a snapshot's
-// exclusive blocks are counted from its map pages).
+// the I/O path. A scrape reads the store-wide figures only
+// (engine.StoreStats: no walk of the volumes' maps), so its cost does not
+// grow with the data.
 type storeCollector struct {
 	eng *engine.Engine
 
@@ -62,7 +63,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("cache", is.CacheHits)
 	counter("disk_hit", is.DiskHits)
 	counter("disk_miss", is.DiskReads-min(is.DiskReads, is.DiskHits))
-	s, err := c.eng.Stats()
+	s, err := c.eng.StoreStats()
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return

@@ -66,7 +66,7 @@ else
 fi
 
 # The device: served already (restored by the daemon) or added now.
-dev=$(bh list | awk '$2 == "demo" { for (i = 3; i <= NF; i++) if ($i ~ /^\/dev\/ublkb/) print $i }')
+dev=$(bh list | awk '$1 == "demo" { for (i = 2; i <= NF; i++) if ($i ~ /^\/dev\/ublkb/) print $i }')
 if [[ -z $dev ]]; then
 	say "blockhash add demo --size 1G"
 	dev=$(bh add demo --size 1G)

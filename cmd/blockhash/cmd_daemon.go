@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 
 	"github.com/rs/zerolog"
 
@@ -171,44 +170,6 @@ func runRecover(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s: %s %s\n", resp.Devices[0].Name, resp.Devices[0].Path, resp.Devices[0].State)
 	return nil
-}
-
-// daemonList prints the daemon's devices (with --json; else the served
-// devices, then the store's volumes); ok is false when no daemon runs.
-func daemonList(e *env, asJSON bool) (ok bool, err error) {
-	c := e.client()
-	if _, err := os.Stat(c.Socket); err != nil || !c.Running() {
-		return false, nil
-	}
-	op := "list"
-	if !asJSON {
-		op = "stats" // the served devices and the store's volumes
-	}
-	resp, err := c.Do(daemon.Request{Op: op})
-	if err != nil {
-		return true, err
-	}
-	if asJSON {
-		if resp.Devices == nil {
-			resp.Devices = []daemon.DeviceInfo{}
-		}
-		return true, e.printJSON(resp.Devices)
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSIZE\tPATH\tSTATE\tQUEUES\tDEPTH\tLBS\tDATA BLOCKS\tZERO BLOCKS\tMODE")
-	for _, d := range resp.Devices {
-		mode := "rw"
-		if d.ReadOnly {
-			mode = "ro"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", d.ID, d.Name, human(d.Size), d.Path, d.State,
-			d.Queues, d.Depth, d.LBS, d.Stats.DataBlocks, d.Stats.ZeroBlocks, mode)
-	}
-	if err := tw.Flush(); err != nil || resp.Stats == nil {
-		return true, err
-	}
-	fmt.Fprintln(e.stdout)
-	return true, printVolumes(e, *resp.Stats)
 }
 
 func runStatus(e *env, args []string) error {

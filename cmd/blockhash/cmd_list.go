@@ -2,13 +2,14 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"text/tabwriter"
 
-	"blockhash/engine"
+	"blockhash/daemon"
 )
 
 func init() {
-	register(&command{name: "list", usage: "[--json]", summary: "list the store's devices, snapshots and clones (and, while the daemon runs, the devices it serves)", run: runList})
+	register(&command{name: "list", usage: "[--json]", summary: "list the store's devices, snapshots and clones, and how each is served", run: runList})
 }
 
 func runList(e *env, args []string) error {
@@ -17,47 +18,89 @@ func runList(e *env, args []string) error {
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
-	if ok, err := daemonList(e, *asJSON); ok {
-		return err
-	}
-	eng, err := e.openStore(readOnly)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	s, err := eng.Stats()
+	entries, err := e.listEntries()
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		if s.Devices == nil {
-			return e.printJSON([]any{})
-		}
-		return e.printJSON(s.Devices)
+		return e.printJSON(entries)
 	}
-	return printVolumes(e, s)
+	return printList(e, entries)
 }
 
-// printVolumes prints the store's devices, snapshots and clones, and the
-// deleted volumes whose space is still being released.
-func printVolumes(e *env, s engine.Stats) error {
+// listEntries asks the running daemon (its store's figures and the
+// devices it serves), or reads the store and the daemon's state file
+// when none runs: one list either way (daemon.ListEntry).
+func (e *env) listEntries() ([]daemon.ListEntry, error) {
+	c := e.client()
+	if _, err := os.Stat(c.Socket); err == nil && c.Running() {
+		resp, err := c.Do(daemon.Request{Op: "stats"})
+		if err != nil {
+			return nil, err
+		}
+		if resp.Stats == nil {
+			return nil, fmt.Errorf("%w: no store figures in the daemon's answer", daemon.ErrInvalid)
+		}
+		return daemon.ListEntries(*resp.Stats, resp.Devices), nil
+	}
+	eng, err := e.openStore(readOnly)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	s, err := eng.Stats()
+	if err != nil {
+		return nil, err
+	}
+	entries, err := daemon.StoreList(e.store, s)
+	if err != nil {
+		// The store's volumes are listed still: none shown as served.
+		e.log.Warn().Err(err).Msg("devices the daemon serves not shown")
+	}
+	return entries, nil
+}
+
+// printList prints the list as a table: the volume's figures (DATA,
+// UNIQUE and SHARED sizes of its data blocks; USED, what deleting a
+// snapshot frees), then where it is served (DEVICE, STATE, MODE: "-" when
+// it is not). A receive's or deletion's progress ends its row.
+func printList(e *env, entries []daemon.ListEntry) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKIND\tID\tSIZE\tDATA BLOCKS\tZERO BLOCKS\tUSED\tORIGIN")
-	for _, d := range s.Devices {
-		origin, used := d.Origin, "-"
-		if origin == "" {
-			origin = "-"
+	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tDATA\tUNIQUE\tSHARED\tUSED\tORIGIN\tDEVICE\tSTATE\tMODE")
+	blocks := func(n uint64) string { return human(int64(n) * 4096) }
+	for _, v := range entries {
+		switch v.Kind {
+		case "receiving":
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", v.Name, v.Kind, human(v.Size), blocks(v.DataBlocks), v.Progress)
+			continue
+		case "deleting":
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", v.Name, v.Kind, v.Progress)
+			continue
 		}
-		if d.Kind == "snapshot" {
-			used = human(int64(d.UsedBlocks) * 4096)
+		size, data, unique, shared, used, origin := "-", "-", "-", "-", "-", "-"
+		if v.Kind != "offline" {
+			size, data, unique, shared = human(v.Size), blocks(v.DataBlocks), blocks(v.UniqueBlocks), blocks(v.SharedBlocks)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%s\n", d.Name, d.Kind, d.ID, human(d.LogicalBytes), d.DataBlocks, d.ZeroBlocks, used, origin)
-	}
-	for _, v := range s.Receiving {
-		fmt.Fprintf(tw, "%s\treceiving\t-\t%s\t%d\t-\t-\t%s\n", v.Device, human(v.Size), v.DataBlocks, "a receive under way or interrupted (rerun it to finish)")
-	}
-	for _, v := range s.Deleting {
-		fmt.Fprintf(tw, "%s\tdeleting\t-\t-\t-\t-\t-\t%d of %d map tables left\n", v.Name, v.TablesLeft, v.Tables)
+		if v.Kind == "snapshot" {
+			used = blocks(v.UsedBlocks)
+		}
+		if v.Origin != "" {
+			origin = v.Origin
+		}
+		dev, state, mode := "-", "-", "-"
+		if s := v.Served; s != nil {
+			dev, state, mode = s.Path, s.State, "rw"
+			if dev == "" {
+				dev = fmt.Sprintf("(ublkb%d)", s.ID) // no kernel device up
+			}
+			if s.Paused {
+				state += ",paused"
+			}
+			if s.ReadOnly {
+				mode = "ro"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, size, data, unique, shared, used, origin, dev, state, mode)
 	}
 	return tw.Flush()
 }

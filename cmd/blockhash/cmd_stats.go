@@ -51,12 +51,12 @@ func runStats(e *env, args []string) error {
 
 func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "DEVICE\tRAW SIZE\tZERO BLOCKS\tDATA BLOCKS\tDATA\t")
+	fmt.Fprintln(tw, "DEVICE\tRAW SIZE\tZERO BLOCKS\tDATA BLOCKS\tUNIQUE BLOCKS\tSHARED BLOCKS\tDATA\t")
 	for _, d := range s.Devices {
 		if one != nil && d.Name != one.Name {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", d.Name, human(d.LogicalBytes), d.ZeroBlocks, d.DataBlocks, human(int64(d.DataBlocks)*engine.BlockSize))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", d.Name, human(d.LogicalBytes), d.ZeroBlocks, d.DataBlocks, d.UniqueBlocks, d.SharedBlocks, human(int64(d.DataBlocks)*engine.BlockSize))
 	}
 	tw.Flush()
 	fmt.Fprintf(e.stdout, "\nstore (%s, %d devices)\n", s.Hash, len(s.Devices))

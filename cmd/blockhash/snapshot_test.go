@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -185,7 +186,7 @@ func TestSnapshotCommandsServed(t *testing.T) {
 			found := false
 			for _, line := range strings.Split(list, "\n") {
 				f := strings.Fields(line)
-				if len(f) > 2 && f[1] == name {
+				if len(f) > 2 && f[0] == name {
 					found = true
 					if f[len(f)-1] != want {
 						t.Fatalf("list shows %s as %s, want %s:\n%s", name, f[len(f)-1], want, list)
@@ -197,7 +198,7 @@ func TestSnapshotCommandsServed(t *testing.T) {
 			}
 		}
 		// list shows the store's volumes too: d@s is not served.
-		if !strings.Contains(list, "\nd@s ") || !strings.Contains(list, "snapshot") {
+		if !regexp.MustCompile(`\nd@s +snapshot .* - +- +-\n`).MatchString(list) {
 			t.Fatalf("list through the daemon lacks the store's snapshots:\n%s", list)
 		}
 		// A snapshot can be taken of a served device.

@@ -57,6 +57,18 @@ bh_kill() {
 # bh_stat KEY: a top-level integer of `blockhash stats --json`
 bh_stat() { bh stats --json | sed -n "s/^  \"$1\": \([0-9]*\).*/\1/p" | head -n 1; }
 
+# bh_served [CMD] NAME KEY: KEY (path, state, id, read_only, ...) of how
+# NAME is served, from CMD's (default bh) `list --json`; nothing when NAME
+# is not served. An entry's own keys are indented 4 spaces, those of its
+# "served" object 6.
+bh_served() {
+	_c=bh
+	[ $# -eq 3 ] && { _c=$1; shift; }
+	"$_c" list --json | awk -v n="$1" -v k="$2" '
+		/^    "name": / { cur = $0; sub(/^    "name": "/, "", cur); sub(/",?$/, "", cur) }
+		cur == n && $0 ~ "^      \"" k "\": " { v = $0; sub(/^ *"[a-z_]*": "?/, "", v); sub(/"?,?$/, "", v); print v; exit }'
+}
+
 # bh_rss: the daemon's resident memory in KiB
 bh_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$BH_PID/status"; }
 

@@ -28,7 +28,7 @@ run bh del d
 wait_gone "$dev"
 u3=$(bh_stat unique_blocks)
 [ "$u3" -eq $((4 * 256)) ] || fail "after del, $u3 blocks remain (want the other device's $((4 * 256)))"
-bh list | grep -q '^ *[0-9]* *d ' && fail "deleted device still listed"
+bh list | grep -Eq '^d +device ' && fail "deleted device still listed"
 run bh del --all
 u4=$(bh_stat unique_blocks)
 [ "$u4" -eq 0 ] || fail "after del --all, $u4 blocks remain"

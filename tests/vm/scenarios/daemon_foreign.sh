@@ -31,7 +31,7 @@ n0=$(wc -l <"$BHVM_WORK/serve.log")
 bh_serve
 tail -n +"$((n0 + 1))" "$BHVM_WORK/serve.log" | grep -q "served by process $(ublk_pid 4)" ||
 	fail "no error about the foreign device: $(tail -n 10 "$BHVM_WORK/serve.log")"
-state=$(bh list --json | sed -n 's/.*"state": "\(.*\)".*/\1/p')
+state=$(bh_served v state)
 [ "$state" = stopped ] || fail "our device is listed as '$state', not stopped"
 kill -0 "$(ublk_pid 4)" || fail "the other server died"
 run cmp -n 4194304 /dev/ublkb4 "$BHVM_WORK/theirs"

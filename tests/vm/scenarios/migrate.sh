@@ -53,16 +53,8 @@ _mig_exit() {
 trap _mig_exit EXIT
 
 # served_path SOCKETCMD NAME: the /dev/ublkbN its daemon serves NAME on
-served_path() {
-	"$1" list --json | awk -v n="$2" '
-		/"name":/ { want = ($0 ~ "\"name\": \"" n "\"") }
-		want && /"path":/ { gsub(/.*"path": "|".*/, ""); print; exit }'
-}
-served_state() {
-	"$1" list --json | awk -v n="$2" '
-		/"name":/ { want = ($0 ~ "\"name\": \"" n "\"") }
-		want && /"state":/ { gsub(/.*"state": "|".*/, ""); print; exit }'
-}
+served_path() { bh_served "$1" "$2" path; }
+served_state() { bh_served "$1" "$2" state; }
 # now_ms: the wall clock in milliseconds (busybox date has no %N)
 now_ms() {
 	_t=${EPOCHREALTIME/[.,]/}
