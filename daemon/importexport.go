@@ -105,6 +105,8 @@ func (d *Daemon) exportConn(c net.Conn, r Request) {
 		d.answer(c, r, Response{Error: err.Error()})
 		return
 	}
+	// Released before the connection closes: the client waits for the
+	// close, so a command after it finds the volume free.
 	defer d.release(r.Name)
 	if err := d.answer(c, r, Response{Size: dev.Size()}); err != nil {
 		return
@@ -160,7 +162,16 @@ func (d *Daemon) importConn(c net.Conn, r Request) {
 		d.answer(c, r, Response{Error: err.Error()})
 		return
 	}
-	defer d.release(r.Name)
+	// Released before the last answer: a command after it finds the
+	// device free.
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			d.release(r.Name)
+		}
+	}
+	defer release()
 	log := d.log.With().Str("op", r.Op).Str("name", r.Name).Logger()
 	fail := func(err error) {
 		if created {
@@ -173,6 +184,7 @@ func (d *Daemon) importConn(c net.Conn, r Request) {
 			err = errors.Join(err, ferr)
 		}
 		log.Error().Err(err).Msg("import failed")
+		release()
 		d.answer(c, r, Response{Error: err.Error()})
 	}
 	if err := d.answer(c, r, Response{Size: dev.Size()}); err != nil {
@@ -189,6 +201,7 @@ func (d *Daemon) importConn(c net.Conn, r Request) {
 		return
 	}
 	log.Info().Int64("bytes", n).Float64("seconds", time.Since(start).Seconds()).Msg("import done")
+	release()
 	d.answer(c, r, Response{Size: n, Devices: []DeviceInfo{{ID: -1, Name: r.Name, Size: dev.Size(), Stats: dev.Stats()}}})
 }
 

@@ -118,6 +118,11 @@ func (t *exportTarget) copyFrom(r io.Reader, name string, size int64, bar *progr
 		bar.add(int64(len(b)))
 		off += int64(len(b))
 	}
+	// The daemon closes the connection once it has let the volume go:
+	// wait for that, so that a command after this one finds it free.
+	if n, _ := io.Copy(io.Discard, r); n > 0 {
+		return fmt.Errorf("the export of %s ran past its %d bytes", name, size)
+	}
 	return t.finish(size)
 }
 
