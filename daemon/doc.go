@@ -20,6 +20,12 @@
 // its requests wait at the device's gate (gate.go) until resume, or fail
 // with EIO when the paused device is released (del); invalidate drops the
 // kernel's cached pages of a device whose content changed underneath it.
+// The CLI's create, fsck (check only), import and export go through it
+// too (importexport.go): an export streams a volume's bytes after the
+// first answer, an import takes the image's bytes in frames (frames.go;
+// an end frame tells a finished stream from one cut short) into a device
+// not served; a volume being streamed is busy (not served, rolled back or
+// deleted meanwhile).
 // With ListenMetrics it serves Prometheus metrics over HTTP (metrics.go:
 // each device's requests counted by its backend, the store's figures
 // computed at scrape time by storeCollector, the engine's commits through
@@ -34,7 +40,9 @@
 // interleave), but never across the engine's commits of other devices'
 // I/O, which goes on from the ublk queues without any daemon lock. A
 // request passes its device's gate with atomics only (no lock while the
-// gate is open); pause waits for the requests in the store and flushes
+// gate is open); an import writes on ioWorkers goroutines of its own,
+// holding Daemon.mu only to find or create its device and mark it busy;
+// pause waits for the requests in the store and flushes
 // without Daemon.mu, so a long pause holds up nothing else. A request's
 // metrics are client_golang counters and histograms resolved when its
 // device starts: atomics, no lock on the I/O path. A scrape reads the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"blockhash/engine"
@@ -35,8 +36,12 @@ import (
 // A volume being imported or exported is busy: not served, rolled back,
 // deleted or received into until the stream ends.
 
-// ioChunk is the unit an import or export reads and writes.
-const ioChunk = 1 << 20
+// ioChunk is the unit an import or export reads and writes; an import
+// writes ioWorkers chunks at once, so hashing uses every core.
+const (
+	ioChunk   = 1 << 20
+	ioWorkers = 4
+)
 
 // busyVolume counts the streams on one volume (imports: one at most).
 type busyVolume struct {
@@ -257,26 +262,30 @@ func (d *Daemon) importCopy(c net.Conn, dev *engine.Device, r Request) (int64, e
 		sizeName = "--size"
 	}
 	fr := &frameReader{r: c}
-	buf := make([]byte, ioChunk)
+	w := newChunkWriter(dev, r.Sparse)
 	var off int64
-	for off < limit {
+	var rerr error
+	for off < limit && w.failed() == nil {
+		buf := w.buffer()
 		n, err := io.ReadFull(fr, buf[:min(ioChunk, limit-off)])
 		if n > 0 {
 			pad := min((n+engine.BlockSize-1)/engine.BlockSize*engine.BlockSize, len(buf))
 			clear(buf[n:pad])
-			if !r.Sparse || !isZero(buf[:pad]) {
-				if _, err := dev.WriteAt(buf[:pad], off); err != nil {
-					return off, err
-				}
-			}
+			w.write(buf[:pad], off)
 			off += int64(n)
+		} else {
+			w.put(buf)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			break
 		}
 		if err != nil {
-			return off, fmt.Errorf("%w after %d bytes of %s", err, off, r.From)
+			rerr = fmt.Errorf("%w after %d bytes of %s", err, off, r.From)
+			break
 		}
+	}
+	if err := errors.Join(rerr, w.wait()); err != nil {
+		return off, err
 	}
 	switch {
 	case off%engine.SectorSize != 0:
@@ -298,6 +307,72 @@ func (d *Daemon) importCopy(c net.Conn, dev *engine.Device, r Request) (int64, e
 		return off, fmt.Errorf("%s is larger than device %s (%s)", r.From, r.Name, human(dev.Size()))
 	}
 	return off, nil
+}
+
+// chunkWriter writes an import's chunks into a device on ioWorkers
+// goroutines, with ioWorkers+1 buffers; it stops writing at the first
+// error.
+type chunkWriter struct {
+	dev    *engine.Device
+	sparse bool // skip all-zero chunks
+	free   chan []byte
+	work   chan chunk
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error // guarded by mu: the first write error
+}
+
+type chunk struct {
+	buf []byte
+	off int64
+}
+
+func newChunkWriter(dev *engine.Device, sparse bool) *chunkWriter {
+	w := &chunkWriter{dev: dev, sparse: sparse, free: make(chan []byte, ioWorkers+1), work: make(chan chunk)}
+	for range ioWorkers + 1 {
+		w.free <- make([]byte, ioChunk)
+	}
+	for range ioWorkers {
+		w.wg.Go(w.run)
+	}
+	return w
+}
+
+func (w *chunkWriter) run() {
+	for c := range w.work {
+		if w.failed() == nil && (!w.sparse || !isZero(c.buf)) {
+			if _, err := w.dev.WriteAt(c.buf, c.off); err != nil {
+				w.mu.Lock()
+				if w.err == nil {
+					w.err = err
+				}
+				w.mu.Unlock()
+			}
+		}
+		w.put(c.buf)
+	}
+}
+
+// buffer returns a free buffer of ioChunk bytes (waiting for one).
+func (w *chunkWriter) buffer() []byte { return <-w.free }
+
+// put hands a buffer back.
+func (w *chunkWriter) put(b []byte) { w.free <- b[:cap(b)] }
+
+// write queues buf (a buffer from buffer) for writing at off.
+func (w *chunkWriter) write(buf []byte, off int64) { w.work <- chunk{buf, off} }
+
+func (w *chunkWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// wait writes what is queued and returns the first error.
+func (w *chunkWriter) wait() error {
+	close(w.work)
+	w.wg.Wait()
+	return w.failed()
 }
 
 func isZero(b []byte) bool {
