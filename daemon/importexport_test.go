@@ -232,6 +232,19 @@ func TestExportThroughDaemon(t *testing.T) {
 	if got, err := exportAll(c, "d"); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("export of d served read-only: %v", err)
 	}
+	// While its export streams, the read-only device is not deleted.
+	if err := d.DeleteVolume(Request{Name: "d@s"}); err != nil {
+		t.Fatal(err)
+	}
+	conn, _, err := c.StreamAnswer(Request{Op: "export", Name: "d", ID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Del(Request{Name: "d", ID: -1}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("del of d during its export: %v", err)
+	}
+	io.Copy(io.Discard, conn)
+	conn.Close()
 	if _, err := exportAll(c, "nope"); !errors.Is(err, &RemoteError{}) && (err == nil || !strings.Contains(err.Error(), "no such device")) {
 		t.Fatalf("export of nope: %v", err)
 	}
