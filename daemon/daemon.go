@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sort"
 	"strings"
@@ -56,6 +57,13 @@ type Daemon struct {
 	// busy are the volumes an import or export is streaming
 	// (importexport.go): not served, rolled back or deleted meanwhile.
 	busy map[string]busyVolume
+
+	// streamMu guards streams, the connections of running imports and
+	// exports, and streamsClosed: closed when Serve stops, so a client
+	// that stalls does not hold up the shutdown.
+	streamMu      sync.Mutex
+	streams       map[net.Conn]struct{}
+	streamsClosed bool
 	// offline are served devices whose maps the store could not open
 	// (damaged): kept in the state file, their kernel devices left as they
 	// are (I/O waits), until fsck --repair brings them back and the daemon

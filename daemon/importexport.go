@@ -70,6 +70,39 @@ func (d *Daemon) release(name string) {
 	}
 }
 
+// track registers the connection of an import or export, which
+// closeStreams closes; false if Serve is stopping (then c is closed).
+func (d *Daemon) track(c net.Conn) bool {
+	d.streamMu.Lock()
+	defer d.streamMu.Unlock()
+	if d.streamsClosed {
+		c.Close()
+		return false
+	}
+	if d.streams == nil {
+		d.streams = map[net.Conn]struct{}{}
+	}
+	d.streams[c] = struct{}{}
+	return true
+}
+
+func (d *Daemon) untrack(c net.Conn) {
+	d.streamMu.Lock()
+	defer d.streamMu.Unlock()
+	delete(d.streams, c)
+}
+
+// closeStreams ends every import and export (an import fails as if its
+// client went away) and any started after.
+func (d *Daemon) closeStreams() {
+	d.streamMu.Lock()
+	defer d.streamMu.Unlock()
+	d.streamsClosed = true
+	for c := range d.streams {
+		c.Close()
+	}
+}
+
 // Create creates device r.Name of r.Size bytes (not served).
 func (d *Daemon) Create(r Request) (int64, error) {
 	d.mu.Lock()
@@ -105,6 +138,10 @@ func (d *Daemon) answer(c net.Conn, r Request, resp Response) error {
 // exportConn streams volume r.Name to c.
 func (d *Daemon) exportConn(c net.Conn, r Request) {
 	c.SetDeadline(time.Time{}) // a transfer takes as long as it takes
+	if !d.track(c) {
+		return
+	}
+	defer d.untrack(c)
 	dev, err := d.exportSource(r.Name)
 	if err != nil {
 		d.answer(c, r, Response{Error: err.Error()})
@@ -159,6 +196,10 @@ func (d *Daemon) exportSource(name string) (*engine.Device, error) {
 // importConn writes the stream on c into device r.Name.
 func (d *Daemon) importConn(c net.Conn, r Request) {
 	c.SetDeadline(time.Time{})
+	if !d.track(c) {
+		return
+	}
+	defer d.untrack(c)
 	if r.From == "" {
 		r.From = "the stream"
 	}

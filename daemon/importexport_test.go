@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +295,45 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		io.ReadAll(&frameReader{r: bytes.NewReader(in)})
 	})
+}
+
+// A client that stalls mid-import or mid-export does not hold up the
+// daemon's shutdown: its stream is closed (the import fails, its new
+// device deleted).
+func TestStalledStreamsShutdown(t *testing.T) {
+	dir, k := setup(t)
+	d := open(t, dir, k)
+	defer d.Close()
+	if err := d.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	c := Client{Socket: filepath.Join(filepath.Dir(dir), "s.sock")}
+	if _, err := d.eng.CreateDevice("big", 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.eng.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	exp, _, err := c.StreamAnswer(Request{Op: "export", Name: "big", ID: -1}) // never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exp.Close()
+	imp, _, err := c.StreamAnswer(Request{Op: "import", Name: "new", Size: 1 << 20, ID: -1}) // never written
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer imp.Close()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the daemon's shutdown waits for stalled streams")
+	}
+	if _, err := d.eng.Device("new"); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("the stalled import's new device was left behind: %v", err)
+	}
 }

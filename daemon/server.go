@@ -58,7 +58,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
-		d.stopScrub() // scrub.go: a running scrub ends early, so shutdown does not wait for it
+		d.stopScrub()    // scrub.go: a running scrub ends early, so shutdown does not wait for it
+		d.closeStreams() // importexport.go: likewise imports and exports
 		s.close()
 	}()
 	sem := make(chan struct{}, maxConns)
