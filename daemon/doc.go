@@ -41,7 +41,9 @@
 // I/O, which goes on from the ublk queues without any daemon lock. A
 // request passes its device's gate with atomics only (no lock while the
 // gate is open); an import writes on ioWorkers goroutines of its own,
-// holding Daemon.mu only to find or create its device and mark it busy;
+// holding Daemon.mu only to find or create its device and mark it busy
+// (streamMu guards the import and export connections Serve's shutdown
+// closes);
 // pause waits for the requests in the store and flushes
 // without Daemon.mu, so a long pause holds up nothing else. A request's
 // metrics are client_golang counters and histograms resolved when its
