@@ -84,8 +84,11 @@ func (d *Daemon) Diff(r Request) ([]engine.Range, error) {
 
 // inUseLocked refuses an operation (what: "roll it back") on volume name
 // while the daemon serves it, or remembers it as served (stopped or
-// offline). The caller holds d.mu.
+// offline), or an import or export streams it. The caller holds d.mu.
 func (d *Daemon) inUseLocked(name, what string) error {
+	if err := d.busyLocked(name, what); err != nil {
+		return err
+	}
 	if dv, ok := d.devs[name]; ok {
 		how := "served as " + dv.info().Path
 		if !dv.running() {

@@ -97,14 +97,21 @@ func (c Client) Invalidate(name string) error {
 // Stream sends a request whose answer is followed by a stream (send,
 // receive) and returns the connection positioned at the stream's start.
 func (c Client) Stream(r Request) (*net.UnixConn, error) {
+	uc, _, err := c.StreamAnswer(r)
+	return uc, err
+}
+
+// StreamAnswer is Stream that returns the daemon's first answer too
+// (export: the stream's length).
+func (c Client) StreamAnswer(r Request) (*net.UnixConn, Response, error) {
 	conn, err := c.dial()
 	if err != nil {
-		return nil, err
+		return nil, Response{}, err
 	}
 	uc := conn.(*net.UnixConn)
 	if err := json.NewEncoder(uc).Encode(r); err != nil {
 		uc.Close()
-		return nil, fmt.Errorf("daemon: send: %w", err)
+		return nil, Response{}, fmt.Errorf("daemon: send: %w", err)
 	}
 	// The answer is one line; read it a byte at a time so that nothing of
 	// the stream behind it is consumed.
@@ -113,7 +120,7 @@ func (c Client) Stream(r Request) (*net.UnixConn, error) {
 	for {
 		if _, err := uc.Read(b[:]); err != nil {
 			uc.Close()
-			return nil, fmt.Errorf("daemon: receive: %w", err)
+			return nil, Response{}, fmt.Errorf("daemon: receive: %w", err)
 		}
 		if b[0] == '\n' {
 			break
@@ -121,17 +128,17 @@ func (c Client) Stream(r Request) (*net.UnixConn, error) {
 		line = append(line, b[0])
 		if len(line) > 1<<16 {
 			uc.Close()
-			return nil, fmt.Errorf("daemon: answer too long")
+			return nil, Response{}, fmt.Errorf("daemon: answer too long")
 		}
 	}
 	var resp Response
 	if err := json.Unmarshal(line, &resp); err != nil {
 		uc.Close()
-		return nil, fmt.Errorf("daemon: receive: %w", err)
+		return nil, Response{}, fmt.Errorf("daemon: receive: %w", err)
 	}
 	if resp.Error != "" {
 		uc.Close()
-		return nil, &RemoteError{Msg: resp.Error}
+		return nil, resp, &RemoteError{Msg: resp.Error}
 	}
-	return uc, nil
+	return uc, resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sort"
 	"strings"
@@ -50,9 +51,19 @@ type Daemon struct {
 
 	baseProcs int // GOMAXPROCS at Open (QueueProcs)
 
-	// mu guards devs, offline and the state file.
+	// mu guards devs, offline, busy and the state file.
 	mu   sync.Mutex
 	devs map[string]*device
+	// busy are the volumes an import or export is streaming
+	// (importexport.go): not served, rolled back or deleted meanwhile.
+	busy map[string]busyVolume
+
+	// streamMu guards streams, the connections of running imports and
+	// exports, and streamsClosed: closed when Serve stops, so a client
+	// that stalls does not hold up the shutdown.
+	streamMu      sync.Mutex
+	streams       map[net.Conn]struct{}
+	streamsClosed bool
 	// offline are served devices whose maps the store could not open
 	// (damaged): kept in the state file, their kernel devices left as they
 	// are (I/O waits), until fsck --repair brings them back and the daemon
@@ -119,7 +130,7 @@ func Open(o Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
-	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}, baseProcs: runtime.GOMAXPROCS(0),
+	d := &Daemon{o: o, log: o.Logger, eng: eng, exp: exp, devs: map[string]*device{}, busy: map[string]busyVolume{}, baseProcs: runtime.GOMAXPROCS(0),
 		metrics: newMetrics(eng)}
 	eng.SetObserver(d.metrics)
 	if err := d.restore(); err != nil {
@@ -242,6 +253,9 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	if dv, ok := d.devs[r.Name]; ok {
 		return DeviceInfo{}, fmt.Errorf("%w: %s is /dev/ublkb%d", ErrServed, r.Name, dv.ID)
 	}
+	if err := d.busyLocked(r.Name, "serve it"); err != nil {
+		return DeviceInfo{}, err
+	}
 	for _, dv := range d.devs {
 		if r.ID >= 0 && dv.ID == r.ID {
 			return DeviceInfo{}, fmt.Errorf("%w: id %d is %s", ErrServed, r.ID, dv.Name)
@@ -337,6 +351,9 @@ func (d *Daemon) Del(r Request) ([]DeviceInfo, error) {
 		// Refused before anything stops: a device with snapshots is
 		// deleted only on purpose (blockhash delete --recursive).
 		for _, dv := range targets {
+			if err := d.busyLocked(dv.Name, "delete it"); err != nil {
+				return nil, err
+			}
 			if snaps := d.snapshotsOf(dv.Name); len(snaps) > 0 {
 				return nil, fmt.Errorf("%w: device %s has snapshots (%s): stop serving it with blockhash del %s --keep-data, then delete it with blockhash delete %s --recursive",
 					ErrInUse, dv.Name, strings.Join(snaps, ", "), dv.Name, dv.Name)

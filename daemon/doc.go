@@ -24,7 +24,13 @@
 // stream after the first answer (replica.go); a receive into a served
 // device is refused unless it is a migration's destination (live). The
 // client side of sync and migrate, rounds and the switch, is Migrator
-// (migrator.go). With ListenMetrics it serves Prometheus metrics over HTTP (metrics.go:
+// (migrator.go). The CLI's create, fsck (check only), import and export
+// go through it too (importexport.go): an export streams a volume's bytes
+// after the first answer, an import takes the image's bytes in frames
+// (frames.go; an end frame tells a finished stream from one cut short)
+// into a device not served; a volume being streamed is busy (not served,
+// rolled back or deleted meanwhile). With ListenMetrics it serves
+// Prometheus metrics over HTTP (metrics.go:
 // each device's requests counted by its backend, the store's figures
 // computed at scrape time by storeCollector, the engine's commits through
 // engine.Observer).
@@ -38,7 +44,11 @@
 // interleave), but never across the engine's commits of other devices'
 // I/O, which goes on from the ublk queues without any daemon lock. A
 // request passes its device's gate with atomics only (no lock while the
-// gate is open); pause waits for the requests in the store and flushes
+// gate is open); an import writes on ioWorkers goroutines of its own,
+// holding Daemon.mu only to find or create its device and mark it busy
+// (streamMu guards the import and export connections Serve's shutdown
+// closes);
+// pause waits for the requests in the store and flushes
 // without Daemon.mu, so a long pause holds up nothing else. A request's
 // metrics are client_golang counters and histograms resolved when its
 // device starts: atomics, no lock on the I/O path. A scrape reads the

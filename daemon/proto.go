@@ -7,9 +7,9 @@ import "blockhash/engine"
 
 // Request is one command to the daemon.
 type Request struct {
-	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff, send, receive, pause, resume, invalidate
+	Op       string `json:"op"` // add, del, list, recover, stats, ping, scrub, snapshot, clone, rollback, delete, diff, send, receive, pause, resume, invalidate, create, fsck, import, export
 	Name     string `json:"name,omitempty"`
-	Size     int64  `json:"size,omitempty"` // 0: the existing device's size
+	Size     int64  `json:"size,omitempty"` // 0: the existing device's size; import: the image's size (0: unknown)
 	ID       int    `json:"id"`             // -1: any (add) or none (del)
 	Queues   int    `json:"queues,omitempty"`
 	Depth    int    `json:"depth,omitempty"`
@@ -34,6 +34,14 @@ type Request struct {
 	// the device once received.
 	Live  bool `json:"live,omitempty"`
 	Serve bool `json:"serve,omitempty"`
+	// import and export (importexport.go): the connection carries the
+	// raw bytes after the daemon's first answer. From says what an import
+	// reads ("image disk.img", "standard input") for its messages; Sparse
+	// skips the all-zero chunks of an import (a converted image's holes)
+	// instead of writing them.
+	From   string `json:"from,omitempty"`
+	Sparse bool   `json:"sparse,omitempty"`
+	Repair bool   `json:"repair,omitempty"` // fsck: refused while the daemon runs
 }
 
 // Response is the daemon's answer.
@@ -43,6 +51,11 @@ type Response struct {
 	Stats   *engine.Stats       `json:"stats,omitempty"`
 	Scrub   *engine.ScrubReport `json:"scrub,omitempty"`
 	Ranges  []engine.Range      `json:"ranges,omitempty"` // diff
+	Fsck    *engine.FsckReport  `json:"fsck,omitempty"`
+	// Size is the size of a device created, the length of an export's
+	// stream (first answer), and the bytes an import wrote (last answer,
+	// with the device's figures in Devices).
+	Size int64 `json:"size,omitempty"`
 }
 
 // DeviceInfo describes a served device.

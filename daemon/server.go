@@ -58,7 +58,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
-		d.stopScrub() // scrub.go: a running scrub ends early, so shutdown does not wait for it
+		d.stopScrub()    // scrub.go: a running scrub ends early, so shutdown does not wait for it
+		d.closeStreams() // importexport.go: likewise imports and exports
 		s.close()
 	}()
 	sem := make(chan struct{}, maxConns)
@@ -96,6 +97,14 @@ func (d *Daemon) handle(c net.Conn) {
 	}
 	if r.Op == "send" || r.Op == "receive" {
 		d.streamConn(c, r) // replica.go
+		return
+	}
+	switch r.Op {
+	case "export":
+		d.exportConn(c, r) // importexport.go
+		return
+	case "import":
+		d.importConn(c, r)
 		return
 	}
 	var resp Response
@@ -139,6 +148,10 @@ func (d *Daemon) do(r Request) Response {
 		err = d.DeleteVolume(r)
 	case "diff":
 		resp.Ranges, err = d.Diff(r)
+	case "create":
+		resp.Size, err = d.Create(r)
+	case "fsck":
+		resp.Fsck, err = d.Fsck(r)
 	case "pause":
 		err = d.Pause(r.Name)
 	case "resume":
@@ -155,7 +168,7 @@ func (d *Daemon) do(r Request) Response {
 	if err != nil {
 		d.log.Warn().Str("op", r.Op).Err(err).Msg("request failed")
 		resp.Error = err.Error()
-	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" && r.Op != "diff" {
+	} else if r.Op != "list" && r.Op != "stats" && r.Op != "ping" && r.Op != "diff" && r.Op != "fsck" {
 		ev := d.log.Info().Str("op", r.Op).Str("name", r.Name).Int("id", r.ID)
 		if r.Snap != "" || r.Target != "" {
 			ev = ev.Str("snap", r.Snap).Str("target", r.Target)

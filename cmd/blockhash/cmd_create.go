@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"blockhash/daemon"
 	"blockhash/engine"
 )
 
@@ -22,16 +23,22 @@ func runCreate(e *env, args []string) error {
 	if !size.set {
 		return usagef("--size is required")
 	}
-	eng, err := e.openStore(noBackground)
+	var created int64
+	resp, err := e.viaDaemonOr(daemon.Request{Op: "create", Name: pos[0], Size: size.v, ID: -1}, noBackground,
+		func(eng *engine.Engine) error {
+			d, err := eng.CreateDevice(pos[0], size.v)
+			if err == nil {
+				created = d.Size()
+			}
+			return err
+		})
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
-	d, err := eng.CreateDevice(pos[0], size.v)
-	if err != nil {
-		return err
+	if resp.Size != 0 {
+		created = resp.Size
 	}
-	fmt.Fprintf(e.stdout, "created %s (%s)\n", d.Name(), human(d.Size()))
+	fmt.Fprintf(e.stdout, "created %s (%s)\n", pos[0], human(created))
 	return nil
 }
 

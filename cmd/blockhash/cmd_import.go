@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"blockhash/daemon"
 	"blockhash/engine"
 )
 
@@ -64,7 +66,7 @@ func runImport(e *env, args []string) error {
 			return e.importConverted(name, image, format)
 		}
 	}
-	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
+	return e.importInto(name, "image "+image, n, false, io.NewSectionReader(f, 0, n), func(d *engine.Device, bar *progress) (int64, error) {
 		return n, parallelChunks(n, func(buf []byte, off int64) error {
 			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 				return err
@@ -107,7 +109,7 @@ func (e *env) importConverted(name, image string, format imageFormat) error {
 		return fmt.Errorf("qemu-img convert of %s: %w", image, err)
 	}
 	defer f.Close()
-	return e.importData(name, "image "+image, n, func(d *engine.Device, bar *progress) (int64, error) {
+	return e.importInto(name, "image "+image, n, true, io.NewSectionReader(f, 0, n), func(d *engine.Device, bar *progress) (int64, error) {
 		return n, parallelChunks(n, func(buf []byte, off int64) error {
 			if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
 				return err
@@ -154,7 +156,7 @@ func (e *env) importStream(name string, r io.Reader, size sizeFlag, raw bool) er
 	if size.set {
 		want = size.v
 	}
-	return e.importData(name, "standard input", want, func(d *engine.Device, bar *progress) (int64, error) {
+	return e.importInto(name, "standard input", want, false, r, func(d *engine.Device, bar *progress) (int64, error) {
 		limit := d.Size()
 		if size.set {
 			limit = size.v
@@ -185,6 +187,78 @@ func (e *env) importStream(name string, r io.Reader, size sizeFlag, raw bool) er
 		}
 		return got, nil
 	})
+}
+
+// importInto imports through the running daemon (importViaDaemon), which
+// reads src, or else opens the store (importData), which runs copy.
+func (e *env) importInto(name, what string, size int64, sparse bool, src io.Reader, copy func(d *engine.Device, bar *progress) (int64, error)) error {
+	if c, ok := e.runningDaemon(); ok {
+		return e.importViaDaemon(c, name, what, size, sparse, src)
+	}
+	return e.importData(name, what, size, copy)
+}
+
+// importViaDaemon streams src (size bytes, or up to the device's size
+// when size < 0) to the daemon, which writes it into device name
+// (daemon/importexport.go) with the checks of importData and importStream
+// and answers with the figures it prints. A read error of src cuts the
+// stream short: the daemon's import fails.
+func (e *env) importViaDaemon(c daemon.Client, name, what string, size int64, sparse bool, src io.Reader) error {
+	conn, resp, err := c.StreamAnswer(daemon.Request{Op: "import", Name: name, Size: max(size, 0), From: what, Sparse: sparse, ID: -1})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	start := time.Now()
+	total := size
+	if total < 0 {
+		total = resp.Size
+	}
+	bar := newProgress(e.stderr, "import", total)
+	fw := daemon.NewFrameWriter(conn)
+	var rerr error
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := io.ReadFull(src, buf)
+		if n > 0 {
+			if _, werr := fw.Write(buf[:n]); werr != nil {
+				break // the daemon stopped reading: its answer says why
+			}
+			bar.add(int64(n))
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			fw.Close()
+			break
+		}
+		if err != nil {
+			rerr = fmt.Errorf("reading %s: %w", what, err)
+			break // no end frame: the daemon fails the import
+		}
+	}
+	bar.finish()
+	conn.CloseWrite()
+	var fin daemon.Response
+	if err := json.NewDecoder(conn).Decode(&fin); err != nil {
+		return errors.Join(rerr, fmt.Errorf("daemon: receive: %w", err))
+	}
+	if fin.Error != "" {
+		if rerr != nil {
+			return fmt.Errorf("%w: %s", rerr, fin.Error)
+		}
+		return &daemon.RemoteError{Msg: fin.Error}
+	}
+	if rerr != nil || len(fin.Devices) != 1 {
+		return errors.Join(rerr, errors.New("daemon: import: no figures in the answer"))
+	}
+	ds := fin.Devices[0].Stats
+	printImported(e, name, fin.Size, time.Since(start), ds.DataBlocks, ds.ZeroBlocks)
+	return nil
+}
+
+// printImported prints an import's summary.
+func printImported(e *env, name string, n int64, el time.Duration, data, zero uint64) {
+	fmt.Fprintf(e.stdout, "imported %s into %s in %.1fs (%.0f MiB/s): %d data blocks, %d zero blocks\n",
+		human(n), name, el.Seconds(), float64(n)/el.Seconds()/(1<<20), data, zero)
 }
 
 // importData finds device name, or creates it when size is known (>= 0;
@@ -244,9 +318,7 @@ func (e *env) importData(name, what string, size int64, copy func(d *engine.Devi
 		return fail(err)
 	}
 	ds := d.Stats()
-	el := time.Since(start)
-	fmt.Fprintf(e.stdout, "imported %s into %s in %.1fs (%.0f MiB/s): %d data blocks, %d zero blocks\n",
-		human(n), name, el.Seconds(), float64(n)/el.Seconds()/(1<<20), ds.DataBlocks, ds.ZeroBlocks)
+	printImported(e, name, n, time.Since(start), ds.DataBlocks, ds.ZeroBlocks)
 	return nil
 }
 
@@ -362,13 +434,16 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	target := pos[1]
+	name, target := pos[0], pos[1]
+	if c, ok := e.runningDaemon(); ok {
+		return e.exportViaDaemon(c, name, target, *force)
+	}
 	eng, err := e.openStore(readOnly)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	d, err := eng.Device(pos[0])
+	d, err := eng.Device(name)
 	if err != nil {
 		return err
 	}
@@ -378,15 +453,12 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if target == "-" {
-		return exportStream(d, used, e.stdout)
-	}
-	t, err := openExportTarget(target, *force)
+	t, err := openExportTarget(target, *force, e.stdout)
 	if err != nil {
 		return err
 	}
 	if t.seq {
-		err = exportStream(d, used, t.f)
+		err = exportStream(d, used, t.w)
 	} else {
 		err = t.export(d, used, newProgress(e.stderr, "export", d.Size()))
 	}
@@ -396,7 +468,40 @@ func runExport(e *env, args []string) error {
 	if err != nil {
 		return t.fail(err)
 	}
-	fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), target)
+	if target != "-" {
+		fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", d.Name(), human(d.Size()), target)
+	}
+	return nil
+}
+
+// exportViaDaemon exports volume name through the running daemon, which
+// streams its bytes in order (daemon/importexport.go), to target.
+func (e *env) exportViaDaemon(c daemon.Client, name, target string, force bool) error {
+	conn, resp, err := c.StreamAnswer(daemon.Request{Op: "export", Name: name, ID: -1})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	t, err := openExportTarget(target, force, e.stdout)
+	if err != nil {
+		return err
+	}
+	var bar *progress
+	if t.seq {
+		bar = newProgress(io.Discard, "export", resp.Size)
+	} else {
+		bar = newProgress(e.stderr, "export", resp.Size)
+	}
+	err = t.copyFrom(conn, name, resp.Size, bar)
+	if err == nil {
+		err = t.close()
+	}
+	if err != nil {
+		return t.fail(err)
+	}
+	if target != "-" {
+		fmt.Fprintf(e.stdout, "exported %s (%s) to %s\n", name, human(resp.Size), target)
+	}
 	return nil
 }
 

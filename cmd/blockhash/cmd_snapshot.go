@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"blockhash/daemon"
 	"blockhash/engine"
 )
 
-// Snapshots, clones, rollbacks, deletions and diffs go through the daemon
+// Snapshots, clones, rollbacks, deletions and diffs (and create and fsck:
+// cmd_create.go, cmd_stats.go) go through the daemon
 // when it runs (it refuses to roll back or delete what it serves) and open
 // the store directly otherwise (refused likewise for devices the daemon
 // remembers as served). The output is the same either way.
@@ -24,11 +26,20 @@ func init() {
 // viaDaemonOr sends r to the daemon if one runs, and otherwise runs
 // offline on the store opened with o.
 func (e *env) viaDaemonOr(r daemon.Request, o engine.Options, offline func(*engine.Engine) error) (daemon.Response, error) {
-	c := e.client()
-	if _, err := os.Stat(c.Socket); err == nil && c.Running() {
+	if c, ok := e.runningDaemon(); ok {
+		if r.Op == "fsck" {
+			c.Timeout = 30 * 24 * time.Hour // it reads every stored block
+		}
 		return c.Do(r)
 	}
 	return daemon.Response{}, e.offline(o, offline)
+}
+
+// runningDaemon returns the client of the daemon when one runs.
+func (e *env) runningDaemon() (daemon.Client, bool) {
+	c := e.client()
+	_, err := os.Stat(c.Socket)
+	return c, err == nil && c.Running()
 }
 
 func runSnapshot(e *env, args []string) error {

@@ -96,14 +96,18 @@ func runFsck(e *env, args []string) error {
 		o = freeing
 		o.Repair = true
 	}
-	eng, err := e.openStore(o)
+	// Through the daemon when it runs (it refuses --repair).
+	var rep engine.FsckReport
+	resp, err := e.viaDaemonOr(daemon.Request{Op: "fsck", Repair: *repair, ID: -1}, o,
+		func(eng *engine.Engine) (err error) {
+			rep, err = eng.Fsck(*repair)
+			return err
+		})
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
-	rep, err := eng.Fsck(*repair)
-	if err != nil {
-		return err
+	if resp.Fsck != nil {
+		rep = *resp.Fsck
 	}
 	if *asJSON {
 		if err := e.printJSON(rep); err != nil {

@@ -12,21 +12,28 @@ import (
 // exportTarget is where export writes a device: a regular file (new, or
 // existing with --force), a block device, or a character device or FIFO
 // (written in order, like standard output).
+// Every export writes through it, whether it reads the store (in
+// parallel) or the daemon's stream (in order).
 type exportTarget struct {
 	path    string
 	f       *os.File
-	regular bool // a regular file: every zero block is left a hole
-	created bool // export created it: a failed export removes it
-	seq     bool // written in order (character device, FIFO)
+	w       io.Writer // a target written in order: f, or standard output
+	regular bool      // a regular file: every zero block is left a hole
+	created bool      // export created it: a failed export removes it
+	seq     bool      // written in order (character device, FIFO, standard output)
 	size    int64
 }
 
-// openExportTarget opens path for an export, before the store is opened:
-// a block or character device is opened for writing as it is (no O_EXCL,
-// no truncation); an existing regular file only with force (then it is
+// openExportTarget opens path for an export: "-" is stdout; a block or
+// character device is opened for writing as it is (no O_EXCL, no
+// truncation); an existing regular file only with force (then it is
 // truncated); a missing file is created.
-func openExportTarget(path string, force bool) (*exportTarget, error) {
+func openExportTarget(path string, force bool, stdout io.Writer) (*exportTarget, error) {
 	t := &exportTarget{path: path}
+	if path == "-" {
+		t.w, t.seq = stdout, true
+		return t, nil
+	}
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -58,6 +65,9 @@ func openExportTarget(path string, force bool) (*exportTarget, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.seq {
+		t.w = t.f
+	}
 	return t, nil
 }
 
@@ -66,9 +76,9 @@ func openExportTarget(path string, force bool) (*exportTarget, error) {
 // (unwritten, or written as zeros) and its size set at the end; a block
 // device gets every byte, zeros included (it may hold old data).
 func (t *exportTarget) export(d *engine.Device, used chunkSet, bar *progress) error {
-	if !t.regular && t.size < d.Size() {
+	if err := t.fits(d.Name(), d.Size()); err != nil {
 		bar.finish()
-		return fmt.Errorf("%s (%s) is smaller than device %s (%s)", t.path, human(t.size), d.Name(), human(d.Size()))
+		return err
 	}
 	err := parallelChunks(d.Size(), func(buf []byte, off int64) error {
 		defer bar.add(int64(len(buf)))
@@ -79,20 +89,79 @@ func (t *exportTarget) export(d *engine.Device, used chunkSet, bar *progress) er
 		} else {
 			clear(buf)
 		}
-		if !t.regular {
-			_, err := t.f.WriteAt(buf, off)
-			return err
-		}
-		return writeSparse(t.f, buf, off)
+		return t.write(buf, off)
 	})
 	bar.finish()
-	if err == nil && t.regular {
-		err = t.f.Truncate(d.Size())
+	if err != nil {
+		return err
 	}
-	if err == nil {
-		err = t.f.Sync()
+	return t.finish(d.Size())
+}
+
+// copyFrom writes the size bytes of volume name that r holds in order
+// (the daemon's export stream) to the target; a stream short of size is
+// an error.
+func (t *exportTarget) copyFrom(r io.Reader, name string, size int64, bar *progress) error {
+	defer bar.finish()
+	if err := t.fits(name, size); err != nil {
+		return err
 	}
-	return err
+	buf := make([]byte, chunkSize)
+	for off := int64(0); off < size; {
+		b := buf[:min(chunkSize, size-off)]
+		if n, err := io.ReadFull(r, b); err != nil {
+			return fmt.Errorf("the export of %s ended after %d of %d bytes (the daemon's log says why): %w", name, off+int64(n), size, err)
+		}
+		if err := t.write(b, off); err != nil {
+			return err
+		}
+		bar.add(int64(len(b)))
+		off += int64(len(b))
+	}
+	// The daemon closes the connection once it has let the volume go:
+	// wait for that, so that a command after this one finds it free.
+	if n, _ := io.Copy(io.Discard, r); n > 0 {
+		return fmt.Errorf("the export of %s ran past its %d bytes", name, size)
+	}
+	return t.finish(size)
+}
+
+// fits checks that a block device holds a volume of size bytes.
+func (t *exportTarget) fits(name string, size int64) error {
+	if !t.regular && !t.seq && t.size < size {
+		return fmt.Errorf("%s (%s) is smaller than device %s (%s)", t.path, human(t.size), name, human(size))
+	}
+	return nil
+}
+
+// write writes buf, the bytes at off: in order to a target written in
+// order (off is then where it stands), leaving holes for zero blocks in
+// a regular file, every byte to a block device.
+func (t *exportTarget) write(buf []byte, off int64) error {
+	switch {
+	case t.seq:
+		_, err := t.w.Write(buf)
+		return err
+	case t.regular:
+		return writeSparse(t.f, buf, off)
+	default:
+		_, err := t.f.WriteAt(buf, off)
+		return err
+	}
+}
+
+// finish sets a regular file's size to size and syncs a file or block
+// device.
+func (t *exportTarget) finish(size int64) error {
+	if t.seq {
+		return nil
+	}
+	if t.regular {
+		if err := t.f.Truncate(size); err != nil {
+			return err
+		}
+	}
+	return t.f.Sync()
 }
 
 // writeSparse writes the blocks of buf (at off) that are not all zeros,
