@@ -277,7 +277,7 @@ func (d *Daemon) importTarget(r Request) (dev *engine.Device, created bool, err 
 		return nil, false, err
 	}
 	if r.Size > dev.Size() {
-		err = fmt.Errorf("%s (%s) is larger than device %s (%s)", r.From, human(r.Size), r.Name, human(dev.Size()))
+		err = fmt.Errorf("%s (%s) is larger than device %s (%s)", r.From, HumanSize(r.Size), r.Name, HumanSize(dev.Size()))
 		if created {
 			if derr := d.eng.DeleteDevice(r.Name); derr != nil {
 				err = fmt.Errorf("%w (and deleting the new device %s failed: %v)", err, r.Name, derr)
@@ -345,7 +345,7 @@ func (d *Daemon) importCopy(c net.Conn, dev *engine.Device, r Request) (int64, e
 		if r.Size > 0 {
 			return off, fmt.Errorf("%s holds more than %s %d bytes", r.From, sizeName, r.Size)
 		}
-		return off, fmt.Errorf("%s is larger than device %s (%s)", r.From, r.Name, human(dev.Size()))
+		return off, fmt.Errorf("%s is larger than device %s (%s)", r.From, r.Name, HumanSize(dev.Size()))
 	}
 	return off, nil
 }
@@ -425,8 +425,9 @@ func isZero(b []byte) bool {
 	return true
 }
 
-// human formats a byte count as the CLI does: 1.5 GiB.
-func human(n int64) string {
+// HumanSize formats a byte count for people: 1.5 GiB (the CLI's figures
+// and the daemon's messages alike).
+func HumanSize(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"blockhash/daemon"
 )
 
 // newFlags returns a flag set that reports errors instead of exiting.
@@ -126,18 +128,7 @@ func (f *sizeFlag) Set(s string) error {
 }
 
 // human formats a byte count: 1.5 GiB.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
+func human(n int64) string { return daemon.HumanSize(n) }
 
 // helpError is -h or --help on a command's line: the command prints its
 // help from fs, the flag set it parses with, and exits 0.
