@@ -448,9 +448,12 @@ func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
 	return hit.Slot, true, nil
 }
 
-// Abandon drops the staging volume and what only it holds (a rejected
-// stream leaves nothing behind).
-func (st *Staging) Abandon() error { return st.e.DeleteDevice(st.m.full, DeleteOptions{}) }
+// Abandon drops the staging volume and releases what only it held before
+// it returns (a rejected stream leaves nothing behind, not even a
+// deletion under way).
+func (st *Staging) Abandon() error {
+	return st.e.DeleteDevice(st.m.full, DeleteOptions{Wait: true})
+}
 
 // ReceivingVolume is a receive's staging volume: under way, or left by an
 // interrupted receive for the next one to carry on with.
