@@ -289,3 +289,31 @@ func TestStatsCountStagingBlocks(t *testing.T) {
 		t.Fatalf("data %d unique %d duplicate %d devices %d, want 20 10 10 1", s.DataBlocks, s.UniqueBlocks, s.DuplicateBlocks, len(s.Devices))
 	}
 }
+
+// TestAbandonLeavesNothing: a rejected stream's staging volume is gone,
+// its space released, when Abandon returns (regression: it was released
+// in the background, and a store closed meanwhile listed it as being
+// deleted after the refusal).
+func TestAbandonLeavesNothing(t *testing.T) {
+	_, e := newStore(t, Options{})
+	st, err := e.BeginReceive(ReceiveSpec{Device: "vm", Size: 3 * tableBlocks * BlockSize, GUID: newGUID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tb := range uint64(3) {
+		b := block(tb + 1)
+		if err := st.Write([]uint64{tb * tableBlocks}, b, e.hashBlocks(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Abandon(); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Deleting(); len(d) != 0 {
+		t.Fatalf("still being deleted after Abandon: %+v", d)
+	}
+	if r := e.Receiving(); len(r) != 0 {
+		t.Fatalf("still receiving after Abandon: %+v", r)
+	}
+	fsckOK(t, e)
+}
