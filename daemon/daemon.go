@@ -274,12 +274,14 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 		if r.Size%int64(s.LBS) != 0 {
 			return DeviceInfo{}, fmt.Errorf("%w: size %d is not a multiple of the logical block size %d", ErrInvalid, r.Size, s.LBS)
 		}
-		if dev, err = d.eng.CreateDevice(r.Name, r.Size); err != nil {
+		if dev, err = d.eng.CreateDevice(r.Name, r.Size, engine.CreateOptions{Domain: r.Domain}); err != nil {
 			return DeviceInfo{}, err
 		}
 		created = true
 	case err != nil:
 		return DeviceInfo{}, err
+	case dev.InDomain(r.Domain) != nil:
+		return DeviceInfo{}, dev.InDomain(r.Domain)
 	case r.Size != 0 && r.Size < dev.Size():
 		return DeviceInfo{}, fmt.Errorf("%w: device %s exists with size %d: a device does not shrink (to %d)", ErrInvalid, r.Name, dev.Size(), r.Size)
 	case r.Size > dev.Size():

@@ -107,7 +107,7 @@ func (d *Daemon) closeStreams() {
 func (d *Daemon) Create(r Request) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dev, err := d.eng.CreateDevice(r.Name, r.Size)
+	dev, err := d.eng.CreateDevice(r.Name, r.Size, engine.CreateOptions{Domain: r.Domain})
 	if err != nil {
 		return 0, err
 	}
@@ -270,8 +270,10 @@ func (d *Daemon) importTarget(r Request) (dev *engine.Device, created bool, err 
 		if r.Size == 0 {
 			return nil, false, fmt.Errorf("device %s does not exist: an import from standard input creates it only with --size (its size must be known before it is written)", r.Name)
 		}
-		dev, err = d.eng.CreateDevice(r.Name, (r.Size+engine.BlockSize-1)/engine.BlockSize*engine.BlockSize)
+		dev, err = d.eng.CreateDevice(r.Name, (r.Size+engine.BlockSize-1)/engine.BlockSize*engine.BlockSize, engine.CreateOptions{Domain: r.Domain})
 		created = err == nil
+	} else if err == nil {
+		err = dev.InDomain(r.Domain)
 	}
 	if err != nil {
 		return nil, false, err

@@ -34,6 +34,9 @@ type ListEntry struct {
 	UsedBlocks uint64 `json:"used_blocks"`
 	LostBlocks uint64 `json:"lost_blocks"` // quarantined: data lost
 	Origin     string `json:"origin"`      // a clone's source, "dev@snap"
+	// Domain is the volume's dedup domain (engine.DefaultDomain for the
+	// store's default; "" for receiving, deleting and offline rows).
+	Domain string `json:"domain"`
 	// Created is when the volume was made (zero for receiving, deleting
 	// and offline rows).
 	Created time.Time `json:"created"`
@@ -77,7 +80,10 @@ func ListEntries(s engine.Stats, served []DeviceInfo) []ListEntry {
 	for _, d := range s.Devices {
 		e := ListEntry{Name: d.Name, Kind: d.Kind, StoreID: d.ID, Size: d.LogicalBytes,
 			DataBlocks: d.DataBlocks, ZeroBlocks: d.ZeroBlocks, UniqueBlocks: d.UniqueBlocks, SharedBlocks: d.SharedBlocks,
-			UsedBlocks: d.UsedBlocks, LostBlocks: d.LostBlocks, Origin: d.Origin, Created: d.Created}
+			UsedBlocks: d.UsedBlocks, LostBlocks: d.LostBlocks, Origin: d.Origin, Domain: d.Domain, Created: d.Created}
+		if e.Domain == "" {
+			e.Domain = engine.DefaultDomain
+		}
 		if i, ok := byName[d.Name]; ok {
 			e.Served = servedOf(i)
 		}

@@ -23,7 +23,7 @@ func TestListEntriesGolden(t *testing.T) {
 			{Name: "vm@s1", ID: 2, Kind: "snapshot", LogicalBytes: 1 << 20, Blocks: 256, DataBlocks: 190, ZeroBlocks: 66,
 				UniqueBlocks: 10, SharedBlocks: 180, UsedBlocks: 9, Created: created},
 			{Name: "vm2", ID: 3, Kind: "device", LogicalBytes: 1 << 20, Blocks: 256, DataBlocks: 191, ZeroBlocks: 65,
-				UniqueBlocks: 1, SharedBlocks: 190, LostBlocks: 1, Origin: "vm@s1", Created: created},
+				UniqueBlocks: 1, SharedBlocks: 190, LostBlocks: 1, Origin: "vm@s1", Domain: "tenant-a", Created: created},
 		},
 		OfflineDevices: []string{"broken"},
 		Receiving:      []engine.ReceivingVolume{{Device: "incoming", DataBlocks: 12, Size: 1 << 20}},

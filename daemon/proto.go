@@ -42,6 +42,9 @@ type Request struct {
 	From   string `json:"from,omitempty"`
 	Sparse bool   `json:"sparse,omitempty"`
 	Repair bool   `json:"repair,omitempty"` // fsck: refused while the daemon runs
+	// Domain is the dedup domain of a device add, create or import makes
+	// (an existing device must be in it); "": the default, or any.
+	Domain string `json:"domain,omitempty"`
 }
 
 // Response is the daemon's answer.

@@ -89,8 +89,16 @@ func (e *Engine) openMaps() error {
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].hdr.ID < vols[j].hdr.ID })
 	for _, m := range vols {
+		// The lowest-numbered volume of a domain gives its secret.
+		derr := e.doms.adopt(m.hdr.Domain, m.hdr.Secret)
 		if m.hdr.Deleting {
 			m.deleted.Store(true)
+			continue
+		}
+		if derr != nil {
+			err := fmt.Errorf("%s: %w", m.path, derr)
+			e.log.Error().Err(err).Msg("volume cannot be opened: the device is offline")
+			e.broken = append(e.broken, BrokenDevice{Name: m.full, Path: m.path, Err: err})
 			continue
 		}
 		if other, dup := e.byName[m.full]; dup {

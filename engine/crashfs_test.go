@@ -117,6 +117,12 @@ func (s propState) apply(op propOp) {
 	}
 }
 
+// inDomain reports whether volume name is in a dedup domain of its own.
+func inDomain(e *Engine, name string) bool {
+	d, err := e.Device(name)
+	return err == nil && d.Domain() != ""
+}
+
 // barrier reports whether an acknowledged op commits everything before it.
 func (op propOp) barrier() bool { return op.acked && strings.ContainsRune("FXSKRVG", rune(op.kind)) }
 
@@ -227,7 +233,12 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 		var err error
 		switch op.kind {
 		case 'C':
-			_, err = e.CreateDevice(op.dev, propDevSize)
+			// Devices d0, d3, ... are in the default dedup domain, the
+			// others in two domains: a domain's secret must survive the
+			// cuts with its volumes (fsck checks every block's key).
+			var n int
+			fmt.Sscanf(op.dev, "d%d", &n)
+			_, err = e.CreateDevice(op.dev, propDevSize, CreateOptions{Domain: []string{"", "t1", "t2"}[n%3]})
 			if err == nil {
 				live = append(live, op.dev)
 			}
@@ -247,6 +258,12 @@ func (p *propRun) workload(e *Engine, limit int) []propOp {
 			_, snap := SplitName(op.dst)
 			err = e.Rollback(op.dev, snap)
 		case 'V':
+			if inDomain(e, op.dev) || inDomain(e, op.dst) {
+				// Replication keeps to the default domain: a flush instead.
+				op = propOp{kind: 'F'}
+				err = e.Flush()
+				break
+			}
 			if err = propReceive(e, op); err == nil {
 				if !slices.Contains(live, op.dst) {
 					live = append(live, op.dst)

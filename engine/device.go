@@ -1,5 +1,7 @@
 package engine
 
+import "fmt"
+
 // Device is a handle on one device of an Engine. Its methods are safe for
 // concurrent use and match the ublk backend interface (engine itself knows
 // nothing of kernel devices). Offsets and lengths must be multiples of 512.
@@ -16,6 +18,26 @@ func (d *Device) ID() uint32 { return d.m.hdr.ID }
 
 // Size is the device's size in bytes.
 func (d *Device) Size() int64 { return d.m.hdr.Size }
+
+// Domain is the device's dedup domain ("" for the store's default).
+func (d *Device) Domain() string { return d.m.hdr.Domain }
+
+// InDomain checks that the device is in dedup domain want (as a user
+// names it: DefaultDomain for the default; "" asks nothing). A device
+// does not change domains: its blocks are keyed by its domain's secret.
+func (d *Device) InDomain(want string) error {
+	if want == "" {
+		return nil
+	}
+	have := d.m.hdr.Domain
+	if have == "" {
+		have = DefaultDomain
+	}
+	if have != want {
+		return fmt.Errorf("%w: %s is in dedup domain %s, not %s (a device does not change domains)", ErrInvalid, d.m.full, have, want)
+	}
+	return nil
+}
 
 // Stats describes the device.
 func (d *Device) Stats() DeviceStats { return d.m.stats() }

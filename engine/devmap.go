@@ -45,6 +45,8 @@ import (
 //	(a snapshot's identity, shared by its replicas; zeros: none) | 272 16
 //	base guid and 288 2 target length, 290 64 target (a receive's staging
 //	volume: the snapshot it is built from and the device it will become) |
+//	354 1 dedup domain name length (0: the store's default domain), 355 64
+//	domain name, 419 32 the domain's secret (domains.go) |
 //	4092 4 CRC-32C of bytes 0..4091
 const (
 	mapHeaderSize = 4096
@@ -134,6 +136,10 @@ type mapHeader struct {
 	// become (Target) and the snapshot it was cloned from (BaseGUID).
 	BaseGUID [16]byte
 	Target   string
+	// Domain is the dedup domain ("": the store's default) and Secret its
+	// key (domains.go); a snapshot or clone is in its source's domain.
+	Domain string
+	Secret [SecretSize]byte
 }
 
 func (h *mapHeader) roots() int { return rootsFor(uint64(h.Size / blockstore.BlockSize)) }
@@ -159,6 +165,9 @@ func (h *mapHeader) encode() []byte {
 	copy(b[272:288], h.BaseGUID[:])
 	binary.LittleEndian.PutUint16(b[288:], uint16(len(h.Target)))
 	copy(b[290:290+maxNameLen], h.Target)
+	b[354] = byte(len(h.Domain))
+	copy(b[355:355+maxNameLen], h.Domain)
+	copy(b[419:419+SecretSize], h.Secret[:])
 	binary.LittleEndian.PutUint32(b[4092:], crc32.Checksum(b[:4092], castagnoli))
 	return b
 }
@@ -189,7 +198,8 @@ func decodeMapHeader(b []byte) (mapHeader, error) {
 	n := int(binary.LittleEndian.Uint16(b[44:]))
 	on := int(binary.LittleEndian.Uint16(b[110:]))
 	tn := int(binary.LittleEndian.Uint16(b[288:]))
-	if n == 0 || n > maxNameLen || on > maxOriginLen || tn > maxNameLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 ||
+	dn := int(b[354])
+	if n == 0 || n > maxNameLen || on > maxOriginLen || tn > maxNameLen || dn > maxNameLen || h.Size <= 0 || h.Size%blockstore.BlockSize != 0 ||
 		h.Kind > kindSnapshot || b[33]&^1 != 0 || (h.Kind == kindSnapshot) != (h.Parent != 0) || h.ID == 0 ||
 		binary.LittleEndian.Uint32(b[40:]) != uint32(h.roots()) {
 		return h, fmt.Errorf("%w: volume header fields out of range", ErrCorrupt)
@@ -199,6 +209,8 @@ func decodeMapHeader(b []byte) (mapHeader, error) {
 	h.GUID = [16]byte(b[256:272])
 	h.BaseGUID = [16]byte(b[272:288])
 	h.Target = string(b[290 : 290+tn])
+	h.Domain = string(b[355 : 355+dn])
+	h.Secret = [SecretSize]byte(b[419 : 419+SecretSize])
 	return h, nil
 }
 

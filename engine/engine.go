@@ -74,8 +74,10 @@ type Engine struct {
 	opts Options
 	// verify compares a block byte for byte before sharing it.
 	verify bool
-	log    zerolog.Logger
-	lock   io.Closer
+	// doms is the dedup domains and their keyers (domains.go).
+	doms *domainSet
+	log  zerolog.Logger
+	lock io.Closer
 
 	ix    *index.Index
 	bs    blockstore.Store
@@ -284,6 +286,7 @@ func Open(dir string, o Options) (*Engine, error) {
 		byName: map[string]*Map{}, byID: map[uint32]*Map{}, nextID: 1,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), bgDone: make(chan struct{}),
 		hashTokens: make(chan struct{}, min(runtime.NumCPU(), runtime.GOMAXPROCS(0)))}
+	e.doms = newDomainSet(sb.Hash)
 	e.slots = newSlotSpace(storeSlots{e}, uint64(sb.ExtentSize/BlockSize), o.Logger)
 	if !o.ReadOnly {
 		e.openReserve()

@@ -195,7 +195,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool, keys []i
 		lo := (off + BlockSize - 1) / BlockSize
 		hi := (off + n) / BlockSize
 		if hi > lo {
-			keys = e.hashBlocks(p[lo*BlockSize-off : hi*BlockSize-off])
+			keys = e.hashBlocks(e.keyerOf(m), p[lo*BlockSize-off:hi*BlockSize-off])
 		}
 	}
 
@@ -242,7 +242,7 @@ func (e *Engine) writeLocked(m *Map, p []byte, off, n int64, zero bool, keys []i
 			} else {
 				copy(data[lo-bStart:], p[lo-off:hi-off])
 			}
-			k = e.sb.Hash.blockKey(data)
+			k = e.keyerOf(m).blockKey(data)
 		}
 		if old.Key == k {
 			if old.holds() && e.slots.isDamaged(old.Slot) {
@@ -479,7 +479,7 @@ func (e *Engine) sameContent(slot uint64, k index.Key, data []byte, r *writeReq,
 	if bytes.Equal(buf, data) {
 		return true, false, nil
 	}
-	return false, e.sb.Hash.blockKey(buf) != k, nil
+	return false, !e.doms.verify(buf, k), nil
 }
 
 // finishHeals writes the request's heals (damage.go).
@@ -492,6 +492,15 @@ func (e *Engine) finishHeals(r *writeReq) error {
 		return err
 	}
 	return nil
+}
+
+// keyerOf is the keyer of m's dedup domain. A volume whose domain is not
+// in the set was left offline at open (catalog.go): it is never written.
+func (e *Engine) keyerOf(m *Map) *keyer {
+	if kr := e.doms.get(m.hdr.Domain); kr != nil {
+		return kr
+	}
+	return e.doms.def
 }
 
 // prefetchWindow is how many slot records around a hit are read into the
@@ -526,7 +535,7 @@ func (e *Engine) prefetch(hit uint64) {
 // tokens (one per core): GOMAXPROCS is above the core count in the daemon
 // (see cmd/blockhash), and more hashing goroutines than cores would only
 // take turns on them.
-func (e *Engine) hashBlocks(p []byte) []index.Key {
+func (e *Engine) hashBlocks(kr *keyer, p []byte) []index.Key {
 	n := len(p) / BlockSize
 	keys := make([]index.Key, n)
 	hash := func(next *atomic.Int64) {
@@ -537,7 +546,7 @@ func (e *Engine) hashBlocks(p []byte) []index.Key {
 			if i >= n {
 				return
 			}
-			keys[i] = e.sb.Hash.blockKey(p[i*BlockSize : (i+1)*BlockSize])
+			keys[i] = kr.blockKey(p[i*BlockSize : (i+1)*BlockSize])
 		}
 	}
 	var next atomic.Int64

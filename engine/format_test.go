@@ -231,6 +231,8 @@ func FuzzDecodeMapHeader(f *testing.F) {
 	big := (&mapHeader{ID: 5, Size: 5000 * tableBlocks * BlockSize, Name: "big"}).encode()
 	f.Add(big[:50], true)
 	f.Add([]byte("BHMAP\x00\x00\x01"), true) // format 1
+	dom := (&mapHeader{ID: 6, Size: 1 << 20, Name: "d1", Domain: "tenant-a", Secret: [SecretSize]byte{1, 2, 3}}).encode()
+	f.Add(dom[:460], true)
 	f.Fuzz(func(t *testing.T, b []byte, fix bool) {
 		if fix {
 			b = withCRC(b, mapHeaderSize)

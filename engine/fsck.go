@@ -510,7 +510,8 @@ func (f *fsck) checkSlot(s uint64, rec *blockstore.Meta, recBad bool, data []byt
 	rep.LiveSlots++
 	recKey, _ := index.DecodeKey(rec.Tag[:])
 	recOK := !recBad && !rec.IsZero()
-	d := f.e.sb.Hash.blockKey(data)
+	// The data's key in the domain of the volumes naming the slot.
+	d, _ := f.e.doms.match(data, func(k index.Key) bool { return keyFP(k) == f.fp[s] })
 	b := f.bad[s]
 	switch {
 	case b != nil && b.conflict:

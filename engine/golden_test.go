@@ -35,6 +35,8 @@ func TestGoldenFormats(t *testing.T) {
 	guidSnap.GUID = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	staging := mapHeader{ID: 9, Size: 1 << 30, Created: time.Unix(1700000000, 10), Name: ".recv-0a0b0c0d0e0f",
 		Origin: "vm-disk.1@before-upgrade", GUID: guidSnap.GUID, BaseGUID: [16]byte{0xff, 15: 0xee}, Target: "vm-disk.1"}
+	domainHdr := mapHeader{ID: 10, Size: 1 << 30, Created: time.Unix(1700000000, 11), Name: "tenant-vm", Domain: "tenant-a",
+		Secret: [SecretSize]byte{0x10, 0x11, 0x12, 31: 0x2f}}
 	tbl := ptrPage{}
 	tbl[0], tbl[1], tbl[1022] = 2, lostPage, 0x01020304
 	tblBytes := make([]byte, mapPageSize)
@@ -58,6 +60,7 @@ func TestGoldenFormats(t *testing.T) {
 		{"snapshot-header.golden", snap.encode()},
 		{"snapshot-guid-header.golden", guidSnap.encode()},
 		{"staging-header.golden", staging.encode()},
+		{"domain-header.golden", domainHdr.encode()},
 		{"volume-file.golden", encodeVolume(hdr, []uint32{1, 0, lostPage, 9})},
 		{"table-page.golden", tblBytes},
 		{"map-leaf-page.golden", func() []byte {
@@ -95,6 +98,10 @@ func TestGoldenFormats(t *testing.T) {
 				}
 			case "staging-header.golden":
 				if got, err := decodeMapHeader(tc.b); err != nil || got != staging {
+					t.Fatalf("%+v %v", got, err)
+				}
+			case "domain-header.golden":
+				if got, err := decodeMapHeader(tc.b); err != nil || got != domainHdr {
 					t.Fatalf("%+v %v", got, err)
 				}
 			case "table-page.golden":

@@ -81,7 +81,15 @@ func (d *Device) GUID() [16]byte { return d.m.hdr.GUID }
 // Keys fills out with the content keys of blocks first.. (the zero key
 // for a block that reads as zeros). A block whose map entry is damaged is
 // an ErrCorrupt error.
+//
+// The keys of a device in a dedup domain other than the default are its
+// domain's secret digests: they mean nothing to another store, and a
+// stream of them would tell it which blocks the domain holds. They are
+// refused (ErrInvalid).
 func (d *Device) Keys(first uint64, out []index.Key) error {
+	if d.m.hdr.Domain != "" {
+		return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", ErrInvalid, d.m.full, d.m.hdr.Domain)
+	}
 	if first+uint64(len(out)) > d.m.blocks || first+uint64(len(out)) < first {
 		return fmt.Errorf("%w: blocks %d+%d of %d", ErrRange, first, len(out), d.m.blocks)
 	}
@@ -165,6 +173,9 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 	err := func() error {
 		if target != nil && target.hdr.Kind != kindDevice {
 			return fmt.Errorf("%w: %s is not a device", ErrInvalid, spec.Device)
+		}
+		if target != nil && target.hdr.Domain != "" {
+			return fmt.Errorf("%w: device %s is in dedup domain %s, and replication keeps to the default domain", ErrInvalid, spec.Device, target.hdr.Domain)
 		}
 		if spec.Snap != "" {
 			if s, ok := e.byName[spec.Device+"@"+spec.Snap]; ok {
@@ -265,7 +276,7 @@ func (st *Staging) Write(lbas []uint64, data []byte, keys []index.Key) error {
 	if len(data) != len(keys)*BlockSize || len(lbas) != len(keys) {
 		return fmt.Errorf("%w: %d bytes and %d blocks for %d keys", ErrInvalid, len(data), len(lbas), len(keys))
 	}
-	got := st.e.hashBlocks(data)
+	got := st.e.hashBlocks(st.e.doms.def, data)
 	for i := range keys {
 		if got[i] != keys[i] {
 			return fmt.Errorf("%w: received block %d does not match its key", ErrCorrupt, lbas[i])

@@ -302,7 +302,7 @@ func TestAbandonLeavesNothing(t *testing.T) {
 	}
 	for tb := range uint64(3) {
 		b := block(tb + 1)
-		if err := st.Write([]uint64{tb * tableBlocks}, b, e.hashBlocks(b)); err != nil {
+		if err := st.Write([]uint64{tb * tableBlocks}, b, e.hashBlocks(e.doms.def, b)); err != nil {
 			t.Fatal(err)
 		}
 	}

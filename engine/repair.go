@@ -141,6 +141,13 @@ func (e *Engine) rebuildMap(b BrokenDevice) (*Map, error) {
 	h := salvageMapHeader(old, pages)
 	h.ID = id
 	h.Name = fmt.Sprintf("recovered-%d", id)
+	if err := e.doms.adopt(h.Domain, h.Secret); err != nil {
+		// Another secret: the domain field was damaged too. The default
+		// domain then (its writes share with the default's; fsck still
+		// checks the old blocks against every domain's key).
+		e.log.Warn().Err(err).Str("volume", b.Path).Msg("recovered volume put in the default dedup domain")
+		h.Domain, h.Secret = "", [SecretSize]byte{}
+	}
 	e.devMu.Lock()
 	defer e.devMu.Unlock()
 	if _, taken := e.byName[h.Name]; taken {
@@ -175,6 +182,11 @@ func salvageMapHeader(b []byte, rootPages int64) mapHeader {
 	h.Size = rootPages * ptrsPerPage * tableBlocks * BlockSize
 	if c := int64(binary.LittleEndian.Uint64(b[24:])); [8]byte(b[:8]) == mapMagic && c > 0 {
 		h.Created = time.Unix(0, c)
+	}
+	// The dedup domain, if its fields read as one: its blocks keep
+	// sharing with their domain (an unknown secret is checked at adopt).
+	if dn := int(b[354]); [8]byte(b[:8]) == mapMagic && dn > 0 && dn <= maxNameLen && ValidName(string(b[355:355+dn])) == nil {
+		h.Domain, h.Secret = string(b[355:355+dn]), [SecretSize]byte(b[419:419+SecretSize])
 	}
 	return h
 }

@@ -78,7 +78,7 @@ func (e *Engine) Scrub(ctx context.Context, o ScrubOptions) (ScrubReport, error)
 				continue
 			}
 			rep.BlocksChecked++
-			if e.sb.Hash.blockKey(data[i*BlockSize:(i+1)*BlockSize]) == keys[i] {
+			if e.doms.verify(data[i*BlockSize:(i+1)*BlockSize], keys[i]) {
 				continue
 			}
 			if e.scrubConfirm(first+i, keys[i]) {
@@ -196,7 +196,7 @@ func (e *Engine) scrubConfirm(s uint64, k index.Key) bool {
 	if err := e.bs.ReadAt(buf, blockstore.Slot(s)); err != nil {
 		return false
 	}
-	return e.sb.Hash.blockKey(buf) != k
+	return !e.doms.verify(buf, k)
 }
 
 // pace sleeps so that read bytes since start stay within rate per second.

@@ -28,10 +28,26 @@ type DeviceStats struct {
 	// within this volume); SharedBlocks are the rest of DataBlocks: their
 	// stored block is referenced by another device, snapshot or clone as
 	// well (zfs's "unique" and "shared"; see Engine.usage).
-	UniqueBlocks uint64    `json:"unique_blocks"`
-	SharedBlocks uint64    `json:"shared_blocks"`
-	Origin       string    `json:"origin,omitempty"` // a clone's source ("dev@snap")
-	Created      time.Time `json:"created"`
+	UniqueBlocks uint64 `json:"unique_blocks"`
+	SharedBlocks uint64 `json:"shared_blocks"`
+	Origin       string `json:"origin,omitempty"` // a clone's source ("dev@snap")
+	// Domain is the volume's dedup domain ("" for the store's default).
+	Domain  string    `json:"domain,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// DomainStats is dedup within one dedup domain: blocks are shared only
+// between the volumes of a domain, so each domain's stored blocks are its
+// own.
+type DomainStats struct {
+	Name    string `json:"name"` // DefaultDomain for the store's default
+	Devices int    `json:"devices"`
+	// DataBlocks hold non-zero data in the domain's devices (snapshots
+	// not counted, as store-wide); StoredBlocks are the distinct stored
+	// blocks its volumes reference, snapshots included.
+	DataBlocks   uint64  `json:"data_blocks"`
+	StoredBlocks uint64  `json:"stored_blocks"`
+	SavedPercent float64 `json:"saved_percent"` // (data - stored) / data
 }
 
 // Stats describes the whole store.
@@ -67,6 +83,9 @@ type Stats struct {
 	Deleting []DeletingVolume `json:"deleting,omitempty"`
 	// Receiving lists receives under way or interrupted (receive.go).
 	Receiving []ReceivingVolume `json:"receiving,omitempty"`
+	// Domains is dedup per domain, when the store has domains other
+	// than the default (Stats only; domains.go).
+	Domains []DomainStats `json:"domains,omitempty"`
 }
 
 // Stats computes current figures, with what each volume shares and holds
@@ -96,6 +115,11 @@ func (e *Engine) Stats() (Stats, error) {
 			d.UsedBlocks = u.freed
 		}
 	}
+	doms, err := e.domainStats(s)
+	if err != nil {
+		return s, err
+	}
+	s.Domains = doms
 	return s, nil
 }
 
@@ -202,6 +226,6 @@ func (m *Map) stats() DeviceStats {
 	if m.readOnly() {
 		kind = "snapshot"
 	}
-	return DeviceStats{Name: m.full, Kind: kind, Origin: m.hdr.Origin, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
+	return DeviceStats{Name: m.full, Kind: kind, Origin: m.hdr.Origin, Domain: m.hdr.Domain, ID: m.hdr.ID, LogicalBytes: m.hdr.Size, Blocks: m.blocks,
 		DataBlocks: mapped, ZeroBlocks: m.blocks - mapped, LostBlocks: uint64(max(0, m.lost.Load())), Created: m.hdr.Created}
 }

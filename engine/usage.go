@@ -1,6 +1,9 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
 // Used returns the number of stored blocks that deleting volume name (a
 // device or "dev@snap") would free: blocks named only by map pages that
@@ -128,4 +131,96 @@ func (e *Engine) Deleting() []DeletingVolume {
 		out = append(out, DeletingVolume{Name: m.full, TablesLeft: left, Tables: len(m.root)})
 	}
 	return out
+}
+
+// domainStats is dedup per domain (nil when the store has none but the
+// default). A domain's stored blocks are the distinct slots its volumes
+// reference: a walk of each of their maps, one bit per slot. Blocks of
+// two domains never share a slot (their keys differ, and a snapshot or
+// clone stays in its source's domain), so the default domain's stored
+// blocks are the store's less the others'.
+func (e *Engine) domainStats(s Stats) ([]DomainStats, error) {
+	byDom := map[string]*DomainStats{}
+	var order []string
+	for _, d := range s.Devices {
+		ds := byDom[d.Domain]
+		if ds == nil {
+			name := d.Domain
+			if name == "" {
+				name = DefaultDomain
+			}
+			ds = &DomainStats{Name: name}
+			byDom[d.Domain] = ds
+			order = append(order, d.Domain)
+		}
+		if d.Kind == "device" {
+			ds.Devices++
+			ds.DataBlocks += d.DataBlocks
+		}
+	}
+	if len(byDom) == 0 || (len(byDom) == 1 && byDom[""] != nil) {
+		return nil, nil
+	}
+	e.devMu.RLock()
+	vols := map[string][]*Map{}
+	for _, m := range e.byName {
+		if m.hdr.Domain != "" && !hidden(m.full) {
+			vols[m.hdr.Domain] = append(vols[m.hdr.Domain], m)
+		}
+	}
+	e.devMu.RUnlock()
+	others := uint64(0)
+	ents := make([]mapEntry, mapPerPage)
+	for dom, ms := range vols {
+		seen := newBitmap(e.slots.highWater())
+		for _, m := range ms {
+			for first := uint64(0); first < m.blocks; first += mapPerPage {
+				n := min(uint64(mapPerPage), m.blocks-first)
+				e.reuseMu.RLock()
+				err := m.getRange(first, ents[:n])
+				e.reuseMu.RUnlock()
+				if err != nil {
+					return nil, err
+				}
+				for _, ent := range ents[:n] {
+					if ent.holds() && seen.setNew(ent.Slot) {
+						byDom[dom].StoredBlocks++
+					}
+				}
+			}
+		}
+		others += byDom[dom].StoredBlocks
+	}
+	if d := byDom[""]; d != nil {
+		d.StoredBlocks = s.UniqueBlocks - min(s.UniqueBlocks, others)
+	}
+	sort.Strings(order)
+	out := make([]DomainStats, 0, len(order))
+	for _, n := range order {
+		d := *byDom[n]
+		if d.DataBlocks > d.StoredBlocks {
+			d.SavedPercent = 100 * float64(d.DataBlocks-d.StoredBlocks) / float64(d.DataBlocks)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// bitmap is a growable set of slot numbers.
+type bitmap []uint64
+
+func newBitmap(n uint64) bitmap { return make(bitmap, (n+63)/64) }
+
+// setNew adds i and reports whether it was not in the set.
+func (b *bitmap) setNew(i uint64) bool {
+	w := i / 64
+	for uint64(len(*b)) <= w {
+		*b = append(*b, 0)
+	}
+	bit := uint64(1) << (i % 64)
+	if (*b)[w]&bit != 0 {
+		return false
+	}
+	(*b)[w] |= bit
+	return true
 }

@@ -26,10 +26,25 @@ func SplitName(name string) (dev, snap string) {
 	return dev, snap
 }
 
+// CreateOptions qualify CreateDevice.
+type CreateOptions struct {
+	// Domain puts the device in a dedup domain (domains.go), made if no
+	// volume names it yet: its blocks are shared only with the devices of
+	// the same domain. "" or DefaultDomain: the store's default domain.
+	Domain string
+}
+
 // CreateDevice makes a new, all-zero device.
-func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
+func (e *Engine) CreateDevice(name string, size int64, opts ...CreateOptions) (*Device, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
+	}
+	var o CreateOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Domain == DefaultDomain {
+		o.Domain = ""
 	}
 	if size <= 0 || size%BlockSize != 0 {
 		return nil, fmt.Errorf("%w: device size %d must be a positive multiple of 4096", ErrInvalid, size)
@@ -40,7 +55,21 @@ func (e *Engine) CreateDevice(name string, size int64) (*Device, error) {
 	if err := e.failedErr(); err != nil {
 		return nil, err
 	}
-	m, err := e.createVolume(mapHeader{Size: size, Name: name, Kind: kindDevice})
+	h := mapHeader{Size: size, Name: name, Kind: kindDevice}
+	if o.Domain != "" {
+		e.devMu.RLock()
+		_, exists := e.byName[name]
+		e.devMu.RUnlock()
+		if exists {
+			return nil, fmt.Errorf("%w: %s", ErrExists, name) // before a domain is made for nothing
+		}
+		kr, err := e.doms.create(o.Domain)
+		if err != nil {
+			return nil, err
+		}
+		h.Domain, h.Secret = kr.domain, kr.secret
+	}
+	m, err := e.createVolume(h)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +167,7 @@ func (e *Engine) shareAs(src string, h mapHeader, check func() error) (*Map, err
 		}
 		dev, snap := SplitName(name)
 		h.ID, h.Size, h.Created = e.nextID, s.hdr.Size, time.Now()
+		h.Domain, h.Secret = s.hdr.Domain, s.hdr.Secret
 		if h.Kind == kindSnapshot {
 			h.Name, h.Parent = snap, s.hdr.ID
 			if _, isSnap := SplitName(src); isSnap != "" || dev != src {

@@ -109,6 +109,9 @@ func (s *sender) run() error {
 	if err != nil {
 		return err
 	}
+	if dev.Domain() != "" {
+		return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", engine.ErrInvalid, devName, dev.Domain())
+	}
 	s.dev = dev
 	s.st.Snapshot = s.o.Snapshot
 	if err := s.write(tHello, hello{Version: version, Device: devName}.encode(), true); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 
 	"blockhash/daemon"
@@ -9,13 +10,14 @@ import (
 )
 
 func init() {
-	register(&command{name: "create", usage: "NAME --size SIZE", summary: "create a device in the store", run: runCreate})
+	register(&command{name: "create", usage: "NAME --size SIZE [--domain NAME]", summary: "create a device in the store", run: runCreate})
 }
 
 func runCreate(e *env, args []string) error {
 	fs := newFlags("create")
 	var size sizeFlag
 	fs.Var(&size, "size", "device size, like 20G or 512M")
+	domain := domainFlag(fs)
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
@@ -24,9 +26,9 @@ func runCreate(e *env, args []string) error {
 		return usagef("--size is required")
 	}
 	var created int64
-	resp, err := e.viaDaemonOr(daemon.Request{Op: "create", Name: pos[0], Size: size.v, ID: -1}, noBackground,
+	resp, err := e.viaDaemonOr(daemon.Request{Op: "create", Name: pos[0], Size: size.v, ID: -1, Domain: *domain}, noBackground,
 		func(eng *engine.Engine) error {
-			d, err := eng.CreateDevice(pos[0], size.v)
+			d, err := eng.CreateDevice(pos[0], size.v, engine.CreateOptions{Domain: *domain})
 			if err == nil {
 				created = d.Size()
 			}
@@ -40,6 +42,12 @@ func runCreate(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "created %s (%s)\n", pos[0], human(created))
 	return nil
+}
+
+// domainFlag adds --domain: the dedup domain of a device the command
+// makes (an existing device must be in it).
+func domainFlag(fs *flag.FlagSet) *string {
+	return fs.String("domain", "", "dedup `DOMAIN` of a new device: it shares blocks only with the devices of its domain (made on first use; \"default\": the store's default domain). An existing device must be in it")
 }
 
 // deleteDevice opens the store as a command that frees space and deletes

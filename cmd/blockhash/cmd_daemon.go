@@ -23,7 +23,7 @@ func init() {
 			"metrics over HTTP at /metrics on that address: each device's requests, bytes, errors and latency, the " +
 			"store's space and dedup figures, its commits and their fsyncs.",
 		run: runServe})
-	register(&command{name: "add", usage: "NAME|DEV@SNAP [--size SIZE] [--read-only] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
+	register(&command{name: "add", usage: "NAME|DEV@SNAP [--size SIZE] [--read-only] [--domain NAME] [-n ID] [-q QUEUES] [-d DEPTH] [--logical-block-size 512|4096]",
 		summary: "serve a device (created if missing) or a snapshot (always read-only) and print its /dev/ublkbN",
 		help: "Ask the running daemon to serve a device of the store as /dev/ublkbID and print that path. A device " +
 			"that does not exist is created with --size; an existing one is served as it is. A snapshot DEV@SNAP " +
@@ -105,11 +105,12 @@ func runAdd(e *env, args []string) error {
 	depth := fs.Int("d", 128, "queue `DEPTH`: requests in flight per queue")
 	lbs := fs.Int("logical-block-size", 512, "logical block `SIZE` the guest sees: 512 or 4096")
 	ro := fs.Bool("read-only", false, "serve the device read-only (implied for a snapshot DEV@SNAP)")
+	domain := domainFlag(fs)
 	pos, err := parseArgs(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	resp, err := e.client().Do(daemon.Request{Op: "add", Name: pos[0], Size: size.v, ID: *id, Queues: *queues, Depth: *depth, LBS: *lbs, ReadOnly: *ro})
+	resp, err := e.client().Do(daemon.Request{Op: "add", Name: pos[0], Size: size.v, ID: *id, Queues: *queues, Depth: *depth, LBS: *lbs, ReadOnly: *ro, Domain: *domain})
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "import", usage: "NAME IMAGE|- [--size SIZE] [--raw]", summary: "copy a raw image (or standard input) into a device (created to fit if missing)", run: runImport})
+	register(&command{name: "import", usage: "NAME IMAGE|- [--size SIZE] [--raw] [--domain NAME]", summary: "copy a raw image (or standard input) into a device (created to fit if missing)", run: runImport})
 	register(&command{name: "export", usage: "NAME[@SNAP] FILE|DEVICE|- [--force]", summary: "copy a device or snapshot out to a raw file, a block device or stdout ('-')", run: runExport})
 }
 
@@ -34,10 +34,12 @@ func runImport(e *env, args []string) error {
 	var size sizeFlag
 	fs.Var(&size, "size", "the size of an image read from standard input ('-'): the device is created at it if missing, and the stream must hold exactly that many bytes")
 	raw := fs.Bool("raw", false, "import the bytes as they are, even those of a qcow2, VMDK, VHD, VHDX or VDI image")
+	domain := domainFlag(fs)
 	pos, err := parseArgs(fs, args, 2)
 	if err != nil {
 		return err
 	}
+	e.domain = *domain
 	name, image := pos[0], pos[1]
 	if err := engine.ValidName(name); err != nil {
 		return err
@@ -204,7 +206,7 @@ func (e *env) importInto(name, what string, size int64, sparse bool, src io.Read
 // and answers with the figures it prints. A read error of src cuts the
 // stream short: the daemon's import fails.
 func (e *env) importViaDaemon(c daemon.Client, name, what string, size int64, sparse bool, src io.Reader) error {
-	conn, resp, err := c.StreamAnswer(daemon.Request{Op: "import", Name: name, Size: max(size, 0), From: what, Sparse: sparse, ID: -1})
+	conn, resp, err := c.StreamAnswer(daemon.Request{Op: "import", Name: name, Size: max(size, 0), From: what, Sparse: sparse, ID: -1, Domain: e.domain})
 	if err != nil {
 		return err
 	}
@@ -278,8 +280,10 @@ func (e *env) importData(name, what string, size int64, copy func(d *engine.Devi
 			return fmt.Errorf("device %s does not exist: an import from standard input creates it only with --size (its size must be known before it is written)", name)
 		}
 		devSize := (size + engine.BlockSize - 1) / engine.BlockSize * engine.BlockSize
-		d, err = eng.CreateDevice(name, devSize)
+		d, err = eng.CreateDevice(name, devSize, engine.CreateOptions{Domain: e.domain})
 		created = err == nil
+	} else if err == nil {
+		err = d.InDomain(e.domain)
 	}
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"blockhash/daemon"
+	"blockhash/engine"
 )
 
 func init() {
@@ -66,15 +67,32 @@ func (e *env) listEntries() ([]daemon.ListEntry, error) {
 // it is not). A receive's or deletion's progress ends its row.
 func printList(e *env, entries []daemon.ListEntry) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	// A DOMAIN column when some volume is in a dedup domain of its own.
+	domains := false
+	for _, v := range entries {
+		domains = domains || (v.Domain != "" && v.Domain != engine.DefaultDomain)
+	}
+	dom := func(v daemon.ListEntry) string {
+		if !domains {
+			return ""
+		}
+		if v.Domain == "" {
+			return "-\t"
+		}
+		return v.Domain + "\t"
+	}
+	if domains {
+		fmt.Fprint(tw, "DOMAIN\t")
+	}
 	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tDATA\tUNIQUE\tSHARED\tUSED\tORIGIN\tDEVICE\tSTATE\tMODE")
 	blocks := func(n uint64) string { return human(int64(n) * 4096) }
 	for _, v := range entries {
 		switch v.Kind {
 		case "receiving":
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", v.Name, v.Kind, human(v.Size), blocks(v.DataBlocks), v.Progress)
+			fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\t-\t%s\n", dom(v), v.Name, v.Kind, human(v.Size), blocks(v.DataBlocks), v.Progress)
 			continue
 		case "deleting":
-			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", v.Name, v.Kind, v.Progress)
+			fmt.Fprintf(tw, "%s%s\t%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", dom(v), v.Name, v.Kind, v.Progress)
 			continue
 		}
 		size, data, unique, shared, used, origin := "-", "-", "-", "-", "-", "-"
@@ -100,7 +118,7 @@ func printList(e *env, entries []daemon.ListEntry) error {
 				mode = "ro"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, size, data, unique, shared, used, origin, dev, state, mode)
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dom(v), v.Name, v.Kind, size, data, unique, shared, used, origin, dev, state, mode)
 	}
 	return tw.Flush()
 }

@@ -233,6 +233,9 @@ func runSync(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
+	if err := e.replicable(dev); err != nil {
+		return err
+	}
 	ignorePipe()
 	st, err := e.syncOnce(rf, dev, host, "sync-", *force)
 	e.printStats(*stats, st)
@@ -241,6 +244,22 @@ func runSync(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s: sent %s (%d blocks of %d sent, %s on the wire) in %.1fs\n", dev, st.Snapshot,
 		st.BlocksSent, st.BlocksOffered, human(st.WireOut+st.WireIn), st.Seconds)
+	return nil
+}
+
+// replicable refuses a device in a dedup domain other than the default
+// before a snapshot is taken for it (engine.Device.Keys refuses to send
+// one: its keys are its domain's secret digests).
+func (e *env) replicable(dev string) error {
+	entries, err := e.listEntries()
+	if err != nil {
+		return err
+	}
+	for _, v := range entries {
+		if v.Name == dev && v.Domain != "" && v.Domain != engine.DefaultDomain {
+			return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", engine.ErrInvalid, dev, v.Domain)
+		}
+	}
 	return nil
 }
 

@@ -73,6 +73,15 @@ func printStats(e *env, s engine.Stats, one *engine.DeviceStats) {
 	} else {
 		fmt.Fprintf(e.stdout, "  saved by dedup   - (no data written)\n")
 	}
+	if len(s.Domains) > 0 {
+		fmt.Fprintf(e.stdout, "\ndedup domains (blocks are shared only within a domain)\n")
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "DOMAIN\tDEVICES\tDATA BLOCKS\tSTORED BLOCKS\tSAVED\t")
+		for _, d := range s.Domains {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t\n", d.Name, d.Devices, d.DataBlocks, d.StoredBlocks, d.SavedPercent)
+		}
+		tw.Flush()
+	}
 	var lost uint64
 	for _, d := range s.Devices {
 		lost += d.LostBlocks

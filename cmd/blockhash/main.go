@@ -34,6 +34,9 @@ type env struct {
 	stdout     io.Writer
 	stderr     io.Writer
 	log        zerolog.Logger
+	// domain is the dedup domain of a device an import creates (import's
+	// --domain; an existing device must be in it).
+	domain string
 }
 
 // command is one subcommand. Its flags are declared in run, on the flag
