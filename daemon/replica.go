@@ -39,6 +39,7 @@ func (d *Daemon) streamConn(c net.Conn, r Request) {
 			Force: r.Force, Log: log}, c, c)
 	} else {
 		st, err = replica.Receive(d.eng, replica.ReceiveOptions{Device: r.Name, Force: r.Force, Log: log,
+			Delete:       func(name string) error { return d.DeleteVolume(Request{Name: name}) },
 			BeforeFinish: func() error { return d.checkStream(r) },
 			AfterFinish:  func() error { return d.afterReceive(r) }}, c, c)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"blockhash/engine"
@@ -201,5 +202,46 @@ func TestAddGrows(t *testing.T) {
 	got := make([]byte, 8192)
 	if _, err := k.backend(info.ID).ReadAt(got, 0); err != nil || got[0] != 5 || got[4096] != 0 {
 		t.Fatalf("content after the grow (%v)", err)
+	}
+}
+
+// A receive of a newer sync- snapshot deletes the older ones, but not one
+// the daemon serves: that device would start failing its reads.
+func TestReceiveKeepsServedSnapshot(t *testing.T) {
+	da, ca, ka := serving(t)
+	db, cb, kb := serving(t)
+	if _, err := da.Add(Request{Name: "vm", Size: 1 << 20, ID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte{7}, 1<<20)
+	if _, err := ka.backend(0).WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, snap := range []string{"sync-1", "sync-2", "sync-3"} {
+		if _, err := ca.Do(Request{Op: "snapshot", Name: "vm", Snap: snap, ID: -1}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, ea, eb := daemonTransfer(t, ca, Request{Op: "send", Name: "vm@" + snap, Auto: true, ID: -1}, cb, Request{Op: "receive", Name: "vm", ID: -1})
+		if ea != nil || eb != nil {
+			t.Fatalf("%s: send %v, receive %v", snap, ea, eb)
+		}
+		if i == 0 {
+			// B serves its copy of sync-1 (read-only, as a snapshot is).
+			if _, err := db.Add(Request{Name: "vm@sync-1", ID: -1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got := make([]byte, len(img))
+	if _, err := kb.backend(0).ReadAt(got, 0); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("the served snapshot vm@sync-1 after newer receives: %v", err)
+	}
+	snaps, err := db.eng.Snapshots("vm")
+	var names []string
+	for _, s := range snaps {
+		names = append(names, s.Name)
+	}
+	if err != nil || !slices.Equal(names, []string{"sync-1", "sync-3"}) {
+		t.Fatalf("B's snapshots %v (%v), want sync-1 (served) and sync-3", names, err)
 	}
 }

@@ -84,8 +84,8 @@ func (d *domainSet) create(name string) (*keyer, error) {
 	if name == "" {
 		return d.def, nil
 	}
-	if err := ValidName(name); err != nil {
-		return nil, fmt.Errorf("dedup domain: %w", err)
+	if ValidName(name) != nil {
+		return nil, fmt.Errorf("%w: dedup domain name %q (use 1-64 letters, digits, '.', '_', '-')", ErrInvalid, name)
 	}
 	if d.def.alg != SHA256 {
 		return nil, fmt.Errorf("%w: dedup domains need a sha256 store (this one uses %s)", ErrInvalid, d.def.alg)

@@ -26,6 +26,10 @@ type ReceiveOptions struct {
 	// a crash carries on from there.
 	FlushBytes int64
 	FlushEvery time.Duration
+	// Delete, if set, deletes an older replicated snapshot (else the
+	// engine's DeleteDevice): a daemon refuses one it serves, which is
+	// then kept.
+	Delete func(name string) error
 	// BeforeFinish, if set, runs after the last block is stored and
 	// before the replica is made current; an error aborts the receive.
 	BeforeFinish func() error
@@ -100,8 +104,13 @@ func (rc *receiver) prune(bg begin) {
 		}
 		for _, s := range snaps {
 			if strings.HasPrefix(s.Name, p) && s.Name != bg.Snap {
-				if err := rc.e.DeleteDevice(rc.o.Device+"@"+s.Name, engine.DeleteOptions{}); err != nil {
-					rc.o.Log.Warn().Err(err).Str("snapshot", s.Name).Msg("deleting an older replicated snapshot failed")
+				name := rc.o.Device + "@" + s.Name
+				del := func(name string) error { return rc.e.DeleteDevice(name, engine.DeleteOptions{}) }
+				if rc.o.Delete != nil {
+					del = rc.o.Delete
+				}
+				if err := del(name); err != nil {
+					rc.o.Log.Warn().Err(err).Str("snapshot", name).Msg("an older replicated snapshot is kept")
 				}
 			}
 		}
