@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"blockhash/index"
@@ -345,4 +347,31 @@ func BenchmarkDomainSideChannel(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Devices made at once in the same new domains get one secret per
+// domain: their writes share.
+func TestDomainConcurrentCreate(t *testing.T) {
+	_, e := newStore(t, Options{})
+	img := image(8)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			d, err := e.CreateDevice(fmt.Sprintf("d%d", i), 1<<20, CreateOptions{Domain: fmt.Sprintf("t%d", i%2)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := d.WriteAt(img, 0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	e.Flush()
+	s, err := e.Stats()
+	if err != nil || s.UniqueBlocks != 16 || len(s.Domains) != 2 {
+		t.Fatalf("stored %d blocks in %d domains (%v), want 16 in 2", s.UniqueBlocks, len(s.Domains), err)
+	}
+	fsckOK(t, e)
 }
