@@ -26,6 +26,18 @@
 // commit at a time, resumed at open after a crash. Diff descends only into
 // pages two volumes do not share.
 //
+// # Dedup domains
+//
+// A device may be put in a dedup domain (domains.go, keyer.go): its
+// blocks are keyed by HMAC-SHA-256 under the domain's secret instead of
+// the plain digest, so they are shared only with the devices of the same
+// domain, and a guest cannot tell from a write's speed what another
+// domain holds. The index and the extents stay one; the domain's name and
+// secret are in the header of each of its volumes, and the set is rebuilt
+// from them at open. Readers of the set load it through an atomic pointer;
+// a new domain replaces it under the set's mutex. Verifiers (scrub, fsck)
+// that know a block's key but not its domain try each domain's keyer.
+//
 // # Receiving replicas
 //
 // A receive (receive.go, driven by package replica) fills a hidden
