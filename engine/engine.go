@@ -64,6 +64,12 @@ type Options struct {
 	// Check lets Open proceed past corrupt slot records without changing
 	// anything, for a Fsck that only reports.
 	Check bool
+	// ReplayFirst (with ReadOnly) replays a commit interrupted by a crash
+	// before the read-only open, as ext4 replays its journal at a
+	// read-only mount: the store is opened to write (FreeingSpace, so the
+	// reserve serves on a full file system), which replays, and closed.
+	// Without it, or if that fails, the open is refused (ErrReplayPending).
+	ReplayFirst bool
 }
 
 // Engine is an open store: it serves reads and writes of its devices.
@@ -263,6 +269,23 @@ func sha1Verifies(sb *Superblock) {
 
 // Open opens the store in dir, replaying an interrupted commit if any.
 func Open(dir string, o Options) (*Engine, error) {
+	e, err := openStore(dir, o)
+	if !o.ReadOnly || !o.ReplayFirst || !errors.Is(err, ErrReplayPending) {
+		return e, err
+	}
+	rw := Options{CommitInterval: -1, FreeingSpace: true, Index: o.Index, Logger: o.Logger, FS: o.FS, ReserveBytes: o.ReserveBytes}
+	w, werr := openStore(dir, rw)
+	if werr == nil {
+		werr = w.Close()
+	}
+	if werr != nil {
+		return nil, fmt.Errorf("%w (replaying it failed: %v)", err, werr)
+	}
+	o.Logger.Info().Str("store", dir).Msg("replayed a commit interrupted by a crash before opening the store read-only")
+	return openStore(dir, o)
+}
+
+func openStore(dir string, o Options) (*Engine, error) {
 	fsys := o.fs()
 	sb, err := readSuperblock(fsys, dir)
 	if err != nil {
@@ -413,7 +436,7 @@ func (e *Engine) openReadOnly() error {
 			return err
 		}
 		if rec != nil {
-			return fmt.Errorf("%w: store %s has an interrupted commit to replay (run blockhash fsck --repair, or any command that writes)", ErrReadOnly, e.dir)
+			return fmt.Errorf("%w in store %s (run blockhash fsck --repair, or any command that writes)", ErrReplayPending, e.dir)
 		}
 	}
 	iopts := e.indexOptions()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 
 	"blockhash/corrupt"
 )
@@ -28,6 +29,10 @@ var (
 	ErrFailed = errors.New("engine: store failed, reopen to recover")
 	// ErrReadOnly means a change was asked of a store opened read-only.
 	ErrReadOnly = errors.New("engine: store opened read-only")
+	// ErrReplayPending means a read-only open found a commit interrupted
+	// by a crash in the journal: only an open that writes replays it. It
+	// is an ErrReadOnly.
+	ErrReplayPending = fmt.Errorf("%w: an interrupted commit is pending", ErrReadOnly)
 	// ErrBusy means the volume is in a state that refuses the operation
 	// (a device with snapshots asked to be deleted without the recursive
 	// option).

@@ -139,19 +139,38 @@ func TestReadOnlyRefusesPendingJournal(t *testing.T) {
 	}
 	before := storeFiles(t, dir)
 	_, err = Open(dir, Options{ReadOnly: true})
-	if !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), "fsck --repair") || strings.Contains(err.Error(), "\n") {
+	if !errors.Is(err, ErrReadOnly) || !errors.Is(err, ErrReplayPending) || !strings.Contains(err.Error(), "fsck --repair") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("read-only open with a pending commit: %v", err)
 	}
 	if after := storeFiles(t, dir); after != before {
 		t.Fatalf("the refused open changed the store:\nbefore\n%s\nafter\n%s", before, after)
 	}
-	e = reopen(t, dir, nil, Options{})
-	d, _ = e.Device("a")
-	if got := mustRead(t, d, BlockSize, BlockSize); !bytes.Equal(got, block(1)) {
-		t.Fatal("replay did not apply the pending commit")
-	}
-	if err := e.Close(); err != nil {
-		t.Fatal(err)
+	for _, replayFirst := range []bool{false, true} {
+		if replayFirst {
+			// The read-only commands' way: replay, then read-only.
+			ro, err := Open(dir, Options{ReadOnly: true, ReplayFirst: true})
+			if err != nil {
+				t.Fatalf("read-only open replaying first: %v", err)
+			}
+			d, _ = ro.Device("a")
+			if got := mustRead(t, d, BlockSize, BlockSize); !bytes.Equal(got, block(1)) {
+				t.Fatal("ReplayFirst did not apply the pending commit")
+			}
+			ro.Close()
+			break
+		}
+		e = reopen(t, dir, nil, Options{})
+		d, _ = e.Device("a")
+		if got := mustRead(t, d, BlockSize, BlockSize); !bytes.Equal(got, block(1)) {
+			t.Fatal("replay did not apply the pending commit")
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The same pending commit again, for ReplayFirst.
+		if err := os.WriteFile(filepath.Join(dir, journalName), rec.encode(), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ro, err := Open(dir, Options{ReadOnly: true})
 	if err != nil {

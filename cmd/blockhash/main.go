@@ -282,5 +282,7 @@ var noBackground = engine.Options{CommitInterval: -1}
 var freeing = engine.Options{CommitInterval: -1, FreeingSpace: true}
 
 // readOnly is for commands that only read the store (stats, list, export,
-// fsck): they write nothing, so they work on a full file system.
-var readOnly = engine.Options{CommitInterval: -1, ReadOnly: true}
+// fsck): they write nothing, so they work on a full file system. A commit
+// a crash interrupted is replayed first (engine.Options.ReplayFirst), as
+// any command that writes would.
+var readOnly = engine.Options{CommitInterval: -1, ReadOnly: true, ReplayFirst: true}
