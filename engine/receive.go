@@ -445,6 +445,13 @@ func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
 	}
 	e.slots.incRef(hit.Slot)
 	e.slots.markDirty([]dirtyMark{{slot: hit.Slot, key: k}})
+	if hit.Disk {
+		// A stream links runs of blocks stored side by side, as a write
+		// of them would find them: the slot records after this one go
+		// into the index's cache, so the rest of the run is found in
+		// memory instead of one LevelDB read a block.
+		e.prefetch(hit.Slot)
+	}
 	return hit.Slot, true, nil
 }
 

@@ -26,7 +26,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KEEP=0
 [ "${1:-}" = --keep ] && KEEP=1
 OS_GIB=${OS_GIB:-1}
-export BH_HOSTS_PREFIX=bhbench
+export BH_HOSTS_PREFIX=${BH_BENCH_PREFIX:-bhbench}
 NETNS=$ROOT/tests/hosts/netns
 
 skip() { echo "SKIP replica bench: $*"; exit 0; }
