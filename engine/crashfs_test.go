@@ -328,6 +328,27 @@ func propReceive(e *Engine, op propOp) error {
 		lbas, bkeys, data = lbas[:0], bkeys[:0], data[:0]
 		return err
 	}
+	// Links go in ranges of up to 7 blocks (LinkRange, as the receiver
+	// links an offer's runs) and, every other range, one at a time (Link,
+	// as it links the other blocks of a key whose data arrived).
+	linked := make([]bool, n)
+	for first, chunk := uint64(0), 0; first < n; chunk++ {
+		last := min(first+7, n)
+		if chunk%2 == 0 {
+			if err := st.LinkRange(first, keys[first:last], linked[first:last]); err != nil {
+				return err
+			}
+		} else {
+			for lba := first; lba < last; lba++ {
+				ok, err := st.Link(lba, keys[lba])
+				if err != nil {
+					return err
+				}
+				linked[lba] = ok
+			}
+		}
+		first = last
+	}
 	buf := make([]byte, BlockSize)
 	for lba, k := range keys {
 		if k.IsZero() {
@@ -336,11 +357,7 @@ func propReceive(e *Engine, op propOp) error {
 			}
 			continue
 		}
-		ok, err := st.Link(uint64(lba), k)
-		if err != nil {
-			return err
-		}
-		if ok {
+		if linked[lba] {
 			continue
 		}
 		if _, err := src.ReadAt(buf, int64(lba)*BlockSize); err != nil {

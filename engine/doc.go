@@ -44,8 +44,13 @@
 // staging volume named ".recv-…" (no user name can start with a dot): an
 // empty one for a full stream, a clone of the base snapshot for an
 // incremental one. Blocks the store holds are linked by key (one more
-// reference, no data); the others are written after their hash is checked
-// against the key the sender gave. Finish makes the staging tree the
+// reference, no data; LinkRange links a run under one lock of its range,
+// and a LevelDB hit primes the index's cache with the slot records after
+// it, as a write's does, so a run stored side by side costs one LevelDB
+// read); the others are written after their hash is checked against the
+// key the sender gave. The references a link takes are dirty slot records
+// of the same epoch as the map entries that name them: one commit makes
+// both durable. Finish makes the staging tree the
 // device and snapshots it under the sender's GUID in one journaled
 // commit; until then the device is its old version. A staging volume
 // survives crashes: the next receive of the same stream carries on with

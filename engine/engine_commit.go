@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"syscall"
 	"time"
@@ -94,7 +96,8 @@ func (e *Engine) commitOps(op func(rec *record) error, then func() error) error 
 	ss := e.slots.seal()
 	rec.Slots = ss.changes
 	puts, freeing := ss.puts, ss.freed
-	sort.Slice(rec.Slots, func(i, j int) bool { return rec.Slots[i].Slot < rec.Slots[j].Slot })
+	// (slices.SortFunc: a receive's commit sorts a record per linked block)
+	slices.SortFunc(rec.Slots, func(a, b slotChange) int { return cmp.Compare(a.Slot, b.Slot) })
 	var opErr error
 	if op != nil {
 		opErr = op(rec)
@@ -171,7 +174,7 @@ func (e *Engine) sealPages(rec *record, sealed []sealedMap, sp sealedPages) erro
 	}
 	rec.Leaves = make([]leafWrite, 0, len(byPage))
 	for _, lw := range byPage {
-		sort.Slice(lw.Entries, func(i, j int) bool { return lw.Entries[i].Idx < lw.Entries[j].Idx })
+		slices.SortFunc(lw.Entries, func(a, b leafEntry) int { return cmp.Compare(a.Idx, b.Idx) })
 		rec.Leaves = append(rec.Leaves, *lw)
 	}
 	sort.Slice(rec.Leaves, func(i, j int) bool { return rec.Leaves[i].Page < rec.Leaves[j].Page })

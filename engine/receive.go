@@ -305,6 +305,29 @@ func (st *Staging) Link(lba uint64, k index.Key) (bool, error) {
 	return st.e.link(st.m, lba, k)
 }
 
+// LinkRange maps blocks first..first+len(keys)-1 to the stored blocks of
+// keys, those this store holds intact (and links by key at all), as Link
+// does one at a time; linked[i] reports whether block first+i was
+// linked. A zero key is never linked. It takes the range's locks once, so
+// a stream linking a whole image pays per block only for the lookup and
+// the reference.
+func (st *Staging) LinkRange(first uint64, keys []index.Key, linked []bool) error {
+	if len(linked) != len(keys) {
+		return fmt.Errorf("%w: %d answers for %d keys", ErrInvalid, len(linked), len(keys))
+	}
+	clear(linked)
+	if len(keys) == 0 || !st.e.LinksByKey() {
+		return nil
+	}
+	if err := st.e.checkRange(st.m, int64(first)*BlockSize, int64(len(keys))*BlockSize); err != nil {
+		return err
+	}
+	if err := st.e.failedErr(); err != nil {
+		return err
+	}
+	return st.e.linkRange(st.m, first, keys, linked)
+}
+
 // Flush commits what was received so far, so a rerun after a crash need
 // not fetch it again.
 func (st *Staging) Flush() error { return st.e.Flush() }
@@ -438,9 +461,102 @@ func (e *Engine) link(m *Map, lba uint64, k index.Key) (bool, error) {
 	return true, nil
 }
 
+// linkRange is link for the blocks first.. of keys, under one lock of
+// their range: each block whose key this store holds intact is mapped to
+// it (linked[i] set); the others are left as they are.
+func (e *Engine) linkRange(m *Map, first uint64, keys []index.Key, linked []bool) error {
+	e.epoch.RLock()
+	defer e.epoch.RUnlock()
+	if m.deleted.Load() {
+		return fmt.Errorf("%w: %s was deleted", ErrNotFound, m.full)
+	}
+	last := first + uint64(len(keys)) - 1
+	unlock := e.locks.lockBlocks(m.hdr.ID, first, last)
+	defer unlock()
+	olds := make([]mapEntry, len(keys))
+	if err := m.getRange(first, olds); err != nil {
+		return err
+	}
+	owned := false
+	marks := make([]dirtyMark, 0, len(keys))
+	sets := make([]mapEntry, len(keys))
+	var releases []mapEntry
+	var mapped, lost int64
+	var firstErr error
+	for i, k := range keys {
+		old := olds[i]
+		if k.IsZero() {
+			continue
+		}
+		if old.Key == k && old.holds() && !e.slots.isDamaged(old.Slot) {
+			linked[i] = true
+			continue
+		}
+		if !owned {
+			// Leaves from here to the end: those of blocks that do not
+			// link are taken by the writes of their data.
+			if err := e.ownLeaves(m, first+uint64(i), last); err != nil {
+				return err
+			}
+			owned = true
+		}
+		slot, ok, err := e.acquireStoredMark(k, &marks)
+		if err != nil {
+			// What was linked so far is mapped below: every reference
+			// taken has its entry.
+			firstErr = err
+			break
+		}
+		if !ok {
+			continue
+		}
+		linked[i] = true
+		sets[i] = mapEntry{Key: k, Slot: slot}
+		switch {
+		case old.isZero():
+			mapped++
+		case old.isLost():
+			lost++
+		}
+		if old.holds() {
+			releases = append(releases, old)
+		}
+	}
+	e.slots.markDirty(marks)
+	if len(marks) == 0 {
+		return firstErr
+	}
+	m.mu.Lock()
+	for i := range keys {
+		if linked[i] && !sets[i].Key.IsZero() {
+			m.cur[first+uint64(i)] = sets[i]
+		}
+	}
+	m.mu.Unlock()
+	e.changes.Add(int64(len(marks)))
+	m.mapped.Add(mapped)
+	m.lost.Add(-lost)
+	for _, old := range releases {
+		if err := e.release(old); err != nil {
+			e.fail(err)
+			return err
+		}
+	}
+	return firstErr
+}
+
 // acquireStored takes one more reference to the stored block of key k,
 // if it is stored, intact and not still being written.
 func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
+	var marks []dirtyMark
+	slot, ok, err := e.acquireStoredMark(k, &marks)
+	e.slots.markDirty(marks)
+	return slot, ok, err
+}
+
+// acquireStoredMark is acquireStored that appends the slot's dirty mark
+// to marks, for the caller to mark with the others of its range.
+func (e *Engine) acquireStoredMark(k index.Key, marks *[]dirtyMark) (uint64, bool, error) {
 	kl := e.locks.keyLock(k)
 	kl.Lock()
 	defer kl.Unlock()
@@ -455,7 +571,14 @@ func (e *Engine) acquireStored(k index.Key) (uint64, bool, error) {
 		return 0, false, nil
 	}
 	e.slots.incRef(hit.Slot)
-	e.slots.markDirty([]dirtyMark{{slot: hit.Slot, key: k}})
+	*marks = append(*marks, dirtyMark{slot: hit.Slot, key: k})
+	if hit.Disk {
+		// A stream links runs of blocks stored side by side, as a write
+		// of them would find them: the slot records after this one go
+		// into the index's cache, so the rest of the run is found in
+		// memory instead of one LevelDB read a block.
+		e.prefetch(hit.Slot)
+	}
 	return hit.Slot, true, nil
 }
 

@@ -317,3 +317,192 @@ func TestAbandonLeavesNothing(t *testing.T) {
 	}
 	fsckOK(t, e)
 }
+
+// TestLinkRunsReadTheIndexOnce: linking a run of blocks the store holds
+// side by side reads LevelDB for the run's first block only; the slot
+// records after it prime the index's cache, as a write of the same run
+// would (a receive into a store holding the image linked with one LevelDB
+// read a block). Every block still links, and reads back intact.
+func TestLinkRunsReadTheIndexOnce(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	const blocks = 4 * prefetchWindow
+	img := make([]byte, blocks*BlockSize)
+	for lba := range int64(blocks) {
+		copy(img[lba*BlockSize:], block(uint64(lba+1)))
+	}
+	src, err := e.CreateDevice("vm", blocks*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeBlocks(t, src, 0, split(img)...)
+	// Reopened, the index's overlay and cache are empty: a lookup goes
+	// to LevelDB unless the cache was primed.
+	e = reopen(t, dir, e, Options{})
+	src, _ = e.Device("vm")
+	keys := make([]index.Key, blocks)
+	if err := src.Keys(0, keys); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.BeginReceive(ReceiveSpec{Device: "copy", Size: blocks * BlockSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.IndexStats().DiskReads
+	for lba, k := range keys {
+		ok, err := st.Link(uint64(lba), k)
+		if err != nil || !ok {
+			t.Fatalf("link %d: %v %v", lba, ok, err)
+		}
+	}
+	reads := e.IndexStats().DiskReads - before
+	if limit := uint64(blocks / prefetchWindow * 2); reads > limit {
+		t.Errorf("linking %d stored blocks read LevelDB %d times, want at most %d", blocks, reads, limit)
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := e.Device("copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, cp, 0, blocks*BlockSize); !bytes.Equal(got, img) {
+		t.Fatal("the linked copy reads back different")
+	}
+	if rep, err := e.Fsck(false); err != nil || !rep.OK() {
+		t.Fatalf("fsck: %v %+v", err, rep)
+	}
+}
+
+// TestLinkRange links ranges that mix blocks the store holds, blocks it
+// lacks, zero keys, a damaged block and blocks linked already (a resumed
+// receive), and ranges over an incremental staging volume whose blocks
+// hold other data: each answer is Link's, every reference taken or
+// dropped is counted (fsck clean, before and after a reopen), and the
+// replica reads back.
+func TestLinkRange(t *testing.T) {
+	dir, e := newStore(t, Options{})
+	const blocks = 40
+	held := func(i int) []byte { return block(uint64(1000 + i)) }
+	sib, err := e.CreateDevice("sibling", blocks*BlockSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range blocks {
+		writeBlocks(t, sib, int64(i), held(i))
+	}
+	damagedKey := e.sb.Hash.blockKey(held(7))
+	hit, err := e.ix.Lookup(damagedKey)
+	if err != nil || !hit.Found {
+		t.Fatal("held block 7 is not indexed", err)
+	}
+	e.markDamaged(hit.Slot, damagedKey)
+	lacking := e.sb.Hash.blockKey(block(99999))
+
+	// The image received: block i holds held(i), except the holes, a
+	// block the store lacks, the damaged block and a duplicate.
+	img := make([][]byte, blocks)
+	keys := make([]index.Key, blocks)
+	for i := range blocks {
+		img[i] = held(i)
+		switch {
+		case i%9 == 4:
+			img[i] = make([]byte, BlockSize)
+		case i == 11:
+			img[i] = block(99999)
+		case i == 12:
+			img[i] = held(3)
+		}
+		if i%9 != 4 {
+			keys[i] = e.sb.Hash.blockKey(img[i])
+		}
+	}
+	if keys[11] != lacking {
+		t.Fatal("test setup: block 11's key")
+	}
+	st, err := e.BeginReceive(ReceiveSpec{Device: "vm", Size: blocks * BlockSize, Snap: "s1", GUID: newGUID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.LinkRange(0, keys[:3], make([]bool, 2)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("answers of the wrong length: %v, want ErrInvalid", err)
+	}
+	if err := st.LinkRange(blocks-2, keys[:3], make([]bool, 3)); !errors.Is(err, ErrRange) {
+		t.Fatalf("a range past the end: %v, want ErrRange", err)
+	}
+	want := func(i int) bool { return i%9 != 4 && i != 11 && i != 7 }
+	linked := make([]bool, blocks)
+	for _, r := range [][2]int{{0, 10}, {10, 13}, {13, blocks}, {0, blocks}} { // the last: all again
+		if err := st.LinkRange(uint64(r[0]), keys[r[0]:r[1]], linked[r[0]:r[1]]); err != nil {
+			t.Fatal(err)
+		}
+		for i := r[0]; i < r[1]; i++ {
+			if linked[i] != want(i) {
+				t.Fatalf("range %v: block %d linked %v, want %v", r, i, linked[i], want(i))
+			}
+		}
+	}
+	// Link agrees, block by block.
+	for i := range blocks {
+		ok, err := st.Link(uint64(i), keys[i])
+		if err != nil || ok != want(i) {
+			t.Fatalf("Link of block %d: %v %v, want %v", i, ok, err, want(i))
+		}
+	}
+	for _, i := range []int{7, 11} {
+		if err := st.Write([]uint64{uint64(i)}, img[i], keys[i:i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	wantImg := bytes.Join(img, nil)
+	d, _ := e.Device("vm")
+	if got, want := d.m.stats().DataBlocks, uint64(blocks-4); got != want { // 4 holes
+		t.Fatalf("the replica counts %d data blocks, want %d", got, want)
+	}
+	if got := mustRead(t, d, 0, blocks*BlockSize); !bytes.Equal(got, wantImg) {
+		t.Fatal("the replica reads back different")
+	}
+	s1, _ := e.Device("vm@s1")
+
+	// Incremental: the staging volume is a clone of s1; linking other
+	// stored blocks over its blocks releases theirs.
+	keys2 := make([]index.Key, blocks)
+	img2 := make([][]byte, blocks)
+	for i := range blocks {
+		img2[i] = held((i + 1) % blocks) // every block moves
+		keys2[i] = e.sb.Hash.blockKey(img2[i])
+	}
+	st, err = e.BeginReceive(ReceiveSpec{Device: "vm", Size: blocks * BlockSize, Snap: "s2", GUID: newGUID(), BaseGUID: s1.GUID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.LinkRange(0, keys2, linked); err != nil {
+		t.Fatal(err)
+	}
+	for i := range blocks {
+		if !linked[i] { // (block 7's damage was healed by its write above)
+			t.Fatalf("incremental: block %d linked %v", i, linked[i])
+		}
+		if !linked[i] {
+			if err := st.Write([]uint64{uint64(i)}, img2[i], keys2[i:i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = e.Device("vm")
+	if got := mustRead(t, d, 0, blocks*BlockSize); !bytes.Equal(got, bytes.Join(img2, nil)) {
+		t.Fatal("the incremental replica reads back different")
+	}
+	if got := mustRead(t, s1, 0, blocks*BlockSize); !bytes.Equal(got, wantImg) {
+		t.Fatal("the base snapshot changed")
+	}
+	waitDeletes(e)
+	fsckOK(t, e)
+	e = reopen(t, dir, e, Options{})
+	fsckOK(t, e)
+}

@@ -20,6 +20,9 @@
 // and compared with its key before it is stored, and nothing becomes
 // visible until END.
 //
-// Concurrency: a Sender runs two goroutines (one writes frames, one reads
-// answers); a Receiver one. Neither is safe for concurrent use.
+// Concurrency: a Sender writes offers on the caller's goroutine, reads
+// answers on a second, and sends the blocks wanted from a third, which
+// has two more read and compress the next answered offers' blocks while
+// it writes (at most three payloads in memory). A Receiver runs on the
+// caller's goroutine alone. Neither is safe for concurrent use.
 package replica

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,7 +83,11 @@ type receiver struct {
 	fifo [][]wanted
 	// want maps a key asked for and not yet received to the other blocks
 	// that hold it (linked once it is stored).
-	want      map[index.Key][]uint64
+	want map[index.Key][]uint64
+	// segKeys and linked are offer's buffers for a run's keys and which
+	// of them linked.
+	segKeys   []index.Key
+	linked    []bool
 	sinceSync int64
 	lastSync  time.Time
 	bg        begin
@@ -269,23 +274,42 @@ func (rc *receiver) offer(o offer) error {
 				i = j - 1
 				continue
 			}
-			rc.stats.BlocksOffered++
-			want = append(want, false)
-			if others, ok := rc.want[k]; ok {
-				rc.want[k] = append(others, lba)
-				continue
+			// A run of blocks with data: link those the store holds in
+			// one call, then want the others (a key wanted already, by
+			// this offer or an earlier one, travels once).
+			j := i + 1
+			for j < len(r.Keys) && !r.Keys[j].IsZero() {
+				j++
 			}
-			linked, err := rc.st.Link(lba, k)
-			if err != nil {
+			seg := rc.segKeys[:0]
+			for _, k := range r.Keys[i:j] {
+				if _, ok := rc.want[k]; ok {
+					k = index.Key{} // not linked: it joins the blocks awaiting its data
+				}
+				seg = append(seg, k)
+			}
+			rc.segKeys = seg
+			rc.linked = slices.Grow(rc.linked[:0], len(seg))[:len(seg)]
+			linked := rc.linked
+			if err := rc.st.LinkRange(lba, seg, linked); err != nil {
 				return err
 			}
-			if linked {
-				rc.stats.BlocksLinked++
-				continue
+			for x, k := range r.Keys[i:j] {
+				rc.stats.BlocksOffered++
+				want = append(want, false)
+				if linked[x] {
+					rc.stats.BlocksLinked++
+					continue
+				}
+				if others, ok := rc.want[k]; ok {
+					rc.want[k] = append(others, lba+uint64(x))
+					continue
+				}
+				want[len(want)-1] = true
+				rc.want[k] = nil
+				ws = append(ws, wanted{lba: lba + uint64(x), key: k})
 			}
-			want[len(want)-1] = true
-			rc.want[k] = nil
-			ws = append(ws, wanted{lba: lba, key: k})
+			i = j - 1
 		}
 	}
 	if len(ws) > 0 { // the sender sends BLOCKS only for offers with wants

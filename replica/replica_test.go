@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"blockhash/engine"
 )
@@ -450,4 +451,76 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	}
 	c.left -= len(p)
 	return c.w.Write(p)
+}
+
+// TestSenderStopsOnABadWant: a receiver that wants every block of every
+// offer, holes included, while several offers are being read and
+// compressed at once: the sender ends with a protocol error (it never
+// sends a hole as data) and returns, its goroutines with it, whatever
+// is still in flight.
+func TestSenderStopsOnABadWant(t *testing.T) {
+	_, a := newEngine(t)
+	const n = 6 * maxOffer
+	img := image(n, func(i int) uint64 {
+		if i == 5*maxOffer+3 {
+			return 0 // one hole, in the sixth offer
+		}
+		return uint64(i + 1)
+	})
+	put(t, a, "vm", img)
+	if err := a.Snapshot("vm", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	s2r, s2w := io.Pipe()
+	r2r, r2w := io.Pipe()
+	go func() { // the hostile receiver
+		defer r2w.Close()
+		fr, fw := newFrameReader(s2r), newFrameWriter(r2w)
+		reply := func(typ byte, p []byte) bool {
+			return fw.write(typ, p) == nil && fw.flush() == nil
+		}
+		for {
+			typ, p, err := fr.read()
+			if err != nil {
+				return
+			}
+			switch typ {
+			case tHello:
+				if !reply(tInfo, info{Version: version, Hash: uint8(a.Superblock().Hash)}.encode()) {
+					return
+				}
+			case tBegin:
+				if !reply(tReady, []byte{0}) {
+					return
+				}
+			case tOffer:
+				o, err := decodeOffer(p)
+				if err != nil {
+					return
+				}
+				want := make([]bool, o.blocks())
+				for i := range want {
+					want[i] = true
+				}
+				if !reply(tWant, encodeWant(want)) {
+					return
+				}
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Send(a, SendOptions{Snapshot: "vm@s1"}, r2r, s2w)
+		s2w.Close()
+		r2r.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrProtocol) {
+			t.Fatalf("send to a receiver wanting a hole: %v, want ErrProtocol", err)
+		}
+	case <-time.After(2 * time.Minute): // a hang, not a speed
+		t.Fatal("the sender did not return")
+	}
 }

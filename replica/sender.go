@@ -361,27 +361,123 @@ func (s *sender) readWant(p pending) ([]int, error) {
 	return decodeWant(b, len(p.keys))
 }
 
-// answer sends the blocks of each answered offer, then frees its slot.
+// compressors is how many answered offers' blocks are read and
+// compressed at once: the next offer's while the last one's frame is
+// written, so compressing does not wait for the receiver to take a frame
+// (nor the receiver for the compressing).
+const compressors = 2
+
+// encoded is an answered offer's BLOCKS payload, ready to write.
+type encoded struct {
+	payload  []byte
+	raw, n   int
+	err      error
+	buf      *codecBuf // handed back once the payload is written
+	hasFrame bool
+}
+
+// codecBuf is one compressor's buffers: the blocks read and their
+// compressed payload.
+type codecBuf struct {
+	codec blockCodec
+	data  []byte
+}
+
+// answer sends the blocks of each answered offer, in order, then frees
+// its slot. Offers' blocks are read and compressed by compressors
+// goroutines, each into one of compressors+1 buffers, so at most that
+// many payloads are in memory.
 func (s *sender) answer(wants <-chan wantMsg, sem <-chan struct{}) (a answerResult) {
-	var codec blockCodec
-	var data []byte
-	for w := range wants {
-		if len(w.idx) > 0 {
-			if a.err = s.sendBlocks(w.p, w.idx, &codec, &data, &a); a.err != nil {
+	type job struct {
+		w    wantMsg
+		done chan encoded
+	}
+	quit := make(chan struct{})
+	jobs := make(chan job)
+	order := make(chan job, compressors+1)
+	free := make(chan *codecBuf, compressors+1)
+	for range compressors + 1 {
+		free <- &codecBuf{}
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		close(quit)
+		wg.Wait()
+	}()
+	wg.Go(func() { // hands the answers out, in order
+		defer close(order)
+		defer close(jobs)
+		for {
+			var w wantMsg
+			select {
+			case m, ok := <-wants:
+				if !ok {
+					return
+				}
+				w = m
+			case <-quit: // (the reader of the answers may be stuck on the link)
+				return
+			}
+			j := job{w: w, done: make(chan encoded, 1)}
+			select {
+			case order <- j:
+			case <-quit:
+				return
+			}
+			if len(w.idx) == 0 {
+				j.done <- encoded{}
+				continue
+			}
+			select {
+			case jobs <- j:
+			case <-quit:
+				return
+			}
+		}
+	})
+	for range compressors {
+		wg.Go(func() {
+			for j := range jobs {
+				var b *codecBuf
+				select {
+				case b = <-free:
+				case <-quit:
+					return
+				}
+				e := encoded{buf: b, hasFrame: true, n: len(j.w.idx)}
+				e.payload, e.raw, e.err = s.encodeBlocks(j.w.p, j.w.idx, b)
+				j.done <- e
+			}
+		})
+	}
+	for j := range order {
+		e := <-j.done
+		if e.err != nil {
+			a.err = e.err
+			return a
+		}
+		if e.hasFrame {
+			a.dataBytes += int64(frameHeader + len(e.payload) + frameTrail)
+			a.rawBytes += int64(e.raw)
+			a.sent += uint64(e.n)
+			if a.err = s.write(tBlocks, e.payload, true); a.err != nil {
 				return a
 			}
+			free <- e.buf
 		}
 		<-sem
 	}
 	return a
 }
 
-func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte, a *answerResult) error {
+// encodeBlocks reads the blocks idx of offer p into b and returns their
+// BLOCKS payload (in b, valid until b is used again) and its raw size.
+func (s *sender) encodeBlocks(p pending, idx []int, b *codecBuf) ([]byte, int, error) {
 	n := len(idx) * blockSize
-	if cap(*buf) < n {
-		*buf = make([]byte, n)
+	if cap(b.data) < n {
+		b.data = make([]byte, n)
 	}
-	data := (*buf)[:n]
+	data := b.data[:n]
 	// Runs of consecutive blocks, read concurrently (scattered blocks
 	// read one at a time would wait for the disk each time).
 	type span struct{ i, j int }
@@ -393,7 +489,7 @@ func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte
 		}
 		for _, k := range idx[i:j] {
 			if p.keys[k].IsZero() {
-				return protoErr("the receiver wants block %d, which reads as zeros", p.lbas[k])
+				return nil, 0, protoErr("the receiver wants block %d, which reads as zeros", p.lbas[k])
 			}
 		}
 		runs = append(runs, span{i, j})
@@ -421,12 +517,7 @@ func (s *sender) sendBlocks(p pending, idx []int, codec *blockCodec, buf *[]byte
 	close(next)
 	wg.Wait()
 	if firstErr != nil {
-		return firstErr
+		return nil, 0, firstErr
 	}
-	*buf = data
-	payload := codec.encode(data)
-	a.dataBytes += int64(frameHeader + len(payload) + frameTrail)
-	a.rawBytes += int64(len(data))
-	a.sent += uint64(len(idx))
-	return s.write(tBlocks, payload, true)
+	return b.codec.encode(data), n, nil
 }

@@ -273,10 +273,26 @@ func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool) (re
 		m := daemon.Migrator{Client: e.client(), Remote: remote}
 		return m.Round(dev, prefix, force)
 	}
-	snap := daemon.SnapName(prefix)
-	if err := e.takeSnapshot(dev, snap); err != nil {
+	// One open of the store for the snapshot, the send and the pruning:
+	// each open reads the whole index and every slot record.
+	eng, err := e.openStore(noBackground)
+	if err != nil {
 		return replica.Stats{}, err
 	}
+	st, err := e.syncWith(eng, remote, dev, prefix, force)
+	if cerr := eng.Close(); err == nil {
+		err = cerr
+	}
+	return st, err
+}
+
+// syncWith is syncOnce on the store opened as eng.
+func (e *env) syncWith(eng *engine.Engine, remote daemon.Remote, dev, prefix string, force bool) (replica.Stats, error) {
+	snap := daemon.SnapName(prefix)
+	if err := eng.Snapshot(dev, snap); err != nil {
+		return replica.Stats{}, err
+	}
+	fmt.Fprintf(e.stderr, "snapshot %s@%s taken\n", dev, snap)
 	var args []string
 	if force {
 		args = append(args, "--force")
@@ -285,7 +301,7 @@ func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool) (re
 	if err != nil {
 		return replica.Stats{}, err
 	}
-	st, err := e.sendTo(replica.SendOptions{Snapshot: dev + "@" + snap, BaseAuto: true, Force: force}, rs.Out, rs.In)
+	st, err := replica.Send(eng, replica.SendOptions{Snapshot: dev + "@" + snap, BaseAuto: true, Force: force, Log: e.log}, rs.Out, rs.In)
 	rs.In.Close()
 	if werr := rs.Wait(); err == nil && werr != nil {
 		err = fmt.Errorf("the remote side failed: %w", werr)
@@ -293,25 +309,22 @@ func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool) (re
 	if err != nil {
 		return st, err
 	}
-	e.pruneSnapshots(dev, prefix, snap)
+	if err := e.pruneWith(eng, dev, prefix, snap); err != nil {
+		fmt.Fprintf(e.stderr, "blockhash: deleting old snapshots of %s: %s\n", dev, oneLine(err))
+	}
 	return st, nil
 }
 
-// pruneSnapshots deletes dev's snapshots named PREFIX… other than keep,
-// on the store directly.
-func (e *env) pruneSnapshots(dev, prefix, keep string) {
-	err := e.offline(freeing, func(eng *engine.Engine) error {
-		snaps, err := eng.Snapshots(dev)
-		for _, s := range snaps {
-			if strings.HasPrefix(s.Name, prefix) && s.Name != keep {
-				if err := eng.DeleteDevice(dev+"@"+s.Name, engine.DeleteOptions{Wait: true}); err != nil {
-					fmt.Fprintf(e.stderr, "blockhash: deleting the old snapshot %s@%s: %s\n", dev, s.Name, oneLine(err))
-				}
+// pruneWith deletes dev's snapshots named PREFIX… other than keep, on
+// the store opened as eng.
+func (e *env) pruneWith(eng *engine.Engine, dev, prefix, keep string) error {
+	snaps, err := eng.Snapshots(dev)
+	for _, s := range snaps {
+		if strings.HasPrefix(s.Name, prefix) && s.Name != keep {
+			if err := eng.DeleteDevice(dev+"@"+s.Name, engine.DeleteOptions{Wait: true}); err != nil {
+				fmt.Fprintf(e.stderr, "blockhash: deleting the old snapshot %s@%s: %s\n", dev, s.Name, oneLine(err))
 			}
 		}
-		return err
-	})
-	if err != nil {
-		fmt.Fprintf(e.stderr, "blockhash: deleting old snapshots of %s: %s\n", dev, oneLine(err))
 	}
+	return err
 }

@@ -19,14 +19,18 @@
 #  3. Throughput, whole-process wall times: a full send of the image to an
 #     empty store; qemu-img convert -O raw of the image into a file (when
 #     qemu-img is installed); dd of the image through the same pipe
-#     (dd | rsh B 'cat > file').
+#     (dd | rsh B 'cat > file'); three runs of each, then their medians
+#     and the sync/dd ratios (issue 10: blockhash should win whenever the
+#     receiver holds anything already).
+# BH_BENCH_PREFIX names the namespaces (default bhbench), so that two runs
+# on one machine do not take down each other's.
 # Needs root; about 4 GiB of disk under $TMPDIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KEEP=0
 [ "${1:-}" = --keep ] && KEEP=1
 OS_GIB=${OS_GIB:-1}
-export BH_HOSTS_PREFIX=bhbench
+export BH_HOSTS_PREFIX=${BH_BENCH_PREFIX:-bhbench}
 NETNS=$ROOT/tests/hosts/netns
 
 skip() { echo "SKIP replica bench: $*"; exit 0; }
@@ -158,18 +162,22 @@ say "   rchar (every read call, the stream through the pipes included): $INC_RCH
 say "== throughput, whole-process wall times, ${OS_GIB} GiB image (page cache warm)"
 bh "$STORE_A" import os "$WORK/os.img" >/dev/null
 cat "$WORK/os.img" >/dev/null
+T_EMPTY=() T_SIBL=() T_DD=()
 for run in 1 2 3; do
 	rm -rf "$STORE_C" && bh "$STORE_C" init >/dev/null
 	t=$(now)
 	sync_to "$STORE_C" os
-	say "   run $run: blockhash sync to an empty store: $(since "$t")s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
+	T_EMPTY+=("$(since "$t")")
+	say "   run $run: blockhash sync to an empty store: ${T_EMPTY[-1]}s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
 	bh "$STORE_B" delete os --recursive >/dev/null
 	t=$(now)
 	sync_to "$STORE_B" os
-	say "   run $run: blockhash sync to B holding the sibling: $(since "$t")s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
+	T_SIBL+=("$(since "$t")")
+	say "   run $run: blockhash sync to B holding the sibling: ${T_SIBL[-1]}s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
 	t=$(now)
 	ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "cat > $4"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"
-	say "   run $run: dd if=IMAGE bs=1M | rsh B 'cat > file': $(since "$t")s"
+	T_DD+=("$(since "$t")")
+	say "   run $run: dd if=IMAGE bs=1M | rsh B 'cat > file': ${T_DD[-1]}s"
 	rm -f "$WORK/dd.out"
 	if command -v qemu-img >/dev/null; then
 		t=$(now)
@@ -180,6 +188,11 @@ for run in 1 2 3; do
 		say "   run $run: qemu-img is not installed: no qemu-img figure"
 	fi
 done
+# median A B C: the middle of three figures.
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+M_SIBL=$(median "${T_SIBL[@]}") M_EMPTY=$(median "${T_EMPTY[@]}") M_DD=$(median "${T_DD[@]}")
+say "   medians of the 3 runs: sync to B holding the sibling ${M_SIBL}s, to an empty store ${M_EMPTY}s, dd through the same pipe ${M_DD}s"
+say "   sync/dd wall: holding the sibling $(awk -v a="$M_SIBL" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }'), empty store $(awk -v a="$M_EMPTY" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }') (below 1: blockhash is faster)"
 mkdir -p "$ROOT/.cache"
 cp "$WORK/figures.txt" "$ROOT/.cache/bench-replica.txt"
 echo "figures also in .cache/bench-replica.txt"
