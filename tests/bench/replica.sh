@@ -24,6 +24,9 @@
 #     receiver holds anything already).
 # BH_BENCH_PREFIX names the namespaces (default bhbench), so that two runs
 # on one machine do not take down each other's.
+#  4. The same on the A-B link limited to LINK_RATE (default 1gbit; tc
+#     tbf; LINK_RATE=none skips it), to B holding the sibling, to a
+#     store holding the image's first half, and to an empty store.
 # Needs root; about 4 GiB of disk under $TMPDIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -193,6 +196,52 @@ median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 M_SIBL=$(median "${T_SIBL[@]}") M_EMPTY=$(median "${T_EMPTY[@]}") M_DD=$(median "${T_DD[@]}")
 say "   medians of the 3 runs: sync to B holding the sibling ${M_SIBL}s, to an empty store ${M_EMPTY}s, dd through the same pipe ${M_DD}s"
 say "   sync/dd wall: holding the sibling $(awk -v a="$M_SIBL" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }'), empty store $(awk -v a="$M_EMPTY" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }') (below 1: blockhash is faster)"
+
+# ---- 4. the same on a link of LINK_RATE (default 1gbit) ----
+# The veth above moves data at memory speed on this machine: the CPU
+# (hashing, compression, the relays) is the bottleneck, not the link, and
+# dd verifies nothing. Networks between hosts are slower: the A-B link is
+# limited with tc's token bucket on both ends, and the receiver holds
+# the sibling, half of the image (its first half as a device), or
+# nothing.
+LINK_RATE=${LINK_RATE:-1gbit}
+if [ "$LINK_RATE" != none ] && command -v tc >/dev/null &&
+	ip netns exec "$NS_A" tc qdisc add dev "$IF_A" root tbf rate "$LINK_RATE" burst 1mb latency 100ms 2>/dev/null &&
+	ip netns exec "$NS_B" tc qdisc add dev "$IF_B" root tbf rate "$LINK_RATE" burst 1mb latency 100ms; then
+	say "== throughput on a $LINK_RATE link (tc tbf on both ends), whole-process wall times, ${OS_GIB} GiB image"
+	STORE_H=$WORK/h
+	rm -rf "$STORE_H" && bh "$STORE_H" init >/dev/null
+	head -c $((LOGICAL / 2)) "$WORK/os.img" >"$WORK/half.img"
+	bh "$STORE_H" import half "$WORK/half.img" >/dev/null
+	rm -f "$WORK/half.img"
+	L_SIBL=() L_HALF=() L_EMPTY=() L_DD=()
+	for run in 1 2 3; do
+		bh "$STORE_B" delete os --recursive >/dev/null
+		t=$(now)
+		sync_to "$STORE_B" os
+		L_SIBL+=("$(since "$t")")
+		bh "$STORE_H" delete os --recursive >/dev/null 2>&1 || true
+		t=$(now)
+		sync_to "$STORE_H" os
+		L_HALF+=("$(since "$t")")
+		rm -rf "$STORE_C" && bh "$STORE_C" init >/dev/null
+		t=$(now)
+		sync_to "$STORE_C" os
+		L_EMPTY+=("$(since "$t")")
+		t=$(now)
+		ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "cat > $4"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"
+		L_DD+=("$(since "$t")")
+		rm -f "$WORK/dd.out"
+		say "   run $run: sync to B holding the sibling ${L_SIBL[-1]}s, to a store holding half ${L_HALF[-1]}s, to an empty store ${L_EMPTY[-1]}s; dd | rsh cat ${L_DD[-1]}s"
+	done
+	M_LS=$(median "${L_SIBL[@]}") M_LH=$(median "${L_HALF[@]}") M_LE=$(median "${L_EMPTY[@]}") M_LD=$(median "${L_DD[@]}")
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+	say "   medians: sibling ${M_LS}s, half ${M_LH}s, empty ${M_LE}s, dd ${M_LD}s; sync/dd: sibling $(ratio "$M_LS" "$M_LD"), half $(ratio "$M_LH" "$M_LD"), empty $(ratio "$M_LE" "$M_LD") (below 1: blockhash is faster)"
+	ip netns exec "$NS_A" tc qdisc del dev "$IF_A" root 2>/dev/null || true
+	ip netns exec "$NS_B" tc qdisc del dev "$IF_B" root 2>/dev/null || true
+else
+	say "== no rate-limited link (LINK_RATE=$LINK_RATE, or tc cannot shape this veth): section 4 skipped"
+fi
 mkdir -p "$ROOT/.cache"
 cp "$WORK/figures.txt" "$ROOT/.cache/bench-replica.txt"
 echo "figures also in .cache/bench-replica.txt"
