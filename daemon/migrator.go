@@ -39,6 +39,8 @@ type Migrator struct {
 	MaxDelta int64
 	// Progress, if set, hears of each round.
 	Progress func(round int, st replica.Stats)
+	// NoCompress sends blocks as they are (replica.SendOptions).
+	NoCompress bool
 }
 
 // SnapName names a snapshot a round takes.
@@ -57,7 +59,7 @@ func (m *Migrator) Round(dev, prefix string, force bool, remoteArgs ...string) (
 	if force {
 		remoteArgs = append(remoteArgs, "--force")
 	}
-	st, err := m.send(Request{Op: "send", Name: dev + "@" + snap, Auto: true, Force: force, ID: -1}, remoteArgs)
+	st, err := m.send(Request{Op: "send", Name: dev + "@" + snap, Auto: true, Force: force, NoCompress: m.NoCompress, ID: -1}, remoteArgs)
 	if err != nil {
 		return st, err
 	}

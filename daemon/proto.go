@@ -34,6 +34,8 @@ type Request struct {
 	// the device once received.
 	Live  bool `json:"live,omitempty"`
 	Serve bool `json:"serve,omitempty"`
+	// NoCompress: send blocks as they are (replica.SendOptions).
+	NoCompress bool `json:"no_compress,omitempty"`
 	// import and export (importexport.go): the connection carries the
 	// raw bytes after the daemon's first answer. From says what an import
 	// reads ("image disk.img", "standard input") for its messages; Sparse

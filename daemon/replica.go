@@ -35,7 +35,7 @@ func (d *Daemon) streamConn(c net.Conn, r Request) {
 	var err error
 	log := d.log.With().Str("op", r.Op).Str("name", r.Name).Logger()
 	if r.Op == "send" {
-		st, err = replica.Send(d.eng, replica.SendOptions{Snapshot: r.Name, Base: r.Base, BaseAuto: r.Auto,
+		st, err = replica.Send(d.eng, replica.SendOptions{Snapshot: r.Name, Base: r.Base, BaseAuto: r.Auto, NoCompress: r.NoCompress,
 			Force: r.Force, Log: log}, c, c)
 	} else {
 		st, err = replica.Receive(d.eng, replica.ReceiveOptions{Device: r.Name, Force: r.Force, Log: log,

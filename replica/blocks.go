@@ -18,6 +18,8 @@ const (
 type blockCodec struct {
 	c   lz4.Compressor
 	out []byte
+	// raw sends every payload as it is (SendOptions.NoCompress).
+	raw bool
 }
 
 // encode returns the payload for data (valid until the next call).
@@ -28,6 +30,10 @@ func (bc *blockCodec) encode(data []byte) []byte {
 	}
 	out := bc.out[:need]
 	binary.LittleEndian.PutUint32(out[1:], uint32(len(data)))
+	if bc.raw {
+		out[0] = codecRaw
+		return append(out[:5], data...)
+	}
 	n, err := bc.c.CompressBlock(data, out[5:])
 	if err != nil || n == 0 || n >= len(data) {
 		out[0] = codecRaw

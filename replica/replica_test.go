@@ -524,3 +524,46 @@ func TestSenderStopsOnABadWant(t *testing.T) {
 		t.Fatal("the sender did not return")
 	}
 }
+
+// NoCompress sends every BLOCKS payload raw; the replica is the same, and
+// the default compresses a compressible image.
+func TestNoCompress(t *testing.T) {
+	img := bytes.Repeat([]byte("compressible block content "), 64*4096/27+1)[:64*4096]
+	for i := 0; i < len(img); i += 4096 {
+		img[i] = byte(i / 4096) // distinct blocks
+	}
+	for _, raw := range []bool{false, true} {
+		_, a := newEngine(t)
+		_, b := newEngine(t)
+		put(t, a, "vm", img)
+		if err := a.Snapshot("vm", "s"); err != nil {
+			t.Fatal(err)
+		}
+		var rec bytes.Buffer
+		ss, _, se, re := transfer(t, a, SendOptions{Snapshot: "vm@s", NoCompress: raw}, b, ReceiveOptions{Device: "vm"}, &rec)
+		if se != nil || re != nil {
+			t.Fatalf("raw %v: send %v, receive %v", raw, se, re)
+		}
+		if !bytes.Equal(content(t, b, "vm"), img) {
+			t.Fatalf("raw %v: the replica differs", raw)
+		}
+		codecs := map[byte]int{}
+		reframe(t, rec.Bytes(), func(typ byte, p []byte) []byte {
+			if typ == tBlocks {
+				codecs[p[0]]++
+			}
+			return p
+		})
+		want := codecLZ4
+		if raw {
+			want = codecRaw
+		}
+		if len(codecs) != 1 || codecs[byte(want)] == 0 {
+			t.Fatalf("raw %v: BLOCKS codecs %v, want only %d", raw, codecs, want)
+		}
+		if raw && ss.WireOut < int64(len(img)) || !raw && ss.WireOut > int64(len(img))/2 {
+			t.Fatalf("raw %v: %d bytes on the wire for %d", raw, ss.WireOut, len(img))
+		}
+		fsckOK(t, b)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // switch fails, I/O resumes here and nothing changed for the guest.
 
 func init() {
-	register(&command{name: "migrate", usage: "DEV HOST [-e COMMAND] [--remote-bin BIN] [--rounds N] [--max-delta SIZE] [--prepare|--switch]",
+	register(&command{name: "migrate", usage: "DEV HOST [-e COMMAND] [--remote-bin BIN] [--rounds N] [--max-delta SIZE] [--prepare|--switch] [--compress lz4|none]",
 		summary: "move a served device to HOST's daemon: incremental rounds while the guest runs, then a short switch",
 		help: "Migrate needs this host's daemon serving DEV and HOST's daemon running. Each round snapshots DEV and " +
 			"sends the changes since the last round (the first sends what HOST lacks); the destination serves DEV " +
@@ -61,8 +61,12 @@ func runMigrate(e *env, args []string) error {
 	fs.Var(&maxDelta, "max-delta", "switch once a round sends at most this much data")
 	prepare := fs.Bool("prepare", false, "run the rounds only; the device keeps serving here")
 	switchOnly := fs.Bool("switch", false, "run the switch only (after --prepare)")
+	compress := compressFlag(fs)
 	pos, err := parseArgs(fs, args, 2)
 	if err != nil {
+		return err
+	}
+	if err := e.setCompress(*compress); err != nil {
 		return err
 	}
 	dev, host := pos[0], pos[1]
@@ -94,7 +98,7 @@ func runMigrate(e *env, args []string) error {
 	if !served {
 		return fmt.Errorf("%w: %s is not served here (use blockhash sync for a device that is not)", engine.ErrNotFound, dev)
 	}
-	m := daemon.Migrator{Client: c, Remote: rf.remote(host, e.stderr), Rounds: *rounds, MaxDelta: maxDelta.v,
+	m := daemon.Migrator{Client: c, Remote: rf.remote(host, e.stderr), Rounds: *rounds, MaxDelta: maxDelta.v, NoCompress: e.noCompress,
 		Progress: func(i int, st replica.Stats) {
 			fmt.Fprintf(e.stdout, "round %d: sent %d of %d blocks (%s of data, %s on the wire) in %.2fs\n", i,
 				st.BlocksSent, st.BlocksOffered, human(st.RawDataBytes), human(st.WireOut+st.WireIn), st.Seconds)

@@ -37,6 +37,9 @@ type env struct {
 	// domain is the dedup domain of a device an import creates (import's
 	// --domain; an existing device must be in it).
 	domain string
+	// noCompress: send, sync and migrate send blocks as they are
+	// (--compress none).
+	noCompress bool
 }
 
 // command is one subcommand. Its flags are declared in run, on the flag

@@ -17,9 +17,11 @@
 #     read from disk (read_bytes of its process tree, store A's page cache
 #     dropped first) and bytes sent, beside the same for the full send.
 #  3. Throughput, whole-process wall times: a full send of the image to an
-#     empty store; qemu-img convert -O raw of the image into a file (when
-#     qemu-img is installed); dd of the image through the same pipe
-#     (dd | rsh B 'cat > file'); three runs of each, then their medians
+#     empty store, to B holding the sibling, to a store holding the image's
+#     first half (with LZ4 and with --compress none); dd through the pipe
+#     into a file, plain and synced at the end (conv=fsync: durable, as a
+#     receive is); qemu-img convert -O raw of the image into a file (when
+#     qemu-img is installed); three runs of each, then their medians
 #     and the sync/dd ratios (issue 10: blockhash should win whenever the
 #     receiver holds anything already).
 # BH_BENCH_PREFIX names the namespaces (default bhbench), so that two runs
@@ -83,7 +85,7 @@ sync_to() {
 	# bash reaps blockhash (which reaps rsh), so its /proc/self/io then
 	# counts theirs.
 	ip netns exec "$NS_A" bash -c '"$@" 2>"'"$WORK"'/sync.err"; rc=$?; grep -E "^(rchar|read_bytes)" /proc/$$/io >"'"$WORK"'/io"; exit $rc' _ \
-		"$BIN" --store "$STORE_A" sync "$2" "$ADDR_B" -e "$RSH" --remote-bin "$BIN --store $1" --stats ||
+		"$BIN" --store "$STORE_A" sync "$2" "$ADDR_B" -e "$RSH" --remote-bin "$BIN --store $1" --stats ${COMPRESS:-} ||
 		{ cat "$WORK/sync.err" >&2; exit 1; }
 	grep '^{' "$WORK/sync.err" | tail -1 >"$WORK/stats"
 }
@@ -165,7 +167,26 @@ say "   rchar (every read call, the stream through the pipes included): $INC_RCH
 say "== throughput, whole-process wall times, ${OS_GIB} GiB image (page cache warm)"
 bh "$STORE_A" import os "$WORK/os.img" >/dev/null
 cat "$WORK/os.img" >/dev/null
-T_EMPTY=() T_SIBL=() T_DD=()
+# STORE_H holds the image's first half (as a device of its own): a
+# receiver that holds half of what it is sent.
+STORE_H=$WORK/h
+rm -rf "$STORE_H" && bh "$STORE_H" init >/dev/null
+head -c $((LOGICAL / 2)) "$WORK/os.img" >"$WORK/half.img"
+bh "$STORE_H" import half "$WORK/half.img" >/dev/null
+rm -f "$WORK/half.img"
+# sync_half MODE: A's os to STORE_H with --compress MODE (the last run's
+# os deleted first, outside the time).
+sync_half() {
+	bh "$STORE_H" delete os --recursive >/dev/null 2>&1 || true
+	t=$(now)
+	COMPRESS="--compress $1" sync_to "$STORE_H" os >/dev/null
+	since "$t"
+}
+# dd_durable: dd through the same pipe into a file synced at the end, as a
+# receive is (dd_plain leaves it in the page cache).
+dd_plain() { ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "cat > $4"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"; }
+dd_durable() { ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "dd of=$4 bs=1M conv=fsync status=none"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"; }
+T_EMPTY=() T_SIBL=() T_DD=() T_HALF=() T_HALFN=() T_DDS=()
 for run in 1 2 3; do
 	rm -rf "$STORE_C" && bh "$STORE_C" init >/dev/null
 	t=$(now)
@@ -177,10 +198,19 @@ for run in 1 2 3; do
 	sync_to "$STORE_B" os
 	T_SIBL+=("$(since "$t")")
 	say "   run $run: blockhash sync to B holding the sibling: ${T_SIBL[-1]}s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
+	T_HALF+=("$(sync_half lz4)")
+	say "   run $run: blockhash sync to a store holding the first half: ${T_HALF[-1]}s (wire_out $(st wire_out_bytes), blocks_sent $(st blocks_sent))"
+	T_HALFN+=("$(sync_half none)")
+	say "   run $run: the same with --compress none: ${T_HALFN[-1]}s (wire_out $(st wire_out_bytes))"
 	t=$(now)
-	ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "cat > $4"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"
+	dd_plain
 	T_DD+=("$(since "$t")")
 	say "   run $run: dd if=IMAGE bs=1M | rsh B 'cat > file': ${T_DD[-1]}s"
+	rm -f "$WORK/dd.out"
+	t=$(now)
+	dd_durable
+	T_DDS+=("$(since "$t")")
+	say "   run $run: dd if=IMAGE bs=1M | rsh B 'dd of=file conv=fsync': ${T_DDS[-1]}s"
 	rm -f "$WORK/dd.out"
 	if command -v qemu-img >/dev/null; then
 		t=$(now)
@@ -194,8 +224,10 @@ done
 # median A B C: the middle of three figures.
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 M_SIBL=$(median "${T_SIBL[@]}") M_EMPTY=$(median "${T_EMPTY[@]}") M_DD=$(median "${T_DD[@]}")
-say "   medians of the 3 runs: sync to B holding the sibling ${M_SIBL}s, to an empty store ${M_EMPTY}s, dd through the same pipe ${M_DD}s"
-say "   sync/dd wall: holding the sibling $(awk -v a="$M_SIBL" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }'), empty store $(awk -v a="$M_EMPTY" -v b="$M_DD" 'BEGIN { printf "%.2f", a / b }') (below 1: blockhash is faster)"
+M_HALF=$(median "${T_HALF[@]}") M_HALFN=$(median "${T_HALFN[@]}") M_DDS=$(median "${T_DDS[@]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+say "   medians of the 3 runs: sync to B holding the sibling ${M_SIBL}s, holding half ${M_HALF}s (--compress none ${M_HALFN}s), to an empty store ${M_EMPTY}s; dd through the same pipe ${M_DD}s, synced ${M_DDS}s"
+say "   sync/dd wall: holding the sibling $(ratio "$M_SIBL" "$M_DD"), half $(ratio "$M_HALF" "$M_DD") (none $(ratio "$M_HALFN" "$M_DD")), empty store $(ratio "$M_EMPTY" "$M_DD"); against the synced dd: sibling $(ratio "$M_SIBL" "$M_DDS"), half $(ratio "$M_HALF" "$M_DDS") (none $(ratio "$M_HALFN" "$M_DDS")), empty $(ratio "$M_EMPTY" "$M_DDS") (below 1: blockhash is faster)"
 
 # ---- 4. the same on a link of LINK_RATE (default 1gbit) ----
 # The veth above moves data at memory speed on this machine: the CPU
@@ -209,33 +241,24 @@ if [ "$LINK_RATE" != none ] && command -v tc >/dev/null &&
 	ip netns exec "$NS_A" tc qdisc add dev "$IF_A" root tbf rate "$LINK_RATE" burst 1mb latency 100ms 2>/dev/null &&
 	ip netns exec "$NS_B" tc qdisc add dev "$IF_B" root tbf rate "$LINK_RATE" burst 1mb latency 100ms; then
 	say "== throughput on a $LINK_RATE link (tc tbf on both ends), whole-process wall times, ${OS_GIB} GiB image"
-	STORE_H=$WORK/h
-	rm -rf "$STORE_H" && bh "$STORE_H" init >/dev/null
-	head -c $((LOGICAL / 2)) "$WORK/os.img" >"$WORK/half.img"
-	bh "$STORE_H" import half "$WORK/half.img" >/dev/null
-	rm -f "$WORK/half.img"
 	L_SIBL=() L_HALF=() L_EMPTY=() L_DD=()
 	for run in 1 2 3; do
 		bh "$STORE_B" delete os --recursive >/dev/null
 		t=$(now)
 		sync_to "$STORE_B" os
 		L_SIBL+=("$(since "$t")")
-		bh "$STORE_H" delete os --recursive >/dev/null 2>&1 || true
-		t=$(now)
-		sync_to "$STORE_H" os
-		L_HALF+=("$(since "$t")")
+		L_HALF+=("$(sync_half lz4)")
 		rm -rf "$STORE_C" && bh "$STORE_C" init >/dev/null
 		t=$(now)
 		sync_to "$STORE_C" os
 		L_EMPTY+=("$(since "$t")")
 		t=$(now)
-		ip netns exec "$NS_A" bash -c 'dd if="$1" bs=1M status=none | "$2" "$3" "cat > $4"' _ "$WORK/os.img" "$RSH" "$ADDR_B" "$WORK/dd.out"
+		dd_plain
 		L_DD+=("$(since "$t")")
 		rm -f "$WORK/dd.out"
 		say "   run $run: sync to B holding the sibling ${L_SIBL[-1]}s, to a store holding half ${L_HALF[-1]}s, to an empty store ${L_EMPTY[-1]}s; dd | rsh cat ${L_DD[-1]}s"
 	done
 	M_LS=$(median "${L_SIBL[@]}") M_LH=$(median "${L_HALF[@]}") M_LE=$(median "${L_EMPTY[@]}") M_LD=$(median "${L_DD[@]}")
-	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 	say "   medians: sibling ${M_LS}s, half ${M_LH}s, empty ${M_LE}s, dd ${M_LD}s; sync/dd: sibling $(ratio "$M_LS" "$M_LD"), half $(ratio "$M_LH" "$M_LD"), empty $(ratio "$M_LE" "$M_LD") (below 1: blockhash is faster)"
 	ip netns exec "$NS_A" tc qdisc del dev "$IF_A" root 2>/dev/null || true
 	ip netns exec "$NS_B" tc qdisc del dev "$IF_B" root 2>/dev/null || true
