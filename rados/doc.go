@@ -1,0 +1,38 @@
+// Package rados is the start of a Blockhash store shared by several hosts
+// on a Ceph RADOS pool (issue 12). The design, with its object layout,
+// write and read paths, lease hand-over, garbage collection and failure
+// cases, is design.md beside this file; read it before the code.
+//
+// # Build
+//
+// Every file that uses librados (through go-ceph, cgo) carries the build
+// tag `rados`, so the default build stays pure Go with CGO_ENABLED=0.
+// Files without the tag (this one, names.go, clsenc.go, errors.go) hold
+// what needs no cluster: object names, the location encoding, the inputs
+// of Ceph object classes. `make rados` installs the Ceph packages if they
+// are missing (tests/ceph/install), starts a one-node test cluster
+// (tests/ceph/cluster), runs `go test -tags rados ./rados/...` and stops
+// the cluster. Tests that need a cluster skip, saying so, unless
+// BLOCKHASH_CEPH_CONF names its ceph.conf (BLOCKHASH_CEPH_POOL, default
+// "bh", names the pool); each test works in a RADOS namespace of its own.
+//
+// # Types
+//
+//   - Conn: a connection to one pool and namespace.
+//   - PackWriter: one host's pack being filled (append 4 KiB blocks, seal).
+//   - Index: the sharded content index (put-if-absent, lookup,
+//     remove-if-unchanged).
+//   - Lease: a device's lease (cls_lock): acquire, refuse a second holder,
+//     assert it in a write op, release, fence a dead holder.
+//   - Loc: a block's location (host, pack, block), 64 bits.
+//
+// # Concurrency
+//
+// A Conn and an Index are safe for concurrent use (librados is). A
+// PackWriter is used by one goroutine at a time (its host's writer). A
+// Lease value is one holder's handle; its methods may be called from any
+// goroutine but not concurrently with each other.
+//
+// The package never imports the engine, the index or the block store: keys
+// are opaque byte strings of KeySize bytes.
+package rados
