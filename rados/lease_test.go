@@ -177,3 +177,5 @@ func TestLeaseHandoverRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func isNotHeld(err error) bool { return errors.Is(err, ErrNotHeld) }
