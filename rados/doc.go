@@ -20,6 +20,8 @@
 //
 //   - Conn: a connection to one pool and namespace.
 //   - PackWriter: one host's pack being filled (append 4 KiB blocks, seal).
+//   - Store: one host's block placement: fills packs one after another and,
+//     after a restart, seals the pack the last run left open.
 //   - Index: the sharded content index (put-if-absent, lookup,
 //     remove-if-unchanged).
 //   - Lease: a device's lease (cls_lock): acquire, refuse a second holder,
@@ -29,10 +31,12 @@
 // # Concurrency
 //
 // A Conn and an Index are safe for concurrent use (librados is). A
-// PackWriter is used by one goroutine at a time (its host's writer). A
+// PackWriter or a Store is used by one goroutine at a time (its host's
+// writer). A
 // Lease value is one holder's handle; its methods may be called from any
 // goroutine but not concurrently with each other.
 //
 // The package never imports the engine, the index or the block store: keys
-// are opaque byte strings of KeySize bytes.
+// are opaque byte strings of KeySize bytes. Object names and value layouts
+// are in design.md section 2 and in loc.go.
 package rados

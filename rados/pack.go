@@ -99,9 +99,17 @@ func (p *PackWriter) Append(keys [][]byte, data []byte) ([]Loc, error) {
 }
 
 // Seal marks the pack immutable (its xattr bh.seal holds the block
-// count). Sealing twice is harmless.
+// count). Sealing twice is harmless. A pack whose last append failed is
+// sealed with the blocks found in it.
 func (p *PackWriter) Seal() error {
 	if p.sealed {
+		return nil
+	}
+	if p.failed != nil { // its last op may have landed: seal what is there
+		if err := p.c.sealFound(p.id); err != nil {
+			return err
+		}
+		p.sealed = true
 		return nil
 	}
 	op := rados.CreateWriteOp()
