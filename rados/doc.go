@@ -24,6 +24,8 @@
 //     after a restart, seals the pack the last run left open.
 //   - Index: the sharded content index (put-if-absent, lookup,
 //     remove-if-unchanged).
+//   - Blocks: blockstore.Blocks for one host (Store + reads of a block
+//     with its key in one op); it passes the suite blockstest.
 //   - Lease: a device's lease (cls_lock): acquire, refuse a second holder,
 //     assert it in a write op, release, fence a dead holder.
 //   - Loc: a block's location (host, pack, block), 64 bits.
@@ -36,7 +38,8 @@
 // Lease value is one holder's handle; its methods may be called from any
 // goroutine but not concurrently with each other.
 //
-// The package never imports the engine, the index or the block store: keys
-// are opaque byte strings of KeySize bytes. Object names and value layouts
+// The package never imports the engine or the index: keys are opaque byte
+// strings of KeySize bytes. It imports blockstore for the Blocks seam
+// only (Blocks, blocks.go, implements blockstore.Blocks). Object names and value layouts
 // are in design.md section 2 and in loc.go.
 package rados
