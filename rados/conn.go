@@ -119,16 +119,13 @@ func (c *Conn) Delete(oid string) error {
 
 // errno values librados returns (negated).
 const (
-	errENOENT      = 2
-	errEEXIST      = 17
-	errEBUSY       = 16
-	errECANCELED   = 125
-	errEBLOCKLIST  = 108 // ESHUTDOWN: EBLOCKLISTED
-	errETIMEDOUT   = 110
-	errEINVAL      = 22
-	errENOTCONN    = 107
-	errEOPNOTSUPP  = 95
-	errENAMETOOLNG = 36
+	errENOENT     = 2
+	errEBUSY      = 16
+	errEEXIST     = 17
+	errENODATA    = 61
+	errEBLOCKLIST = 108 // ESHUTDOWN: EBLOCKLISTED
+	errETIMEDOUT  = 110
+	errECANCELED  = 125
 )
 
 // errnoOf returns the negative errno of a librados error, or 0. A

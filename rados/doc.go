@@ -29,6 +29,11 @@
 //   - Lease: a device's lease (cls_lock): acquire, refuse a second holder,
 //     assert it in a write op, release, fence a dead holder.
 //   - Loc: a block's location (host, pack, block), 64 bits.
+//   - RegisterHost (hosts.go): a host's id from the registry, claimed by
+//     put-if-absent.
+//   - BeginRound, AckRound, Unacked, ServeRounds (rounds.go): the GC
+//     round protocol's shared state: a round begun by compare-and-set,
+//     each host's acknowledgement after it prepared.
 //
 // # Concurrency
 //

@@ -25,3 +25,11 @@ var (
 	// ErrArg means a bad argument (sizes, counts).
 	ErrArg = errors.New("rados: bad argument")
 )
+
+var (
+	// ErrRaced means a compare-and-set found another writer's value (a
+	// second GC leader, a registration under the same name).
+	ErrRaced = errors.New("rados: another writer changed it first")
+	// ErrNoHostID means every host id is taken.
+	ErrNoHostID = errors.New("rados: no free host id")
+)

@@ -156,7 +156,7 @@ func (c *Conn) ReadPackState(id PackID) (PackState, error) {
 		s.Sealed, s.Count = true, int(binary.BigEndian.Uint16(buf))
 	case err == nil:
 		return PackState{}, fmt.Errorf("%w: %s: seal of %d bytes", ErrBadValue, id, n)
-	case errnoOf(err) == -61: // ENODATA: not sealed
+	case errnoOf(err) == -errENODATA: // not sealed
 	default:
 		return PackState{}, c.wrap("seal of "+id.Object(), err)
 	}
