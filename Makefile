@@ -107,7 +107,8 @@ FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDec
 	engine:FuzzDecodeSuperblock engine:FuzzDecodeMapHeader engine:FuzzDecodeMapEntry engine:FuzzDecodeV1Header \
 	engine:FuzzDecodeRecord engine:FuzzDecodePtrPage engine:FuzzReadVolumeHeader \
 	daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc \
-	replica:FuzzDecodeFrames replica:FuzzDecodePayloads daemon:FuzzFrameReader
+	replica:FuzzDecodeFrames replica:FuzzDecodePayloads daemon:FuzzFrameReader \
+	rados:FuzzDecodeRefs
 FUZZTIME ?= 5s
 FUZZLONG ?= 2000000x
 # Minimising a new interesting input stops a worker's fuzzing until done

@@ -34,6 +34,8 @@
 //   - BeginRound, AckRound, Unacked, ServeRounds (rounds.go): the GC
 //     round protocol's shared state: a round begun by compare-and-set,
 //     each host's acknowledgement after it prepared.
+//   - Refs (refs.go): a host's references and pin lock, published for a
+//     round; Collect (gc.go): one garbage collection of two rounds.
 //
 // # Concurrency
 //

@@ -33,3 +33,7 @@ var (
 	// ErrNoHostID means every host id is taken.
 	ErrNoHostID = errors.New("rados: no free host id")
 )
+
+// ErrUnacked means hosts did not acknowledge a GC round: they are dead or
+// cut off, and must be fenced before garbage collection goes on.
+var ErrUnacked = errors.New("rados: hosts did not acknowledge the GC round")

@@ -245,11 +245,39 @@ func (x *Index) Lookup(keys [][]byte) ([]Loc, error) {
 }
 
 // RemoveIf removes each key whose entry still names locs[i] (garbage
-// collection's unindex step: an entry another writer changed stays).
+// collection's unindex step: an entry another writer changed stays). A
+// key given more than once (two copies of one content) is removed if its
+// entry names any of its locations.
 func (x *Index) RemoveIf(keys [][]byte, locs []Loc) error {
 	if len(keys) != len(locs) {
 		return fmt.Errorf("%w: %d keys, %d locations", ErrArg, len(keys), len(locs))
 	}
+	// One cmp_rm_keys compares one value per key: repeats go to later
+	// layers, each of distinct keys.
+	var layers [][]int
+	seen := map[string]int{} // key -> layers it is in so far
+	for i, k := range keys {
+		n := seen[string(k)]
+		seen[string(k)] = n + 1
+		if n == len(layers) {
+			layers = append(layers, nil)
+		}
+		layers[n] = append(layers[n], i)
+	}
+	for _, pos := range layers {
+		lk, ll := make([][]byte, len(pos)), make([]Loc, len(pos))
+		for j, i := range pos {
+			lk[j], ll[j] = keys[i], locs[i]
+		}
+		if err := x.removeDistinct(lk, ll); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeDistinct is RemoveIf for distinct keys.
+func (x *Index) removeDistinct(keys [][]byte, locs []Loc) error {
 	bs, err := x.split(keys)
 	if err != nil {
 		return err

@@ -232,3 +232,27 @@ func TestIndexRefusesBadInput(t *testing.T) {
 		t.Fatalf("count mismatch: %v", err)
 	}
 }
+
+// A key given twice with two locations (two copies of one content, both
+// garbage candidates) is removed if the index names either.
+func TestIndexRemoveIfRepeatedKey(t *testing.T) {
+	c := testConn(t, testNamespace(t), 20*time.Second)
+	x, err := c.NewIndex(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := locsOf(t, 1, 1, 1)[0], locsOf(t, 2, 1, 1)[0]
+	k := testKey(1)
+	for _, order := range [][]Loc{{a, b}, {b, a}} {
+		if _, _, err := x.PutIfAbsent([][]byte{k}, []Loc{a}); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.RemoveIf([][]byte{k, k}, order); err != nil {
+			t.Fatal(err)
+		}
+		got, err := x.Lookup([][]byte{k})
+		if err != nil || got[0] != 0 {
+			t.Fatalf("RemoveIf(%v): the index still names %v (%v)", order, got[0], err)
+		}
+	}
+}

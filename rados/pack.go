@@ -17,6 +17,7 @@ type PackWriter struct {
 	c      *Conn
 	id     PackID
 	n      int   // blocks written
+	max    int   // blocks it takes (PackBlocks; fewer in tests)
 	sealed bool  // Seal succeeded
 	failed error // an op whose outcome is unknown: the pack takes no more
 }
@@ -38,7 +39,7 @@ func (c *Conn) NewPack(host uint16, seq uint64) (*PackWriter, error) {
 		id := PackID{Host: host, Seq: seq}
 		err := c.io.Create(id.Object(), rados.CreateExclusive)
 		if err == nil {
-			return &PackWriter{c: c, id: id}, nil
+			return &PackWriter{c: c, id: id, max: PackBlocks}, nil
 		}
 		if errnoOf(err) != -errEEXIST {
 			return nil, c.wrap("create "+id.Object(), err)
@@ -55,7 +56,7 @@ func (p *PackWriter) ID() PackID { return p.id }
 func (p *PackWriter) Len() int { return p.n }
 
 // Free is the number of blocks the pack can still take.
-func (p *PackWriter) Free() int { return PackBlocks - p.n }
+func (p *PackWriter) Free() int { return p.max - p.n }
 
 // Append writes len(keys) blocks (data holds them back to back, BlockSize
 // each) in one atomic op and returns their locations. All land or none
@@ -69,7 +70,7 @@ func (p *PackWriter) Append(keys [][]byte, data []byte) ([]Loc, error) {
 		return nil, fmt.Errorf("rados: %s failed earlier: %w", p.id, p.failed)
 	case len(keys) == 0 || len(data) != len(keys)*BlockSize:
 		return nil, fmt.Errorf("%w: %d keys for %d bytes", ErrArg, len(keys), len(data))
-	case p.n+len(keys) > PackBlocks:
+	case p.n+len(keys) > p.max:
 		return nil, fmt.Errorf("%w: %s has room for %d blocks, not %d", ErrPackFull, p.id, p.Free(), len(keys))
 	}
 	locs := make([]Loc, len(keys))

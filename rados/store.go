@@ -20,6 +20,7 @@ type Store struct {
 	host uint16
 	p    *PackWriter // the open pack; nil until the first Put
 	next uint64      // the sequence the next pack is tried at
+	max  int         // blocks per pack: PackBlocks (fewer in tests)
 }
 
 // hostObject is host id's object.
@@ -34,7 +35,7 @@ func (c *Conn) OpenStore(host uint16) (*Store, error) {
 	if host == 0 {
 		return nil, fmt.Errorf("%w: host 0", ErrArg)
 	}
-	s := &Store{c: c, host: host}
+	s := &Store{c: c, host: host, max: PackBlocks}
 	kv, err := c.io.GetOmapValues(hostObject(host), "", openKey, 1)
 	if err != nil && errnoOf(err) != -errENOENT {
 		return nil, c.wrap("read "+hostObject(host), err)
@@ -78,7 +79,7 @@ func (c *Conn) sealFound(id PackID) error {
 			return fmt.Errorf("%w: %s: %d keys but none for block %d", ErrBadValue, id, n, i)
 		}
 	}
-	p := &PackWriter{c: c, id: id, n: n}
+	p := &PackWriter{c: c, id: id, n: n, max: PackBlocks}
 	return p.Seal()
 }
 
@@ -107,7 +108,7 @@ func (s *Store) roll() error {
 		}
 		err = s.c.io.Create(id.Object(), rados.CreateExclusive)
 		if err == nil {
-			s.p = &PackWriter{c: s.c, id: id}
+			s.p = &PackWriter{c: s.c, id: id, max: s.max}
 			return nil
 		}
 		if errnoOf(err) != -errEEXIST {
