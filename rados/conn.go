@@ -155,3 +155,17 @@ func (c *Conn) wrap(what string, err error) error {
 	}
 	return fmt.Errorf("rados: %s: %w", what, err)
 }
+
+// ReadAll reads a whole object.
+func (c *Conn) ReadAll(oid string) ([]byte, error) {
+	st, err := c.io.Stat(oid)
+	if err != nil {
+		return nil, c.wrap("stat "+oid, err)
+	}
+	b := make([]byte, st.Size)
+	n, err := c.io.Read(oid, b, 0)
+	if err != nil {
+		return nil, c.wrap("read "+oid, err)
+	}
+	return b[:n], nil
+}
