@@ -53,7 +53,7 @@ rados:
 		rc=$$?; tests/ceph/cluster stop; exit $$rc
 
 # Hosts as network namespaces reaching a one-node cluster (root, about
-# 60 s): a lease holder cut off is fenced by the other host, and none of
+# 16 s): a lease holder cut off is fenced by the other host, and none of
 # its later writes lands (tests/ceph/partition).
 rados-hosts:
 	tests/ceph/install

@@ -6,13 +6,17 @@
 // its holder, through package rados. Not a product command.
 //
 //	bhrados hold -dev NAME -cookie HOST [-for 30s]
-//	    take the lease, then write a numbered record every 50 ms under it
-//	    (Lease.Write at offset 16*n), printing "ok N" or "refused N: ERR"
+//	    take the lease, then every 50 ms write record N under it
+//	    (Lease.Write at offset 16*N) and a block into a pack of host 1,
+//	    printing "ok N" / "pack ok N", or "refused|fenced N: ERR" /
+//	    "pack refused|fenced N: ERR"
 //	bhrados take -dev NAME -cookie HOST
 //	    take the lease; if another holds it, fence that holder (blocklist,
 //	    break) first; then write "taken" at offset 0 under the lease
 //	bhrados dump -dev NAME
 //	    print the records in the device's object, one per line
+//	bhrados packs
+//	    print "PACK BLOCKS" for each pack of host 1 in the namespace
 //
 // Common flags: -conf FILE (ceph.conf), -pool NAME (default bh), -ns
 // NAMESPACE, -timeout D (RADOS operations, default 5s).
@@ -58,11 +62,13 @@ func main() {
 	oid := "bh.dev." + *dev
 	switch cmd {
 	case "hold":
-		err = hold(c.Lease(oid, *cookie), *dur)
+		err = hold(c, c.Lease(oid, *cookie), *dur)
 	case "take":
 		err = take(c.Lease(oid, *cookie))
 	case "dump":
 		err = dump(c, oid)
+	case "packs":
+		err = packs(c)
 	default:
 		err = fmt.Errorf("unknown command %q", cmd)
 	}
@@ -83,25 +89,54 @@ func record(s string) []byte {
 	return b
 }
 
-func hold(l *rados.Lease, d time.Duration) error {
+// hold writes, each round, a record under the lease and a block into a
+// pack of host 1 (pack writes carry no lease: only the blocklist stops
+// them). A failed pack write opens a new pack next time.
+func hold(c *rados.Conn, l *rados.Lease, d time.Duration) error {
 	if err := l.Acquire(); err != nil {
 		return err
 	}
 	fmt.Println("held")
+	var p *rados.PackWriter
+	var seq uint64 = 1
 	end := time.Now().Add(d)
 	for n := 1; time.Now().Before(end); n++ {
 		if err := l.Write(record(fmt.Sprintf("w %d", n)), uint64(n)*recSize); err != nil {
-			what := "refused"
-			if errors.Is(err, rados.ErrFenced) {
-				what = "fenced"
-			}
-			fmt.Printf("%s %d: %v\n", what, n, err)
+			fmt.Printf("%s %d: %v\n", refusal(err), n, err)
 		} else {
 			fmt.Printf("ok %d\n", n)
+		}
+		err := func() error {
+			if p == nil || p.Free() == 0 {
+				np, err := c.NewPack(1, seq)
+				if err != nil {
+					return err
+				}
+				p, seq = np, np.ID().Seq+1
+			}
+			key := make([]byte, rados.KeySize)
+			copy(key, fmt.Sprintf("block %d", n))
+			_, err := p.Append([][]byte{key}, make([]byte, rados.BlockSize))
+			if err != nil {
+				p = nil
+			}
+			return err
+		}()
+		if err != nil {
+			fmt.Printf("pack %s %d: %v\n", refusal(err), n, err)
+		} else {
+			fmt.Printf("pack ok %d\n", n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+func refusal(err error) string {
+	if errors.Is(err, rados.ErrFenced) {
+		return "fenced"
+	}
+	return "refused"
 }
 
 func take(l *rados.Lease) error {
@@ -140,4 +175,15 @@ func dump(c *rados.Conn, oid string) error {
 		}
 	}
 	return nil
+}
+
+func packs(c *rados.Conn) error {
+	for seq := uint64(1); ; seq++ {
+		id := rados.PackID{Host: 1, Seq: seq}
+		st, err := c.ReadPackState(id)
+		if err != nil {
+			return nil // the first missing pack ends the list
+		}
+		fmt.Println(id, len(st.Keys))
+	}
 }
