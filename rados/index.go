@@ -67,7 +67,7 @@ func (x *Index) split(keys [][]byte) ([]batch, error) {
 func each(bs []batch, f func(batch) error) error {
 	var (
 		wg   sync.WaitGroup
-		mu   sync.Mutex // guards first
+		mu   sync.Mutex // guards errs
 		errs error
 		sem  = make(chan struct{}, maxShardOps)
 	)

@@ -3,6 +3,7 @@
 package rados
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -179,3 +180,86 @@ func TestLeaseHandoverRefused(t *testing.T) {
 }
 
 func isNotHeld(err error) bool { return errors.Is(err, ErrNotHeld) }
+
+// A device handed over while its holder writes: the holder's flush stops
+// its writer after the write in flight, the new holder goes on from the
+// last record; every record lands once, none is lost, and the old holder
+// writes nothing after it let go.
+func TestLeaseHandoverWhileWriting(t *testing.T) {
+	ns := testNamespace(t)
+	a, b := testConn(t, ns, 20*time.Second), testConn(t, ns, 20*time.Second)
+	newLeaseObject(t, a, "bh.dev.vm5")
+	la, lb := a.Lease("bh.dev.vm5", "host-1"), b.Lease("bh.dev.vm5", "host-2")
+	if err := la.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	// record n of host h: n in the low 56 bits, h in the top byte
+	rec := func(n uint64, h byte) []byte { return binary.LittleEndian.AppendUint64(nil, n|uint64(h)<<56) }
+	var stop atomic.Bool
+	done := make(chan struct{})
+	var lastA atomic.Uint64 // the last record the old holder had acknowledged
+	go func() {
+		defer close(done)
+		for n := uint64(1); !stop.Load(); n++ {
+			if err := la.Write(rec(n, 1), n*8); err != nil {
+				t.Errorf("holder's write %d: %v", n, err)
+				return
+			}
+			lastA.Store(n)
+		}
+	}()
+	t.Cleanup(func() { stop.Store(true); <-done })
+	h, err := la.ServeHandover(func() error {
+		stop.Store(true)
+		<-done // the write in flight is acknowledged or failed
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	for deadline := time.Now().Add(10 * time.Second); lastA.Load() < 50; { // let it write a while
+		if time.Now().After(deadline) || t.Failed() {
+			t.Fatalf("the holder wrote %d records", lastA.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := lb.RequestHandover(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	next := lastA.Load() + 1
+	if err := lb.Write(rec(next, 2), next*8); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hand-over pause with a writer (request to the new holder's first write): %v, after %d records", time.Since(start), next-1)
+	for n := next + 1; n < next+20; n++ {
+		if err := lb.Write(rec(n, 2), n*8); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := la.Write(rec(999, 1), 999*8); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("old holder's write after the hand-over: %v, want ErrNotHeld", err)
+	}
+	data, err := b.ReadAll("bh.dev.vm5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := next + 19
+	if uint64(len(data)) != (last+1)*8 {
+		t.Fatalf("object of %d bytes, want records 1..%d", len(data), last)
+	}
+	final := lastA.Load() // after the hand-over: must not have moved
+	if final != next-1 {
+		t.Fatalf("the old holder acknowledged record %d after the new holder went on from %d", final, next)
+	}
+	for n := uint64(1); n <= last; n++ {
+		want := n | 1<<56
+		if n >= next {
+			want = n | 2<<56
+		}
+		if got := binary.LittleEndian.Uint64(data[n*8:]); got != want {
+			t.Fatalf("record %d holds %#x, want %#x", n, got, want)
+		}
+	}
+}

@@ -101,16 +101,11 @@ func (r *Refs) Publish(round uint64) error {
 // minRound or later.
 func (c *Conn) readRefs(host uint16, minRound uint64) (map[Loc]bool, error) {
 	oid := refsObject(host)
-	st, err := c.io.Stat(oid)
+	b, err := c.ReadAll(oid)
 	if err != nil {
-		return nil, c.wrap("stat "+oid, err)
+		return nil, err
 	}
-	b := make([]byte, st.Size)
-	n, err := c.io.Read(oid, b, 0)
-	if err != nil {
-		return nil, c.wrap("read "+oid, err)
-	}
-	round, h, locs, err := decodeRefs(b[:n])
+	round, h, locs, err := decodeRefs(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", oid, err)
 	}
