@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -24,9 +25,10 @@ type Config struct {
 // Conn is a connection to one pool and namespace. It is safe for
 // concurrent use.
 type Conn struct {
-	conn *rados.Conn
-	io   *rados.IOContext
-	cfg  Config
+	conn  *rados.Conn
+	io    *rados.IOContext
+	cfg   Config
+	close sync.Once // librados' handles are freed once, however often Close is called
 }
 
 // Connect opens a connection. An unreachable cluster is ErrNoCluster.
@@ -76,10 +78,13 @@ func Connect(cfg Config) (*Conn, error) {
 	return &Conn{conn: conn, io: io, cfg: cfg}, nil
 }
 
-// Close ends the connection.
+// Close ends the connection. Closing again does nothing (go-ceph's
+// IOContext.Destroy would free librados' handle twice).
 func (c *Conn) Close() {
-	c.io.Destroy()
-	c.conn.Shutdown()
+	c.close.Do(func() {
+		c.io.Destroy()
+		c.conn.Shutdown()
+	})
 }
 
 // Addr is this client instance's address, the one a fence blocklists.

@@ -136,3 +136,24 @@ func TestStoreOpenChecksTheFoundPack(t *testing.T) {
 		t.Fatalf("the bad pack: sealed %v (%v)", st.Sealed, err)
 	}
 }
+
+// Closing a connection twice (a test that kills a host by closing its
+// connection, then the cleanup closing it again) must not free librados'
+// handles twice.
+func TestConnCloseTwice(t *testing.T) {
+	ns := testNamespace(t)
+	for range 20 {
+		c := testConn(t, ns, 20*time.Second)
+		if err := c.io.WriteFull("x", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		c.Close()
+	}
+	c := testConn(t, ns, 20*time.Second)
+	for i := range 200 {
+		if err := c.io.SetOmap("y", map[string][]byte{"k": {byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
