@@ -36,6 +36,8 @@
 //     each host's acknowledgement after it prepared.
 //   - Refs (refs.go): a host's references and pin lock, published for a
 //     round; Collect (gc.go): one garbage collection of two rounds.
+//   - InsertQueue (queue.go): a host's new index entries held per shard
+//     until worth an op; Flush returns the races lost for the merge.
 //
 // # Concurrency
 //
