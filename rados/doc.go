@@ -38,6 +38,8 @@
 //     round; Collect (gc.go): one garbage collection of two rounds.
 //   - InsertQueue (queue.go): a host's new index entries held per shard
 //     until worth an op; Flush returns the races lost for the merge.
+//   - Check (check.go): a whole-pool check (packs consistent, no index
+//     entry dangles, every published reference holds a block), read only.
 //
 // # Concurrency
 //

@@ -180,41 +180,17 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 		}
 	}
 	// Every index entry names a block that is there, with that key (no
-	// entry dangles). A mapped content may lack an entry (a dedup loss,
-	// not a safety one: its entry went with another copy), so that is
-	// counted, not asserted.
-	packs, err := leader.packs()
+	// entry dangles), every published reference holds a block. A mapped
+	// content may lack an entry (a dedup loss, not a safety one: its entry
+	// went with another copy), so that is counted, not asserted.
+	rep, err := leader.Check(x, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[PackID]PackState{}
-	var blocks int
-	for _, id := range packs {
-		ps, err := leader.ReadPackState(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		states[id] = ps
-		blocks += len(ps.Keys)
+	if len(rep.Problems) > 0 {
+		t.Fatalf("check: %d problems, first %s", len(rep.Problems), rep.Problems[0])
 	}
-	entries := 0
-	for sh := range uint32(8) {
-		kv, err := leader.io.GetAllOmapValues(shardObject(sh), "", "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range kv {
-			l, err := decodeIndexValue(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ps, ok := states[l.Pack()]
-			if !ok || !bytes.Equal(ps.Keys[l.Block()], []byte(k)) {
-				t.Fatalf("index entry %x names %v, which does not hold it (pack there: %v)", k[:4], l, ok)
-			}
-			entries++
-		}
-	}
+	packs, blocks, entries := rep.Packs, rep.Blocks, rep.IndexEntries
 	distinct := map[int]bool{}
 	for _, h := range hosts {
 		for _, n := range h.which {
@@ -222,7 +198,7 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes, %d reads, %d collections (%d candidates, %d resurrected, %d dead, %d packs deleted); left: %d packs holding %d blocks, %d index entries, %d distinct contents mapped",
-		writes.Load(), reads.Load(), rounds, total.Candidates, total.Resurrected, total.Dead, total.PacksDeleted, len(packs), blocks, entries, len(distinct))
+		writes.Load(), reads.Load(), rounds, total.Candidates, total.Resurrected, total.Dead, total.PacksDeleted, packs, blocks, entries, len(distinct))
 	if total.PacksDeleted == 0 {
 		t.Fatal("no pack was ever deleted: space does not come back")
 	}

@@ -168,6 +168,13 @@ func TestQueuedInsertsMergeAndCollect(t *testing.T) {
 		st.Dead = s.Dead
 	}
 	after := stored()
+	rep, err := leader.Check(hosts[0].x, []uint16{1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 || rep.Contents != contents || rep.Referenced != contents || rep.Garbage != st.Dead {
+		t.Fatalf("check: %+v", rep)
+	}
 	t.Logf("%d contents from two hosts at once: %d races lost (host 1 %d, host 2 %d), %d blocks stored before GC, %d after (%d packs deleted, %d dead blocks left in partly live packs)",
 		contents, lost[0]+lost[1], lost[0], lost[1], before, after, st.PacksDeleted, st.Dead)
 	if after-st.Dead != contents {
