@@ -38,6 +38,9 @@
 //     round; Collect (gc.go): one garbage collection of two rounds.
 //   - InsertQueue (queue.go): a host's new index entries held per shard
 //     until worth an op; Flush returns the races lost for the merge.
+//   - Compact (compact.go): live blocks of partly dead packs copied to the
+//     leader's packs, index entries moved, forwards the hosts follow
+//     (Refs.Remap) before the old packs die by collection.
 //   - Check (check.go): a whole-pool check (packs consistent, no index
 //     entry dangles, every published reference holds a block), read only.
 //

@@ -109,6 +109,18 @@ func (c *Conn) Collect(x *Index, hosts []uint16, timeout time.Duration) (GCStats
 				return st, err
 			}
 			st.PacksDeleted++
+			// its forwards, if compaction moved its blocks: every host
+			// follows them by now (none references the pack)
+			fk := make([]string, n)
+			for i := range n {
+				l, _ := MakeLoc(id, i)
+				fk[i] = fwdKey(l)
+			}
+			if n > 0 {
+				if err := c.io.RmOmapKeys(gcObject, fk); err != nil && errnoOf(err) != -errENOENT {
+					return st, c.wrap("remove forwards", err)
+				}
+			}
 		}
 	}
 	return st, nil
@@ -134,9 +146,17 @@ func (c *Conn) round(hosts []uint16, timeout time.Duration) (uint64, error) {
 	return r, nil
 }
 
-// liveSet is the union of the hosts' references published for round r.
+// liveSet is the union of the hosts' references published for round r
+// and the targets of compaction's forwards (compact.go).
 func (c *Conn) liveSet(hosts []uint16, r uint64) (map[Loc]bool, error) {
+	fwd, err := c.Forwards()
+	if err != nil {
+		return nil, err
+	}
 	live := map[Loc]bool{}
+	for _, nw := range fwd {
+		live[nw] = true
+	}
 	for _, h := range hosts {
 		refs, err := c.readRefs(h, r)
 		if err != nil {

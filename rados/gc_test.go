@@ -23,14 +23,36 @@ func contentBlock(n int) []byte {
 // simHost is a host for GC tests: a map of lbas to locations (its devices)
 // kept in its Refs, new blocks in its own packs, the shared index.
 type simHost struct {
-	id    uint16
-	c     *Conn
-	st    *Store
-	x     *Index
-	refs  *Refs
-	srv   *RoundServer
+	id   uint16
+	c    *Conn
+	st   *Store
+	x    *Index
+	refs *Refs
+	srv  *RoundServer
+	// mmu guards m and which: the writer and the round answer (Remap)
+	// both change them.
+	mmu   sync.Mutex
 	m     map[int]Loc // lba -> location
 	which map[int]int // lba -> content
+}
+
+// answer is the host's part of a GC round: follow compaction's forwards,
+// then publish.
+func (h *simHost) answer(r uint64) error {
+	h.mmu.Lock() // references and map move together
+	moved, err := h.refs.Remap()
+	if err == nil {
+		for lba, l := range h.m {
+			if nw, ok := moved[l]; ok {
+				h.m[lba] = nw
+			}
+		}
+	}
+	h.mmu.Unlock()
+	if err != nil {
+		return err
+	}
+	return h.refs.Publish(r)
 }
 
 func newSimHost(t *testing.T, ns string, id uint16, packBlocks int) *simHost {
@@ -46,7 +68,7 @@ func newSimHost(t *testing.T, ns string, id uint16, packBlocks int) *simHost {
 		t.Fatal(err)
 	}
 	h := &simHost{id: id, c: c, st: st, x: x, refs: c.NewRefs(id), m: map[int]Loc{}, which: map[int]int{}}
-	if h.srv, err = c.ServeRounds(id, h.refs.Publish); err != nil {
+	if h.srv, err = c.ServeRounds(id, h.answer); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.srv.Stop() })
@@ -81,6 +103,8 @@ func (h *simHost) write(lba, n int) error {
 	if err != nil {
 		return err
 	}
+	h.mmu.Lock()
+	defer h.mmu.Unlock()
 	if old := h.m[lba]; old != 0 {
 		if err := h.refs.Drop(old); err != nil {
 			return err
@@ -92,15 +116,28 @@ func (h *simHost) write(lba, n int) error {
 
 // check reads lba back.
 func (h *simHost) check(lba int) error {
+	h.mmu.Lock()
 	loc, ok := h.m[lba]
+	n := h.which[lba]
+	h.mmu.Unlock()
 	if !ok {
 		return nil
 	}
 	buf := make([]byte, BlockSize)
 	if err := h.c.ReadBlock(loc, buf); err != nil {
-		return err
+		// compaction may have moved it and its old pack gone since we
+		// looked: a reader follows the map's new entry, once
+		h.mmu.Lock()
+		now := h.m[lba]
+		h.mmu.Unlock()
+		if now == loc {
+			return err
+		}
+		if err := h.c.ReadBlock(now, buf); err != nil {
+			return err
+		}
 	}
-	if !bytes.Equal(buf, contentBlock(h.which[lba])) {
+	if !bytes.Equal(buf, contentBlock(n)) {
 		return errors.New("read back other content")
 	}
 	return nil
@@ -113,6 +150,7 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 	hosts := []*simHost{newSimHost(t, ns, 1, 8), newSimHost(t, ns, 2, 8)}
 	leader := testConn(t, ns, 20*time.Second)
 	x, _ := leader.NewIndex(8)
+	lh := newSimHost(t, ns, 3, 8) // the leader's own packs, for compaction
 	const lbas, contents = 48, 160
 	dur := 4 * time.Second
 	var stop atomic.Bool
@@ -130,7 +168,7 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 				for range 2 {
 					lba := r.IntN(lbas)
 					if err := h.check(lba); err != nil {
-						t.Errorf("host %d read of lba %d at %v: %v", h.id, lba, h.m[lba], err)
+						t.Errorf("host %d read of lba %d: %v", h.id, lba, err)
 						return
 					}
 					reads.Add(1)
@@ -139,10 +177,20 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 		})
 	}
 	var total GCStats
+	var compacted CompactStats
 	var rounds int
-	ids := []uint16{1, 2}
+	ids := []uint16{1, 2, 3}
 	deadline := time.Now().Add(dur)
 	for time.Now().Before(deadline) && !t.Failed() {
+		if rounds%3 == 2 {
+			cs, err := leader.Compact(x, ids, lh.st, 0.75, 10*time.Second)
+			if err != nil {
+				t.Errorf("compact: %v", err)
+				break
+			}
+			compacted.Packs += cs.Packs
+			compacted.Copied += cs.Copied
+		}
 		st, err := leader.Collect(x, ids, 10*time.Second)
 		if err != nil {
 			t.Errorf("collect: %v", err)
@@ -160,7 +208,7 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 		return
 	}
 	// Quiet: seal the open packs, collect twice, check everything.
-	for _, h := range hosts {
+	for _, h := range append(hosts, lh) {
 		if err := h.st.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -197,8 +245,8 @@ func TestCollectWhileHostsWrite(t *testing.T) {
 			distinct[n] = true
 		}
 	}
-	t.Logf("%d writes, %d reads, %d collections (%d candidates, %d resurrected, %d dead, %d packs deleted); left: %d packs holding %d blocks, %d index entries, %d distinct contents mapped",
-		writes.Load(), reads.Load(), rounds, total.Candidates, total.Resurrected, total.Dead, total.PacksDeleted, packs, blocks, entries, len(distinct))
+	t.Logf("%d writes, %d reads, %d collections (%d candidates, %d resurrected, %d dead, %d packs deleted), %d packs compacted (%d blocks copied); left: %d packs holding %d blocks, %d index entries, %d distinct contents mapped",
+		writes.Load(), reads.Load(), rounds, total.Candidates, total.Resurrected, total.Dead, total.PacksDeleted, compacted.Packs, compacted.Copied, packs, blocks, entries, len(distinct))
 	if total.PacksDeleted == 0 {
 		t.Fatal("no pack was ever deleted: space does not come back")
 	}

@@ -40,6 +40,8 @@ func (h *qHost) write(n int) error {
 	if err != nil {
 		return err
 	}
+	h.mmu.Lock()
+	defer h.mmu.Unlock()
 	if old := h.m[n]; old != 0 {
 		if err := h.refs.Drop(old); err != nil {
 			return err
@@ -66,6 +68,8 @@ func (h *qHost) flushAndMerge(minKeys int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	h.mmu.Lock()
+	defer h.mmu.Unlock()
 	byLoc := map[Loc]int{}
 	for lba, l := range h.m {
 		byLoc[l] = lba
@@ -184,6 +188,47 @@ func TestQueuedInsertsMergeAndCollect(t *testing.T) {
 		for _, h := range hosts {
 			if err := h.check(n); err != nil {
 				t.Fatalf("after GC: host %d content %d: %v", h.id, n, err)
+			}
+		}
+	}
+
+	// Compaction: the live blocks of partly dead packs go to the leader's
+	// packs (host 3, which serves rounds too), the hosts follow the
+	// forwards in their next round, and the old packs die.
+	lh := newSimHost(t, ns, 3, 16)
+	cs, err := leader.Compact(lh.x, []uint16{1, 2, 3}, lh.st, 1, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lh.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for range 2 {
+		s, err := leader.Collect(lh.x, []uint16{1, 2, 3}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deleted += s.PacksDeleted
+	}
+	compacted := stored()
+	rep, err = leader.Check(lh.x, []uint16{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := leader.Forwards()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("compaction: %d packs, %d blocks copied; then %d packs deleted: %d blocks stored for %d contents (%d forwards left)",
+		cs.Packs, cs.Copied, deleted, compacted, contents, len(fwd))
+	if len(rep.Problems) > 0 || compacted != contents || rep.Garbage != 0 || len(fwd) != 0 {
+		t.Fatalf("after compaction: %d blocks stored, check %+v, %d forwards", compacted, rep, len(fwd))
+	}
+	for n := range contents {
+		for _, h := range hosts {
+			if err := h.check(n); err != nil {
+				t.Fatalf("after compaction: host %d content %d: %v", h.id, n, err)
 			}
 		}
 	}
