@@ -51,6 +51,7 @@ MALLOC_DEBUG := $(wildcard /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0)
 rados:
 	tests/ceph/install
 	$(GO) vet -tags rados ./rados/...
+	mkdir -p $(CACHE)
 	$(GO) build -tags rados -o $(CACHE)/bhrados ./rados/cmd/bhrados
 	$(GO) test -tags rados -c -o $(CACHE)/rados.test ./rados/
 	tests/ceph/cluster start || { tests/ceph/cluster stop; exit 1; }; \
@@ -66,7 +67,7 @@ rados-hosts:
 	tests/ceph/partition
 
 # The RADOS primitives' figures on the one-node cluster (reported, never
-# asserted): pack writes MiB/s, index inserts keys/s, lease hand-over.
+# asserted): pack writes MB/s, index inserts keys/s, lease hand-over, fence.
 rados-bench:
 	tests/ceph/install
 	tests/ceph/cluster start || { tests/ceph/cluster stop; exit 1; }; \
