@@ -3,6 +3,7 @@ module blockhash
 go 1.26.8
 
 require (
+	github.com/ceph/go-ceph v0.37.0
 	github.com/mattn/go-isatty v0.0.20
 	github.com/pierrec/lz4/v4 v4.1.33
 	github.com/prometheus/client_golang v1.25.0

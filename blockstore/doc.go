@@ -24,6 +24,17 @@
 // store made before the manifest gets one from the files found. Later implementations (Ceph RADOS, S3) must pass the shared suite in
 // package storetest.
 //
+// # Blocks: the seam for a shared store
+//
+// Blocks (blocks.go) is storage that chooses where each block goes and
+// counts no references: Put returns locations, Drop gives them back. It is
+// the interface the local store and the store shared by hosts on Ceph
+// RADOS (package rados, build tag rados) both implement, checked by the
+// suite in package blockstest. SlotBlocks (slotblocks.go) implements it
+// over a Store: a location is a slot + 1, a dropped slot is reused only
+// after the Sync that made its zeroed record durable. The engine does not
+// use Blocks yet (rados/design.md, section 7, says how it moves over).
+//
 // Block data is written and read with O_DIRECT where the file system
 // supports it (buffered elsewhere, as on tmpfs), so the store does not cache
 // guest data a second time and large writes skip a page-cache copy that costs
