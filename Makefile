@@ -38,7 +38,7 @@ vmtest:
 hosts:
 	tests/hosts/run
 
-test: unit hosts vmtest
+test: unit hosts vmtest rados rados-hosts
 
 # The shared RADOS store (package rados, build tag rados, cgo against
 # librados): installs the Ceph packages if missing (root, apt-get), starts a
