@@ -119,6 +119,9 @@ func runSend(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
+	if err := e.replicable(dev); err != nil {
+		return err
+	}
 	if snap == "" {
 		snap = daemon.SnapName("send-")
 		if err := e.takeSnapshot(dev, snap); err != nil {

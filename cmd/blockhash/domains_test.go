@@ -73,6 +73,7 @@ func TestDomainsCLI(t *testing.T) {
 		{"create", "x", "--size", "1M", "--domain", "no/slash"},
 		{"create", "a1", "--size", "1M", "--domain", "tenant-a"},
 		{"sync", "a1", "nohost", "-e", "false"},
+		{"send", "a1"},
 	} {
 		r := cli(t, store, args...)
 		if r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
