@@ -23,6 +23,15 @@ func (d *Daemon) Snapshot(r Request) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if r.Replica {
+		dev, err := d.eng.Device(r.Name)
+		if err != nil {
+			return err
+		}
+		if err := dev.Replicable(); err != nil {
+			return err
+		}
+	}
 	return d.eng.Snapshot(r.Name, r.Snap)
 }
 

@@ -53,7 +53,7 @@ func SnapName(prefix string) string {
 // here (the receiver deletes its own).
 func (m *Migrator) Round(dev, prefix string, force bool, remoteArgs ...string) (replica.Stats, error) {
 	snap := SnapName(prefix)
-	if _, err := m.Client.Do(Request{Op: "snapshot", Name: dev, Snap: snap, ID: -1}); err != nil {
+	if _, err := m.Client.Do(Request{Op: "snapshot", Name: dev, Snap: snap, Replica: true, ID: -1}); err != nil {
 		return replica.Stats{}, err
 	}
 	if force {

@@ -34,6 +34,9 @@ type Request struct {
 	// the device once received.
 	Live  bool `json:"live,omitempty"`
 	Serve bool `json:"serve,omitempty"`
+	// Replica: a snapshot taken to be sent, refused for a device that
+	// cannot be replicated (engine.Device.Replicable).
+	Replica bool `json:"replica,omitempty"`
 	// NoCompress: send blocks as they are (replica.SendOptions).
 	NoCompress bool `json:"no_compress,omitempty"`
 	// import and export (importexport.go): the connection carries the

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -26,16 +27,20 @@ const DefaultDomain = "default"
 // replace the table (copy on write).
 type domainSet struct {
 	def *keyer
-	mu  sync.Mutex // guards replacing byName
-	// byName maps a domain name to its keyer; the default domain ("")
-	// is not in it.
-	byName atomic.Pointer[map[string]*keyer]
+	mu  sync.Mutex // guards replacing tab
+	tab atomic.Pointer[domainTable]
+}
+
+// domainTable is the domains other than the default, by name and as a
+// list for the verifiers; immutable once stored.
+type domainTable struct {
+	byName map[string]*keyer
+	all    []*keyer
 }
 
 func newDomainSet(alg HashAlg) *domainSet {
 	d := &domainSet{def: defaultKeyer(alg)}
-	m := map[string]*keyer{}
-	d.byName.Store(&m)
+	d.tab.Store(&domainTable{byName: map[string]*keyer{}})
 	return d
 }
 
@@ -44,18 +49,11 @@ func (d *domainSet) get(name string) *keyer {
 	if name == "" {
 		return d.def
 	}
-	return (*d.byName.Load())[name]
+	return d.tab.Load().byName[name]
 }
 
 // all lists the domains other than the default.
-func (d *domainSet) all() []*keyer {
-	m := *d.byName.Load()
-	out := make([]*keyer, 0, len(m))
-	for _, k := range m {
-		out = append(out, k)
-	}
-	return out
-}
+func (d *domainSet) all() []*keyer { return d.tab.Load().all }
 
 // adopt registers domain name with secret, read from a volume header. A
 // name already known with another secret is damage: ErrCorrupt (the
@@ -66,8 +64,8 @@ func (d *domainSet) adopt(name string, secret [SecretSize]byte) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := *d.byName.Load()
-	if k, ok := cur[name]; ok {
+	cur := d.tab.Load()
+	if k, ok := cur.byName[name]; ok {
 		if k.secret != secret {
 			return fmt.Errorf("%w: dedup domain %s has another secret in an older volume", ErrCorrupt, name)
 		}
@@ -92,8 +90,8 @@ func (d *domainSet) create(name string) (*keyer, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := *d.byName.Load()
-	if k, ok := cur[name]; ok {
+	cur := d.tab.Load()
+	if k, ok := cur.byName[name]; ok {
 		return k, nil
 	}
 	var secret [SecretSize]byte
@@ -105,13 +103,14 @@ func (d *domainSet) create(name string) (*keyer, error) {
 	return k, nil
 }
 
-func (d *domainSet) store(cur map[string]*keyer, k *keyer) {
-	next := make(map[string]*keyer, len(cur)+1)
-	for n, v := range cur {
-		next[n] = v
+// store replaces the table with cur plus k; the caller holds mu.
+func (d *domainSet) store(cur *domainTable, k *keyer) {
+	next := &domainTable{byName: make(map[string]*keyer, len(cur.byName)+1), all: append(slices.Clone(cur.all), k)}
+	for n, v := range cur.byName {
+		next.byName[n] = v
 	}
-	next[k.domain] = k
-	d.byName.Store(&next)
+	next.byName[k.domain] = k
+	d.tab.Store(next)
 }
 
 // match finds the key data has in some domain for which ok holds: the

@@ -74,6 +74,19 @@ func sortSnapshots(s []SnapshotInfo) {
 	}
 }
 
+// Replicable refuses (ErrInvalid) a volume in a dedup domain other than
+// the default: replication keeps to the default domain (see Keys).
+func (d *Device) Replicable() error {
+	return replicable(d.m)
+}
+
+func replicable(m *Map) error {
+	if m.hdr.Domain != "" {
+		return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", ErrInvalid, m.full, m.hdr.Domain)
+	}
+	return nil
+}
+
 // GUID is the snapshot's identity across stores (zero for a device, or a
 // snapshot made before snapshots had one).
 func (d *Device) GUID() [16]byte { return d.m.hdr.GUID }
@@ -87,8 +100,8 @@ func (d *Device) GUID() [16]byte { return d.m.hdr.GUID }
 // stream of them would tell it which blocks the domain holds. They are
 // refused (ErrInvalid).
 func (d *Device) Keys(first uint64, out []index.Key) error {
-	if d.m.hdr.Domain != "" {
-		return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", ErrInvalid, d.m.full, d.m.hdr.Domain)
+	if err := d.Replicable(); err != nil {
+		return err
 	}
 	if first+uint64(len(out)) > d.m.blocks || first+uint64(len(out)) < first {
 		return fmt.Errorf("%w: blocks %d+%d of %d", ErrRange, first, len(out), d.m.blocks)
@@ -174,8 +187,10 @@ func (e *Engine) BeginReceive(spec ReceiveSpec) (*Staging, error) {
 		if target != nil && target.hdr.Kind != kindDevice {
 			return fmt.Errorf("%w: %s is not a device", ErrInvalid, spec.Device)
 		}
-		if target != nil && target.hdr.Domain != "" {
-			return fmt.Errorf("%w: device %s is in dedup domain %s, and replication keeps to the default domain", ErrInvalid, spec.Device, target.hdr.Domain)
+		if target != nil {
+			if err := replicable(target); err != nil {
+				return err
+			}
 		}
 		if spec.Snap != "" {
 			if s, ok := e.byName[spec.Device+"@"+spec.Snap]; ok {

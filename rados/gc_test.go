@@ -103,6 +103,12 @@ func (h *simHost) write(lba, n int) error {
 	if err != nil {
 		return err
 	}
+	return h.mapTo(lba, loc, n)
+}
+
+// mapTo points lba at loc (content n) and drops the reference of what it
+// named before.
+func (h *simHost) mapTo(lba int, loc Loc, n int) error {
 	h.mmu.Lock()
 	defer h.mmu.Unlock()
 	if old := h.m[lba]; old != 0 {

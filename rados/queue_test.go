@@ -40,15 +40,7 @@ func (h *qHost) write(n int) error {
 	if err != nil {
 		return err
 	}
-	h.mmu.Lock()
-	defer h.mmu.Unlock()
-	if old := h.m[n]; old != 0 {
-		if err := h.refs.Drop(old); err != nil {
-			return err
-		}
-	}
-	h.m[n], h.which[n] = loc, n
-	return nil
+	return h.mapTo(n, loc, n)
 }
 
 // flushAndMerge inserts the queued entries and re-points this host's

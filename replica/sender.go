@@ -114,8 +114,8 @@ func (s *sender) run() error {
 	if err != nil {
 		return err
 	}
-	if dev.Domain() != "" {
-		return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", engine.ErrInvalid, devName, dev.Domain())
+	if err := dev.Replicable(); err != nil {
+		return err
 	}
 	s.dev = dev
 	s.st.Snapshot = s.o.Snapshot

@@ -80,9 +80,6 @@ func runMigrate(e *env, args []string) error {
 		return usagef("--rounds %d: at least 1", *rounds)
 	}
 	ignorePipe()
-	if err := e.replicable(dev); err != nil {
-		return err
-	}
 	if !e.daemonRunning() {
 		return fmt.Errorf("%w: migrate moves a device this host's daemon serves, and no daemon runs (use blockhash sync)", daemon.ErrNotRunning)
 	}

@@ -57,8 +57,8 @@ func (e *env) daemonRunning() bool {
 
 // takeSnapshot snapshots dev (through the daemon if it runs).
 func (e *env) takeSnapshot(dev, snap string) error {
-	_, err := e.viaDaemonOr(daemon.Request{Op: "snapshot", Name: dev, Snap: snap, ID: -1}, noBackground,
-		func(eng *engine.Engine) error { return eng.Snapshot(dev, snap) })
+	_, err := e.viaDaemonOr(daemon.Request{Op: "snapshot", Name: dev, Snap: snap, Replica: true, ID: -1}, noBackground,
+		func(eng *engine.Engine) error { return replicaSnapshot(eng, dev, snap) })
 	if err == nil {
 		fmt.Fprintf(e.stderr, "snapshot %s@%s taken\n", dev, snap)
 	}
@@ -117,9 +117,6 @@ func runSend(e *env, args []string) error {
 	ignorePipe()
 	dev, snap := engine.SplitName(pos[0])
 	if err := engine.ValidName(dev); err != nil {
-		return err
-	}
-	if err := e.replicable(dev); err != nil {
 		return err
 	}
 	if snap == "" {
@@ -245,9 +242,6 @@ func runSync(e *env, args []string) error {
 	if err := engine.ValidName(dev); err != nil {
 		return err
 	}
-	if err := e.replicable(dev); err != nil {
-		return err
-	}
 	ignorePipe()
 	st, err := e.syncOnce(rf, dev, host, "sync-", *force)
 	e.printStats(*stats, st)
@@ -277,20 +271,18 @@ func (e *env) setCompress(v string) error {
 	return nil
 }
 
-// replicable refuses a device in a dedup domain other than the default
-// before a snapshot is taken for it (engine.Device.Keys refuses to send
-// one: its keys are its domain's secret digests).
-func (e *env) replicable(dev string) error {
-	entries, err := e.listEntries()
+// replicaSnapshot takes snapshot snap of dev to be sent, on the store
+// opened as eng: a device that cannot be replicated is refused first
+// (the daemon's snapshot with Replica does the same).
+func replicaSnapshot(eng *engine.Engine, dev, snap string) error {
+	d, err := eng.Device(dev)
 	if err != nil {
 		return err
 	}
-	for _, v := range entries {
-		if v.Name == dev && v.Domain != "" && v.Domain != engine.DefaultDomain {
-			return fmt.Errorf("%w: %s is in dedup domain %s, and replication keeps to the default domain", engine.ErrInvalid, dev, v.Domain)
-		}
+	if err := d.Replicable(); err != nil {
+		return err
 	}
-	return nil
+	return eng.Snapshot(dev, snap)
 }
 
 // syncOnce snapshots dev as PREFIX-TIME, sends it to HOST incrementally
@@ -319,7 +311,7 @@ func (e *env) syncOnce(rf remoteFlags, dev, host, prefix string, force bool) (re
 // syncWith is syncOnce on the store opened as eng.
 func (e *env) syncWith(eng *engine.Engine, remote daemon.Remote, dev, prefix string, force bool) (replica.Stats, error) {
 	snap := daemon.SnapName(prefix)
-	if err := eng.Snapshot(dev, snap); err != nil {
+	if err := replicaSnapshot(eng, dev, snap); err != nil {
 		return replica.Stats{}, err
 	}
 	fmt.Fprintf(e.stderr, "snapshot %s@%s taken\n", dev, snap)

@@ -99,6 +99,9 @@ func TestDomainsCLI(t *testing.T) {
 	if r := cliSock(store, sock, "add", "b1", "--domain", "tenant-a"); r.code == 0 {
 		t.Fatal("add b1 --domain tenant-a (b1 is tenant-b's): accepted")
 	}
+	if r := cliSock(store, sock, "send", "b1"); r.code == 0 || strings.Contains(r.stderr, "taken") {
+		t.Fatalf("send b1 through the daemon: exit %d, stderr %q: want a refusal before any snapshot", r.code, r.stderr)
+	}
 	s = storeFigures(t, store, sock)
 	got := domainFigures(s)
 	if s.UniqueBlocks != 48 || got["tenant-a"] != [3]uint64{4, 48, 16} || got["tenant-c"] != [3]uint64{1, 0, 0} {
