@@ -115,3 +115,11 @@ func (b *Blocks) Close() error {
 	defer b.mu.Unlock()
 	return b.st.Close()
 }
+
+// WithStore runs f with the host's pack placement, as the host's one
+// writer (a compaction copies live blocks into the host's packs).
+func (b *Blocks) WithStore(f func(*Store) error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return f(b.st)
+}

@@ -35,6 +35,13 @@ func (r *CheckReport) problem(format string, args ...any) {
 // problems at any time, except a reference published for a pack deleted
 // since (a host's list is as old as its last round).
 func (c *Conn) Check(x *Index, hosts []uint16) (CheckReport, error) {
+	return c.CheckMapped(x, hosts, nil)
+}
+
+// CheckMapped is Check that also checks mapped, the locations the pool's
+// device maps name with the key each expects there: each must be a block
+// holding that key. They count as referenced.
+func (c *Conn) CheckMapped(x *Index, hosts []uint16, mapped map[Loc][]byte) (CheckReport, error) {
 	var r CheckReport
 	packs, err := c.packs()
 	if err != nil {
@@ -94,6 +101,9 @@ func (c *Conn) Check(x *Index, hosts []uint16) (CheckReport, error) {
 	referenced := map[Loc]bool{}
 	for _, h := range hosts {
 		refs, err := c.readRefs(h, 0)
+		if errnoOf(err) == -errENOENT {
+			continue // a host that has answered no round published nothing
+		}
 		if err != nil {
 			return r, err
 		}
@@ -103,6 +113,15 @@ func (c *Conn) Check(x *Index, hosts []uint16) (CheckReport, error) {
 			if _, has := st.Keys[l.Block()]; !ok || !has {
 				r.problem("host %d references %v, which holds no block", h, l)
 			}
+		}
+	}
+	for l, k := range mapped {
+		referenced[l] = true
+		st, ok := states[l.Pack()]
+		if got, has := st.Keys[l.Block()]; !ok || !has {
+			r.problem("a device map names %v, which holds no block", l)
+		} else if string(got) != string(k) {
+			r.problem("a device map names %v for key %x, which holds key %x", l, k[:4], got[:4])
 		}
 	}
 	r.Referenced = len(referenced)

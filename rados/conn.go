@@ -20,12 +20,21 @@ type Config struct {
 	Pool      string        // pool name
 	Namespace string        // RADOS namespace ("" is the pool's default)
 	Timeout   time.Duration // for monitor and OSD operations (default 30 s)
+	// WatchTimeout is how long the OSDs keep a watch of this client's
+	// (a device lease holder's hand-over watch) without hearing from it;
+	// zero: librados' default (30 s). A holder whose watch expired is
+	// taken for dead by Lease.Take and fenced.
+	WatchTimeout time.Duration
 }
 
 // Conn is a connection to one pool and namespace. It is safe for
 // concurrent use.
 type Conn struct {
-	conn  *rados.Conn
+	// liveExtra, when set (SetLiveExtra), adds locations to every GC
+	// round's live set: the references of layers above that the hosts'
+	// published lists do not carry (device maps read from the pool).
+	liveExtra func() (map[Loc]bool, error)
+	conn      *rados.Conn
 	io    *rados.IOContext
 	cfg   Config
 	close sync.Once // librados' handles are freed once, however often Close is called

@@ -154,6 +154,11 @@ func (c *Conn) liveSet(hosts []uint16, r uint64) (map[Loc]bool, error) {
 		return nil, err
 	}
 	live := map[Loc]bool{}
+	if c.liveExtra != nil {
+		if live, err = c.liveExtra(); err != nil {
+			return nil, err
+		}
+	}
 	for _, nw := range fwd {
 		live[nw] = true
 	}
@@ -168,6 +173,12 @@ func (c *Conn) liveSet(hosts []uint16, r uint64) (map[Loc]bool, error) {
 	}
 	return live, nil
 }
+
+// SetLiveExtra makes every collection and compaction this Conn leads
+// count the locations f returns as live, besides the hosts' published
+// references; f runs after every host acknowledged the round. Set it
+// before the first collection.
+func (c *Conn) SetLiveExtra(f func() (map[Loc]bool, error)) { c.liveExtra = f }
 
 // packs lists every pack in the pool's namespace.
 func (c *Conn) packs() ([]PackID, error) {

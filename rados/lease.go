@@ -144,7 +144,7 @@ const handoverRequest = "release"
 // and stops writing), releases the lease and acknowledges "released". If
 // flush fails it acknowledges "refused: ..." and keeps the lease.
 func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
-	w, err := l.c.io.Watch(l.oid)
+	w, err := l.c.io.WatchWithTimeout(l.oid, l.c.cfg.WatchTimeout)
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}

@@ -69,7 +69,12 @@ func (q *InsertQueue) Len() int {
 // entries (every shard with minKeys <= 1) and returns the races lost.
 // Entries leave Pending only once inserted or lost; on an error they stay
 // queued.
-func (q *InsertQueue) Flush(minKeys int) ([]Lost, error) {
+func (q *InsertQueue) Flush(minKeys int) ([]Lost, error) { return q.FlushIf(minKeys, nil) }
+
+// FlushIf is Flush that drops, uninserted, the entries whose location
+// keep refuses (nil keeps all): a host inserts only locations it still
+// references, since one it dropped may be garbage collected by now.
+func (q *InsertQueue) FlushIf(minKeys int, keep func(Loc) bool) ([]Lost, error) {
 	q.mu.Lock()
 	var keys [][]byte
 	var locs []Loc
@@ -78,6 +83,10 @@ func (q *InsertQueue) Flush(minKeys int) ([]Lost, error) {
 			continue
 		}
 		for _, e := range qs {
+			if keep != nil && !keep(e.loc) {
+				delete(q.pending, string(e.key))
+				continue
+			}
 			keys, locs = append(keys, e.key), append(locs, e.loc)
 		}
 		delete(q.byShard, s)

@@ -66,6 +66,35 @@ func (r *Refs) Drop(locs ...Loc) error {
 	return nil
 }
 
+// AddIfHeld counts one more reference to l only if l has one already
+// (a location a host's own cache gave: one it no longer references may
+// be garbage already, so it must be looked up again), and says whether
+// it did.
+func (r *Refs) AddIfHeld(l Loc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l == 0 || r.n[l] == 0 {
+		return false
+	}
+	r.n[l]++
+	return true
+}
+
+// Held reports whether l is referenced.
+func (r *Refs) Held(l Loc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[l] > 0
+}
+
+// Exclusive runs f with the pin lock held exclusively: no Do runs
+// meanwhile (a round answer re-pointing maps along forwards, Remap).
+func (r *Refs) Exclusive(f func() error) error {
+	r.pin.Lock()
+	defer r.pin.Unlock()
+	return f()
+}
+
 // Len is the number of distinct locations referenced.
 func (r *Refs) Len() int {
 	r.mu.Lock()
