@@ -11,17 +11,6 @@ import (
 	"blockhash/rados"
 )
 
-// Info is one device of the pool as List shows it.
-type Info struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	Holder string `json:"holder,omitempty"` // the host serving it ("" if none)
-	// HolderState is the holder's recorded state ("live", "stopped",
-	// "fenced"); a holder that is not live holds a lease it cannot use:
-	// taking the device fences it.
-	HolderState string `json:"holder_state,omitempty"`
-}
-
 // List lists the pool's devices with the host that holds each.
 func (p *Pool) List() ([]Info, error) { return list(p.c) }
 

@@ -10,33 +10,6 @@ import (
 	"blockhash/rados"
 )
 
-// Report is a whole-pool check: the figures stats shows and the problems
-// fsck reports.
-type Report struct {
-	Devices      int   `json:"devices"`
-	LogicalBytes int64 `json:"logical_bytes"` // the devices' sizes
-	MappedBlocks int64 `json:"mapped_blocks"` // non-zero blocks the maps name
-	// LiveBlocks are the distinct stored blocks the maps name: what the
-	// data takes once garbage is collected.
-	LiveBlocks   int      `json:"live_blocks"`
-	StoredBlocks int      `json:"stored_blocks"` // blocks in packs, garbage included
-	Contents     int      `json:"contents"`      // distinct keys among them
-	Packs        int      `json:"packs"`
-	OpenPacks    int      `json:"open_packs"`
-	IndexEntries int      `json:"index_entries"`
-	Garbage      int      `json:"garbage_blocks"` // stored blocks nothing references (GC's)
-	Hosts        []string `json:"hosts"`          // "name (id): state"
-	Problems     []string `json:"problems,omitempty"`
-}
-
-// SavedPercent is the space dedup saves: 1 - live / mapped.
-func (r Report) SavedPercent() float64 {
-	if r.MappedBlocks == 0 {
-		return 0
-	}
-	return 100 * (1 - float64(r.LiveBlocks)/float64(r.MappedBlocks))
-}
-
 // Check reads the whole pool (see Inspect).
 func (p *Pool) Check() (Report, error) { return Inspect(p.c) }
 
@@ -127,13 +100,6 @@ func parseShard(oid string) (id, shard uint64, ok bool) {
 	id, err1 := strconv.ParseUint(a, 16, 64)
 	shard, err2 := strconv.ParseUint(b, 10, 64)
 	return id, shard, ok && err1 == nil && err2 == nil
-}
-
-// ScrubReport is what a scrub read.
-type ScrubReport struct {
-	Blocks  int64    `json:"blocks"` // mapped blocks read
-	Bytes   int64    `json:"bytes"`
-	Damaged []string `json:"damaged,omitempty"` // "device block N at LOC: why"
 }
 
 // Scrub reads every mapped block of every device (the pool's copies of

@@ -371,13 +371,6 @@ func eachMapEntry(c *rados.Conn, f func(shard string, block uint64, e Entry) err
 	return nil
 }
 
-// GCStats says what one garbage collection did.
-type GCStats struct {
-	Collect rados.GCStats
-	Compact rados.CompactStats
-	After   rados.GCStats // the collection after compaction
-}
-
 // GC runs one garbage collection over the pool, led by this host:
 // collect, compact packs at most maxLive live (0: no compaction), collect
 // again. Hosts that do not answer a round stop it (rados.ErrUnacked):
@@ -389,26 +382,30 @@ func (p *Pool) GC(maxLive float64) (GCStats, error) {
 		return st, err
 	}
 	timeout := 2 * p.o.Config.WatchTimeout
-	if st.Collect, err = p.c.Collect(p.x, hosts, timeout); err != nil {
+	add := func(g rados.GCStats) {
+		st.Candidates += g.Candidates
+		st.Resurrected += g.Resurrected
+		st.Dead += g.Dead
+		st.PacksDeleted += g.PacksDeleted
+	}
+	g, err := p.c.Collect(p.x, hosts, timeout)
+	add(g)
+	if err != nil || maxLive <= 0 {
 		return st, err
 	}
-	if maxLive <= 0 {
-		return st, nil
-	}
+	var cs rados.CompactStats
 	err = p.blocks.WithStore(func(s *rados.Store) error {
-		st.Compact, err = p.c.Compact(p.x, hosts, s, maxLive, timeout)
+		cs, err = p.c.Compact(p.x, hosts, s, maxLive, timeout)
 		return err
 	})
-	if err != nil {
+	st.Compacted, st.Copied = cs.Packs, cs.Copied
+	if err != nil || cs.Packs == 0 {
 		return st, err
 	}
-	if st.Compact.Packs > 0 {
-		// the old packs die once every host followed the forwards
-		if st.After, err = p.c.Collect(p.x, hosts, timeout); err != nil {
-			return st, err
-		}
-	}
-	return st, nil
+	// the old packs die once every host followed the forwards
+	g, err = p.c.Collect(p.x, hosts, timeout)
+	add(g)
+	return st, err
 }
 
 // Close releases every device this host holds (flushing each), seals
