@@ -238,7 +238,7 @@ func (d *Daemon) importConn(c net.Conn, r Request) {
 		return
 	}
 	start := time.Now()
-	n, err := d.importCopy(c, dev, r)
+	n, err := importCopy(c, dev, r)
 	if err == nil {
 		err = dev.Flush()
 	}
@@ -295,7 +295,14 @@ func (d *Daemon) importTarget(r Request) (dev *engine.Device, created bool, err 
 // device's size when 0), and checks it ends there: the checks of the
 // offline import of standard input. A last partial block is padded with
 // zeros. It returns the bytes read.
-func (d *Daemon) importCopy(c net.Conn, dev *engine.Device, r Request) (int64, error) {
+// importDevice is what an import writes into: an engine.Device, or a
+// device of a RADOS pool (pooldaemon.go).
+type importDevice interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Size() int64
+}
+
+func importCopy(c net.Conn, dev importDevice, r Request) (int64, error) {
 	limit := dev.Size()
 	if r.Size > 0 {
 		limit = r.Size
@@ -356,7 +363,7 @@ func (d *Daemon) importCopy(c net.Conn, dev *engine.Device, r Request) (int64, e
 // goroutines, with ioWorkers+1 buffers; it stops writing at the first
 // error.
 type chunkWriter struct {
-	dev    *engine.Device
+	dev    importDevice
 	sparse bool // skip all-zero chunks
 	free   chan []byte
 	work   chan chunk
@@ -370,7 +377,7 @@ type chunk struct {
 	off int64
 }
 
-func newChunkWriter(dev *engine.Device, sparse bool) *chunkWriter {
+func newChunkWriter(dev importDevice, sparse bool) *chunkWriter {
 	w := &chunkWriter{dev: dev, sparse: sparse, free: make(chan []byte, ioWorkers+1), work: make(chan chunk)}
 	for range ioWorkers + 1 {
 		w.free <- make([]byte, ioChunk)

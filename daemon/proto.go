@@ -1,6 +1,9 @@
 package daemon
 
-import "blockhash/engine"
+import (
+	"blockhash/engine"
+	"blockhash/pool"
+)
 
 // The socket protocol: the client sends one Request as JSON, the daemon
 // answers with one Response and closes the connection.
@@ -50,6 +53,8 @@ type Request struct {
 	// Domain is the dedup domain of a device add, create or import makes
 	// (an existing device must be in it); "": the default, or any.
 	Domain string `json:"domain,omitempty"`
+	// MaxLive: gc compacts packs at most this fraction live (0: none).
+	MaxLive float64 `json:"max_live,omitempty"`
 }
 
 // Response is the daemon's answer.
@@ -64,6 +69,13 @@ type Response struct {
 	// stream (first answer), and the bytes an import wrote (last answer,
 	// with the device's figures in Devices).
 	Size int64 `json:"size,omitempty"`
+	// A daemon serving a RADOS pool (pooldaemon.go) answers stats and
+	// fsck with Pool, scrub with PoolScrub, gc with GC.
+	// Store is "rados" in the ping answer of a daemon serving a pool.
+	Store     string            `json:"store,omitempty"`
+	Pool      *pool.Report      `json:"pool,omitempty"`
+	PoolScrub *pool.ScrubReport `json:"pool_scrub,omitempty"`
+	GC        *pool.GCStats     `json:"gc,omitempty"`
 }
 
 // DeviceInfo describes a served device.
@@ -81,4 +93,7 @@ type DeviceInfo struct {
 	// Paused: its I/O is held (pause; resume lets it go on).
 	Paused bool               `json:"paused,omitempty"`
 	Stats  engine.DeviceStats `json:"stats"`
+	// Host is, on a RADOS pool, the host that holds the device's lease
+	// (serves its writes); "" if none.
+	Host string `json:"host,omitempty"`
 }

@@ -27,39 +27,54 @@ type server struct {
 // Listen opens the control socket (root only). It fails with ErrRunning if
 // another daemon answers there.
 func (d *Daemon) Listen() error {
-	path := d.o.Socket
+	s, err := listen(d.o.Socket)
+	if err != nil {
+		return err
+	}
+	d.srv = s
+	return nil
+}
+
+// listen opens the control socket at path.
+func listen(path string) (*server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("daemon: socket directory: %w", err)
+		return nil, fmt.Errorf("daemon: socket directory: %w", err)
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
-		return fmt.Errorf("%w: %s answers", ErrRunning, path)
+		return nil, fmt.Errorf("%w: %s answers", ErrRunning, path)
 	}
 	os.Remove(path) // a stale socket of a daemon that died
 	old := syscall.Umask(0o077)
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)
 	if err != nil {
-		return fmt.Errorf("daemon: listen %s: %w", path, err)
+		return nil, fmt.Errorf("daemon: listen %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return fmt.Errorf("daemon: %w", err)
+		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	d.srv = &server{ln: ln, path: path}
-	return nil
+	return &server{ln: ln, path: path}, nil
 }
 
 // Serve answers requests until ctx is done.
 func (d *Daemon) Serve(ctx context.Context) error {
-	s := d.srv
+	return d.srv.serve(ctx, d.handle, func() {
+		d.stopScrub()    // scrub.go: a running scrub ends early, so shutdown does not wait for it
+		d.closeStreams() // importexport.go: likewise imports and exports
+	})
+}
+
+// serve answers connections with handle until ctx is done; stopping runs
+// first when it is (to end long requests).
+func (s *server) serve(ctx context.Context, handle func(net.Conn), stopping func()) error {
 	if s == nil {
 		return errors.New("daemon: Serve before Listen")
 	}
 	go func() {
 		<-ctx.Done()
-		d.stopScrub()    // scrub.go: a running scrub ends early, so shutdown does not wait for it
-		d.closeStreams() // importexport.go: likewise imports and exports
+		stopping()
 		s.close()
 	}()
 	sem := make(chan struct{}, maxConns)
@@ -75,7 +90,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		sem <- struct{}{}
 		s.wg.Go(func() {
 			defer func() { <-sem }()
-			d.handle(c)
+			handle(c)
 		})
 	}
 }

@@ -61,7 +61,7 @@ func (p *Pool) Delete(name string) error {
 		return err
 	}
 	d.state.Lock()
-	if _, err := d.takeLocked(); err != nil {
+	if _, err := d.takeLocked(false); err != nil {
 		d.state.Unlock()
 		return err
 	}
@@ -117,3 +117,6 @@ func (p *Pool) FenceHost(name string) error {
 }
 
 func (p *Pool) cookieOf(id uint16) string { return fmt.Sprintf("host.%d", id) }
+
+// ListDevices lists a pool's devices and their holders, joining nothing.
+func ListDevices(c *rados.Conn) ([]Info, error) { return list(c) }

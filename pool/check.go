@@ -102,6 +102,9 @@ func parseShard(oid string) (id, shard uint64, ok bool) {
 	return id, shard, ok && err1 == nil && err2 == nil
 }
 
+// Scrub scrubs the pool (see Scrub).
+func (p *Pool) Scrub() (ScrubReport, error) { return Scrub(p.c) }
+
 // Scrub reads every mapped block of every device (the pool's copies of
 // the maps) and checks it against its whole key (SHA-256 and CRC-32C).
 // It changes nothing.

@@ -159,10 +159,23 @@ func (d *Device) onRequest() string {
 func (d *Device) Take() (how string, err error) {
 	d.state.Lock()
 	defer d.state.Unlock()
-	return d.takeLocked()
+	return d.takeLocked(false)
 }
 
-func (d *Device) takeLocked() (string, error) {
+// TakeIfFree takes the lease if no host holds it, and reports whether
+// this host holds it now. A device another host holds stays passive:
+// its first write here takes it (a live migration's destination).
+func (d *Device) TakeIfFree() (bool, error) {
+	d.state.Lock()
+	defer d.state.Unlock()
+	_, err := d.takeLocked(true)
+	if errors.Is(err, rados.ErrLeaseHeld) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (d *Device) takeLocked(onlyIfFree bool) (string, error) {
 	if d.closed {
 		return "", ErrClosed
 	}
@@ -175,7 +188,13 @@ func (d *Device) takeLocked() (string, error) {
 	d.acquiring.Store(true)
 	defer d.acquiring.Store(false)
 	p := d.p
-	how, err := d.takeLease()
+	how := rados.TookFree
+	var err error
+	if onlyIfFree {
+		err = d.lease.Acquire()
+	} else {
+		how, err = d.takeLease()
+	}
 	if err != nil {
 		return "", err
 	}
@@ -271,6 +290,13 @@ func (d *Device) letGo() error {
 func (d *Device) letGoLocked() error {
 	if !d.held {
 		return nil
+	}
+	// The index inserts of its blocks go first: once its map is let go
+	// this host no longer references them, and inserts only what it
+	// references (Merge). A merge re-points entries: the flush writes
+	// them.
+	if _, err := d.p.Merge(); err != nil {
+		return err
 	}
 	if err := d.flush(); err != nil {
 		return err

@@ -101,11 +101,12 @@ func checkName(name string) error {
 }
 
 // A map entry is one omap pair of a shard: key = the block's index in
-// the shard (4 bytes, big endian, so omap order is block order), value =
+// the shard (8 hex digits, so omap order is block order; an omap key
+// holds no NUL byte, see rados.ikey), value =
 // content key (36 bytes) + location (8 bytes, little endian) + CRC-32C
 // of the 44 bytes before it (4 bytes, little endian).
 const (
-	entryKeySize   = 4
+	entryKeySize   = 8
 	entryValueSize = KeySize + 8 + 4
 )
 
@@ -117,11 +118,7 @@ type Entry struct {
 	Loc uint64
 }
 
-func entryKey(blockInShard uint64) string {
-	var b [entryKeySize]byte
-	binary.BigEndian.PutUint32(b[:], uint32(blockInShard))
-	return string(b[:])
-}
+func entryKey(blockInShard uint64) string { return fmt.Sprintf("%08x", blockInShard) }
 
 func encodeEntry(e Entry) []byte {
 	b := make([]byte, entryValueSize)
@@ -135,10 +132,10 @@ func encodeEntry(e Entry) []byte {
 // corrupt.ErrCorrupt.
 func decodeEntry(k string, v []byte) (uint64, Entry, error) {
 	var e Entry
-	if len(k) != entryKeySize {
-		return 0, e, fmt.Errorf("%w: map entry key of %d bytes", corrupt.ErrCorrupt, len(k))
+	i, err := strconv.ParseUint(k, 16, 32)
+	if len(k) != entryKeySize || err != nil {
+		return 0, e, fmt.Errorf("%w: map entry key %q", corrupt.ErrCorrupt, k)
 	}
-	i := uint64(binary.BigEndian.Uint32([]byte(k)))
 	if i >= ShardBlocks {
 		return 0, e, fmt.Errorf("%w: map entry for block %d of a shard of %d", corrupt.ErrCorrupt, i, ShardBlocks)
 	}

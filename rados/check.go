@@ -3,6 +3,7 @@
 package rados
 
 import (
+	"encoding/hex"
 	"fmt"
 )
 
@@ -82,8 +83,14 @@ func (c *Conn) CheckMapped(x *Index, hosts []uint16, mapped map[Loc][]byte) (Che
 			}
 			return r, c.wrap("read "+shardObject(sh), err)
 		}
-		for k, v := range kv {
+		for hk, v := range kv {
 			r.IndexEntries++
+			kb, err := hex.DecodeString(hk)
+			if err != nil || len(kb) != KeySize {
+				r.problem("%s: key %q is not a content key", shardObject(sh), hk)
+				continue
+			}
+			k := string(kb)
 			l, err := decodeIndexValue(v)
 			if err != nil {
 				r.problem("%s: %v", shardObject(sh), err)

@@ -60,8 +60,8 @@ func (x *Index) Move(keys [][]byte, old, new []Loc) error {
 			cmp := make(map[string][]byte, len(pos))
 			set := make(map[string][]byte, len(pos))
 			for _, i := range pos {
-				cmp[string(keys[i])] = encodeIndexValue(old[i])
-				set[string(keys[i])] = encodeIndexValue(new[i])
+				cmp[ikey(keys[i])] = encodeIndexValue(old[i])
+				set[ikey(keys[i])] = encodeIndexValue(new[i])
 			}
 			op := rados.CreateWriteOp()
 			defer op.Release()

@@ -35,9 +35,9 @@ type Conn struct {
 	// published lists do not carry (device maps read from the pool).
 	liveExtra func() (map[Loc]bool, error)
 	conn      *rados.Conn
-	io    *rados.IOContext
-	cfg   Config
-	close sync.Once // librados' handles are freed once, however often Close is called
+	io        *rados.IOContext
+	cfg       Config
+	close     sync.Once // librados' handles are freed once, however often Close is called
 }
 
 // Connect opens a connection. An unreachable cluster is ErrNoCluster.

@@ -3,6 +3,7 @@
 package rados
 
 import (
+	"encoding/hex"
 	"fmt"
 	"sync"
 
@@ -146,8 +147,8 @@ func (x *Index) putShard(b batch, keys [][]byte, locs []Loc, got []Loc, inserted
 		absent := make(map[string][]byte, len(todo))
 		pairs := make(map[string][]byte, len(todo))
 		for _, i := range todo {
-			absent[string(keys[i])] = nil
-			pairs[string(keys[i])] = encodeIndexValue(locs[i])
+			absent[ikey(keys[i])] = nil
+			pairs[ikey(keys[i])] = encodeIndexValue(locs[i])
 		}
 		op := rados.CreateWriteOp()
 		op.Create(rados.CreateIdempotent) // the shard's first insert makes it
@@ -172,7 +173,7 @@ func (x *Index) putShard(b batch, keys [][]byte, locs []Loc, got []Loc, inserted
 		}
 		rest := todo[:0:0]
 		for _, i := range todo {
-			if l, ok := found[string(keys[i])]; ok {
+			if l, ok := found[ikey(keys[i])]; ok {
 				got[i] = l
 			} else {
 				rest = append(rest, i)
@@ -192,7 +193,7 @@ func (x *Index) putShard(b batch, keys [][]byte, locs []Loc, got []Loc, inserted
 func (x *Index) get(oid string, pos []int, keys [][]byte) (map[string]Loc, error) {
 	names := make([]string, len(pos))
 	for j, i := range pos {
-		names[j] = string(keys[i])
+		names[j] = ikey(keys[i])
 	}
 	op := rados.CreateReadOp()
 	defer op.Release()
@@ -234,7 +235,7 @@ func (x *Index) Lookup(keys [][]byte) ([]Loc, error) {
 			return err
 		}
 		for _, i := range b.pos {
-			out[i] = found[string(keys[i])]
+			out[i] = found[ikey(keys[i])]
 		}
 		return nil
 	})
@@ -285,7 +286,7 @@ func (x *Index) removeDistinct(keys [][]byte, locs []Loc) error {
 	return each(bs, func(b batch) error {
 		vals := make(map[string][]byte, len(b.pos))
 		for _, i := range b.pos {
-			vals[string(keys[i])] = encodeIndexValue(locs[i])
+			vals[ikey(keys[i])] = encodeIndexValue(locs[i])
 		}
 		oid := shardObject(b.shard)
 		op := rados.CreateWriteOp()
@@ -297,3 +298,9 @@ func (x *Index) removeDistinct(keys [][]byte, locs []Loc) error {
 		return nil
 	})
 }
+
+// ikey is a content key's omap key in an index shard: hex. Omap keys
+// must hold no NUL byte: librados' listing resumes after a key given as a
+// C string, so a binary key with a NUL would end or repeat a listing
+// (seen: a listing of 9,766 map entries stopped at 1,000).
+func ikey(k []byte) string { return hex.EncodeToString(k) }

@@ -256,3 +256,28 @@ func TestIndexRemoveIfRepeatedKey(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexListsPastOnePage: a shard of more entries than one omap
+// listing page is listed whole (Check counts every entry). With binary
+// omap keys the listing resumed after a key cut at its first NUL byte.
+func TestIndexListsPastOnePage(t *testing.T) {
+	c := testConn(t, testNamespace(t), 20*time.Second)
+	x, err := c.NewIndex(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := keysFrom(0, 3000)
+	for i := range keys {
+		keys[i][0] = 0 // every key starts with a NUL byte
+	}
+	if _, _, err := x.PutIfAbsent(keys, locsOf(t, 1, 1, len(keys))); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Check(x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.IndexEntries != len(keys) {
+		t.Fatalf("check listed %d index entries of %d", rep.IndexEntries, len(keys))
+	}
+}

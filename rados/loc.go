@@ -95,9 +95,9 @@ func shardOf(key []byte, shards uint32) uint32 {
 // shardObject is shard i's object name.
 func shardObject(i uint32) string { return fmt.Sprintf("bh.idx.%d", i) }
 
-// packOmapKey is the pack omap's key for block i: two bytes, big endian,
-// so the omap lists blocks in order.
-func packOmapKey(i int) string { return string([]byte{byte(i >> 8), byte(i)}) }
+// packOmapKey is the pack omap's key for block i: four hex digits (no
+// NUL byte in an omap key: see ikey).
+func packOmapKey(i int) string { return fmt.Sprintf("%04x", i) }
 
 // sealXattr marks a sealed pack; its value is the block count, two bytes
 // big endian.

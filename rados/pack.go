@@ -5,6 +5,7 @@ package rados
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	"github.com/ceph/go-ceph/rados"
 )
@@ -145,10 +146,11 @@ func (c *Conn) ReadPackState(id PackID) (PackState, error) {
 		return PackState{}, c.wrap("omap of "+id.Object(), err)
 	}
 	for k, v := range kv {
-		if len(k) != 2 || len(v) != KeySize {
-			return PackState{}, fmt.Errorf("%w: %s: omap entry %x -> %d bytes", ErrBadValue, id, k, len(v))
+		i, err := strconv.ParseUint(k, 16, 16)
+		if len(k) != 4 || err != nil || i >= PackBlocks || len(v) != KeySize {
+			return PackState{}, fmt.Errorf("%w: %s: omap entry %q -> %d bytes", ErrBadValue, id, k, len(v))
 		}
-		s.Keys[int(binary.BigEndian.Uint16([]byte(k)))] = v
+		s.Keys[int(i)] = v
 	}
 	buf := make([]byte, 2)
 	n, err := c.io.GetXattr(id.Object(), sealXattr, buf)

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR]",
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--host NAME] [--gc-every DURATION]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
 		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
 			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
@@ -45,8 +45,17 @@ func runServe(e *env, args []string) error {
 	stopDevs := fs.Bool("stop-devices-on-exit", false, "remove the kernel devices when stopping (default: leave them, their I/O waiting, for the next serve to take over)")
 	noDevs := fs.Bool("no-devices", false, "serve the store (replication, snapshots, stats) but no block devices: for a replica host without ublk_drv")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics, ADDR being host:port like 127.0.0.1:9477 (default: off)")
+	rf := addRadosFlags(fs)
+	host := fs.String("host", "", "with --rados: this host's `NAME` in the pool (default: the machine's host name)")
+	gcEvery := fs.Duration("gc-every", 0, "with --rados: collect the pool's garbage every `DURATION`, led by this host (default: only by blockhash gc)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if rf.set() {
+		if *metricsAddr != "" || *stopDevs {
+			return usagef("--metrics-addr and --stop-devices-on-exit are for a local store (a pool daemon always stops its devices)")
+		}
+		return poolServe(e, rf, poolServeOptions{host: *host, noDevices: *noDevs, gcEvery: *gcEvery, maxLive: 0.5})
 	}
 	log := e.log
 	if log.GetLevel() > zerolog.InfoLevel {

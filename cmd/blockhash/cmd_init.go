@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--if-missing] [--recover-superblock]",
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--if-missing] [--recover-superblock] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--index-shards N]",
 		summary: "create an empty store (sha1 implies --verify), or rebuild a lost superblock", run: runInit})
 }
 
@@ -21,8 +21,13 @@ func runInit(e *env, args []string) error {
 	fs.Var(&extent, "extent-size", "size of each preallocated extent file")
 	recoverSB := fs.Bool("recover-superblock", false, "rebuild the lost superblock of the store in this directory")
 	ifMissing := fs.Bool("if-missing", false, "do nothing (exit 0) when a store exists already (for a service's start)")
+	rf := addRadosFlags(fs)
+	shards := fs.Uint("index-shards", 0, "with --rados: `N` index shards, a power of two (default 64: about 37 GiB of unique data; more for a bigger pool)")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if rf.set() {
+		return poolInit(e, rf, *shards)
 	}
 	h, err := engine.ParseHash(*hash)
 	if err != nil {

@@ -16,8 +16,19 @@ func init() {
 func runList(e *env, args []string) error {
 	fs := newFlags("list")
 	asJSON := fs.Bool("json", false, "print JSON")
+	rf := addRadosFlags(fs)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if resp, ok, err := e.poolAnswer(rf, daemon.Request{Op: "list"}); ok {
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return e.printJSON(resp.Devices)
+		}
+		printPoolList(e, resp.Devices)
+		return nil
 	}
 	entries, err := e.listEntries()
 	if err != nil {

@@ -21,8 +21,18 @@ func runScrub(e *env, args []string) error {
 	fs := newFlags("scrub")
 	rate := fs.Float64("rate", 0, "`MB/s`: read at most this many megabytes (10^6 bytes) per second; 0: no bound")
 	asJSON := fs.Bool("json", false, "print JSON")
+	rf := addRadosFlags(fs)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if resp, ok, err := e.poolAnswer(rf, daemon.Request{Op: "scrub"}); ok {
+		switch {
+		case err != nil:
+			return err
+		case resp.PoolScrub == nil:
+			return fmt.Errorf("%w: no scrub report in the answer", daemon.ErrInvalid)
+		}
+		return poolScrubVerdict(e, *resp.PoolScrub, *asJSON)
 	}
 	if *rate < 0 {
 		return usagef("--rate must not be negative")

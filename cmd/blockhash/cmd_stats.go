@@ -23,9 +23,24 @@ type statsJSON struct {
 func runStats(e *env, args []string) error {
 	fs := newFlags("stats")
 	asJSON := fs.Bool("json", false, "print JSON")
+	rf := addRadosFlags(fs)
 	pos, err := parseArgsRange(fs, args, 0, 1)
 	if err != nil {
 		return err
+	}
+	if resp, ok, err := e.poolAnswer(rf, daemon.Request{Op: "stats"}); ok {
+		switch {
+		case err != nil:
+			return err
+		case resp.Pool == nil:
+			return fmt.Errorf("%w: no pool figures in the answer", daemon.ErrInvalid)
+		case len(pos) == 1:
+			return usagef("stats of one device of a pool: not yet (blockhash list shows each device)")
+		case *asJSON:
+			return e.printJSON(resp.Pool)
+		}
+		printPoolStats(e, *resp.Pool)
+		return nil
 	}
 	s, err := e.storeStats()
 	if err != nil {
@@ -96,8 +111,20 @@ func runFsck(e *env, args []string) error {
 	fs := newFlags("fsck")
 	repair := fs.Bool("repair", false, "rebuild slot records, reference counts and the index; mark damaged blocks; quarantine damaged map entries; rebuild damaged map headers")
 	asJSON := fs.Bool("json", false, "print JSON")
+	rf := addRadosFlags(fs)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
+	}
+	if resp, ok, err := e.poolAnswer(rf, daemon.Request{Op: "fsck"}); ok {
+		switch {
+		case err != nil:
+			return err
+		case *repair:
+			return usagef("fsck --repair of a pool: not yet (fsck reports)")
+		case resp.Pool == nil:
+			return fmt.Errorf("%w: no pool report in the answer", daemon.ErrInvalid)
+		}
+		return poolFsckVerdict(e, *resp.Pool, *asJSON)
 	}
 	o := readOnly
 	o.Check = true
