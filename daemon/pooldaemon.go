@@ -341,7 +341,11 @@ func (d *PoolDaemon) List() ([]DeviceInfo, error) {
 			out = append(out, i)
 			continue
 		}
-		out = append(out, DeviceInfo{ID: -1, Name: a.Name, Size: a.Size, State: "elsewhere", Host: a.Holder})
+		state := "idle" // no host holds it
+		if a.Holder != "" {
+			state = "elsewhere" // another host serves it
+		}
+		out = append(out, DeviceInfo{ID: -1, Name: a.Name, Size: a.Size, State: state, Host: a.Holder})
 	}
 	return out, nil
 }
@@ -401,14 +405,19 @@ func (d *PoolDaemon) importConn(c net.Conn, r Request) {
 		answer(Response{Error: err.Error()})
 		return
 	}
-	defer dev.Close()
 	if err := json.NewEncoder(c).Encode(Response{Size: dev.Size()}); err != nil {
+		dev.Close()
 		return
 	}
 	start := time.Now()
 	n, err := importCopy(c, dev, r)
 	if err == nil {
 		err = dev.Flush()
+	}
+	// Let go before the last answer: a command after it (on any host)
+	// finds the device free.
+	if cerr := dev.Close(); err == nil {
+		err = cerr
 	}
 	if err != nil {
 		answer(Response{Error: err.Error()})
