@@ -120,3 +120,23 @@ func (p *Pool) cookieOf(id uint16) string { return fmt.Sprintf("host.%d", id) }
 
 // ListDevices lists a pool's devices and their holders, joining nothing.
 func ListDevices(c *rados.Conn) ([]Info, error) { return list(c) }
+
+// Destroy removes every object of the store cfg names (its namespace of
+// the pool): for throw-away stores (bench, tests). No host may use it.
+func Destroy(cfg rados.Config) error {
+	c, err := rados.Connect(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	objs, err := c.Objects("")
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := c.Delete(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}

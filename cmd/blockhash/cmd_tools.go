@@ -14,7 +14,7 @@ import (
 func init() {
 	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
 	register(&command{name: "sample", usage: "[--size SIZE] [--member N] [--zero FRACTION] FILE", summary: "write a synthetic VM image (members of one family share most blocks)", run: runSample})
-	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--index-blocks N] [--device-time DURATION] [--device-size SIZE]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
+	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--index-blocks N] [--device-time DURATION] [--device-size SIZE] [--rados POOL [--ceph-conf FILE] [--ceph-id ID]]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
 }
 
 func runAnalyze(e *env, args []string) error {
@@ -80,6 +80,7 @@ func runBench(e *env, args []string) error {
 	var deviceSize sizeFlag
 	deviceSize.v = 1 << 30
 	fs.Var(&deviceSize, "device-size", "logical size of the device-path device and plain file")
+	rf := addRadosFlags(fs)
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -88,6 +89,9 @@ func runBench(e *env, args []string) error {
 	}
 	o := bench.Options{Dir: *dir, IngestBytes: size.v, ReadTime: *readTime, IndexBlocks: *indexBlocks,
 		DeviceTime: *deviceTime, DeviceBytes: deviceSize.v, Log: e.stderr}
+	if rf.set() {
+		return benchPool(e, rf, o, *asJSON)
+	}
 	res, err := bench.Run(o)
 	if err != nil {
 		return err

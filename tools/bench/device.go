@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -83,7 +84,31 @@ func devicePatterns(store string, o Options, res *DeviceResult) error {
 	if err != nil {
 		return err
 	}
-	pool, err := storePool(eng)
+	pool, err := eng.CreateDevice("pool", dupPool*blockstore.BlockSize)
+	if err != nil {
+		return err
+	}
+	if err := DevicePatterns(uniq, dup, pool, o, res); err != nil {
+		return err
+	}
+	return eng.Close()
+}
+
+// Device is what the device patterns drive: an engine.Device, or a
+// device of a RADOS pool (pool.Device).
+type Device interface {
+	io.ReaderAt
+	io.WriterAt
+	Flush() error
+}
+
+// DevicePatterns runs the device path's patterns: random 4 KiB writes of
+// unique data to uniq, of dupPool stored blocks (written to pool first)
+// to dup, and random reads of what uniq holds, each checked. uniq and dup
+// hold o.DeviceBytes, pool dupPool blocks.
+func DevicePatterns(uniq, dup, pool Device, o Options, res *DeviceResult) error {
+	o.defaults()
+	stored, err := storePool(pool)
 	if err != nil {
 		return err
 	}
@@ -98,7 +123,7 @@ func devicePatterns(store string, o Options, res *DeviceResult) error {
 	res.DeviceRandWriteIOPS = p.iops()
 	fmt.Fprintf(o.Log, "  %.0f IOPS (%d writes, %d flushes)\ndevice: random 4 KiB writes of %d stored blocks...\n", p.iops(), p.ops, p.flushes, dupPool)
 	p, err = randWrite(target{dup, dup, dup.Flush, blocks}, o, o.DeviceTime, func(r *rand.Rand, b []byte, _ uint64, _ uint32) {
-		copy(b, pool[r.IntN(len(pool))])
+		copy(b, stored[r.IntN(len(stored))])
 	}, nil)
 	if err != nil {
 		return err
@@ -114,16 +139,12 @@ func devicePatterns(store string, o Options, res *DeviceResult) error {
 	res.DeviceRandReadIOPS = p.iops()
 	res.VerifiedReads += p.verified
 	fmt.Fprintf(o.Log, "  %.0f IOPS (%d reads checked)\n", p.iops(), p.verified)
-	return eng.Close()
+	return nil
 }
 
-// storePool writes dupPool distinct blocks to a device of their own and
-// flushes: the duplicate pattern's writes find them all stored.
-func storePool(eng *engine.Engine) ([][]byte, error) {
-	d, err := eng.CreateDevice("pool", dupPool*blockstore.BlockSize)
-	if err != nil {
-		return nil, err
-	}
+// storePool writes dupPool distinct blocks to d and flushes: the
+// duplicate pattern's writes find them all stored.
+func storePool(d Device) ([][]byte, error) {
 	s := newStamper(tagPool)
 	pool := make([][]byte, dupPool)
 	for i := range pool {
@@ -211,4 +232,19 @@ func filePass(f vfs.File, kind string, tag uint32, o Options, res *DeviceResult)
 	res.VerifiedReads += p.verified
 	fmt.Fprintf(o.Log, "  %.0f IOPS (%d reads checked)\n", p.iops(), p.verified)
 	return write, p.iops(), nil
+}
+
+// LocalDevicePath runs the device patterns alone on a fresh local store
+// in a scratch directory under dir (beside another store's, such as a
+// RADOS pool's: blockhash bench --rados).
+func LocalDevicePath(dir string, o Options) (DeviceResult, error) {
+	o.defaults()
+	res := DeviceResult{DeviceBytes: o.DeviceBytes, DeviceSeconds: o.DeviceTime.Seconds(), Inflight: o.Inflight, FlushEvery: o.FlushEvery}
+	scratch, err := os.MkdirTemp(dir, "blockhash-bench-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(scratch)
+	err = devicePatterns(filepath.Join(scratch, "store"), o, &res)
+	return res, err
 }
