@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build unit test vmtest hosts soak bench bench-replica fuzz fuzz-long run demo clean vet rados rados-bench rados-hosts
+.PHONY: all build build-rados unit test vmtest hosts soak bench bench-replica fuzz fuzz-long run demo clean vet rados rados-bench rados-hosts
 
 all: build
 
@@ -18,6 +18,13 @@ LDFLAGS := $(if $(VERSION),-X main.version=$(VERSION))
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# blockhash with RADOS support (init/serve --rados: a store shared by
+# hosts in a Ceph pool): cgo against librados (tests/ceph/install has the
+# packages), so not static.
+build-rados:
+	tests/ceph/install
+	$(GO) build -tags rados -ldflags "$(LDFLAGS)" -o $(BIN)/blockhash ./cmd/blockhash
 
 vet:
 	$(GO) vet ./...
@@ -43,7 +50,8 @@ test: unit hosts vmtest rados rados-hosts
 # The shared RADOS store (package rados, build tag rados, cgo against
 # librados): installs the Ceph packages if missing (root, apt-get), starts a
 # throw-away one-node cluster (memstore, loopback), runs the tests, stops
-# the cluster whatever the result. Not part of `make test` yet.
+# the cluster whatever the result: package rados, then package pool (the
+# devices of a shared store).
 # The test binary runs under glibc's malloc checker where it is installed
 # (a double free in librados once aborted only that way, nondeterministically).
 RADOS_TESTFLAGS ?= -test.count=1
@@ -53,10 +61,14 @@ rados:
 	$(GO) vet -tags rados ./rados/...
 	mkdir -p $(CACHE)
 	$(GO) build -tags rados -o $(CACHE)/bhrados ./rados/cmd/bhrados
+	$(GO) vet -tags rados ./pool/ ./daemon/ ./cmd/... ./tools/...
+	$(GO) build -tags rados -o $(CACHE)/blockhash-rados ./cmd/blockhash
 	$(GO) test -tags rados -c -o $(CACHE)/rados.test ./rados/
+	$(GO) test -tags rados -c -o $(CACHE)/pool.test ./pool/
 	tests/ceph/cluster start || { tests/ceph/cluster stop; exit 1; }; \
 	eval "$$(tests/ceph/cluster env)" && (cd rados && \
-		$(if $(MALLOC_DEBUG),LD_PRELOAD=$(MALLOC_DEBUG) MALLOC_CHECK_=3) ../$(CACHE)/rados.test $(RADOS_TESTFLAGS)); \
+		$(if $(MALLOC_DEBUG),LD_PRELOAD=$(MALLOC_DEBUG) MALLOC_CHECK_=3) ../$(CACHE)/rados.test $(RADOS_TESTFLAGS)) && \
+		(cd pool && $(if $(MALLOC_DEBUG),LD_PRELOAD=$(MALLOC_DEBUG) MALLOC_CHECK_=3) ../$(CACHE)/pool.test $(RADOS_TESTFLAGS)); \
 		rc=$$?; tests/ceph/cluster stop; exit $$rc
 
 # Hosts as network namespaces reaching a one-node cluster (root, about

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--host NAME] [--gc-every DURATION]",
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS] [--host NAME] [--gc-every DURATION]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
 		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
 			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
