@@ -486,7 +486,7 @@ func (p *Pool) store(m *devMap, first uint64, data []byte) error {
 			for j, k := range missKeys {
 				copy(tags[j][:], k)
 			}
-			locs, err := p.blocks.Put(tags, missData)
+			locs, err := p.puts.put(tags, missData)
 			if err != nil {
 				if len(hits) > 0 {
 					_ = p.refs.Drop(hits...)

@@ -62,6 +62,7 @@ type Pool struct {
 	rounds *rados.RoundServer
 
 	cache *keyCache
+	puts  *putBatcher
 
 	// mu guards devs and closed.
 	mu     sync.Mutex
@@ -152,6 +153,7 @@ func (p *Pool) open() error {
 	if p.blocks, err = p.c.OpenBlocks(p.host); err != nil {
 		return err
 	}
+	p.puts = &putBatcher{blocks: p.blocks}
 	if p.x, err = p.c.NewIndex(p.hdr.IndexShards); err != nil {
 		return err
 	}
