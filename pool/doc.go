@@ -39,12 +39,12 @@
 // # Concurrency
 //
 // Pool and Device are safe for concurrent use. Lock order: a device's
-// state lock, then the host's pin lock (rados.Refs), then the device's
-// flush lock, then its map's lock; no lock is held across a RADOS op
-// except the state lock (shared by I/O, exclusive while the lease is
-// taken or let go) and the flush lock. The merge loop is the package's
-// one background goroutine; a flush writes at most flushFanOut shards at
-// once.
+// state lock, then the host's merge lock (one Merge at a time), then its
+// pin lock (rados.Refs), then the device's flush lock, then its map's
+// lock; no lock is held across a RADOS op except the state lock (shared
+// by I/O, exclusive while the lease is taken or let go), the merge lock
+// and the flush lock. The merge loop is the package's one background
+// goroutine; a flush writes at most flushFanOut shards at once.
 //
 // Every file that uses librados carries the build tag `rados`; the
 // formats (format.go) and the map's bookkeeping (devmap.go) build

@@ -64,6 +64,12 @@ type Pool struct {
 	cache *keyCache
 	puts  *putBatcher
 
+	// mergeMu serialises merges: one that found the queue empty while
+	// another had its entries in flight would return before their lost
+	// races were re-pointed (and a device let go after it would keep
+	// its own copies for good).
+	mergeMu sync.Mutex
+
 	// mu guards devs and closed.
 	mu     sync.Mutex
 	devs   map[string]*Device
@@ -310,6 +316,8 @@ func (p *Pool) mergeLoop() {
 // maps from its own copies of contents another host indexed first to
 // that host's copy. It returns how many map entries it re-pointed.
 func (p *Pool) Merge() (int, error) {
+	p.mergeMu.Lock()
+	defer p.mergeMu.Unlock()
 	n := 0
 	err := p.refs.Do(func() error {
 		lost, err := p.q.FlushIf(1, func(l rados.Loc) bool { return p.refs.Held(l) })
