@@ -458,6 +458,7 @@ func (p *Pool) store(m *devMap, first uint64, data []byte) error {
 	}
 	return p.refs.Do(func() error {
 		var hits []rados.Loc
+		var locs []uint64
 		var missKeys [][]byte
 		var missData []byte
 		missOf := map[[KeySize]byte]int{} // key -> its index among the misses
@@ -486,15 +487,14 @@ func (p *Pool) store(m *devMap, first uint64, data []byte) error {
 			for j, k := range missKeys {
 				copy(tags[j][:], k)
 			}
-			locs, err := p.puts.put(tags, missData)
-			if err != nil {
+			var err error
+			if locs, err = p.puts.put(tags, missData); err != nil {
 				if len(hits) > 0 {
 					_ = p.refs.Drop(hits...)
 				}
 				return err
 			}
 			for j, l := range locs {
-				p.q.Add(missKeys[j], rados.Loc(l))
 				p.cache.put(tags[j], uint64(l))
 			}
 			for i := range n {
@@ -506,6 +506,12 @@ func (p *Pool) store(m *devMap, first uint64, data []byte) error {
 		}
 		for i := range n {
 			m.set(first+uint64(i), entries[i])
+		}
+		// Queued last: a merge running meanwhile (the merge loop's)
+		// must find the new locations referenced (it drops the others
+		// uninserted) and mapped (it re-points only mapped entries).
+		for j, k := range missKeys {
+			p.q.Add(k, rados.Loc(locs[j]))
 		}
 		return nil
 	})
