@@ -133,7 +133,32 @@ func (l *Lease) Fence(h Holder) error {
 // ServeHandover).
 type Handover struct {
 	w    *rados.Watcher
+	stop chan struct{}
 	done chan struct{}
+}
+
+// serve answers each event of h's watch with reply's answer until the
+// watch ends or Stop. It takes the watch's errors too: go-ceph sends
+// them on an unbuffered channel from librados' callback thread, which
+// waits until someone takes them (a lost watch shows at the holder's
+// next lease op).
+func (h *Handover) serve(reply func(ev rados.NotifyEvent) string) {
+	defer close(h.done)
+	for {
+		select {
+		case ev, ok := <-h.w.Events():
+			if !ok {
+				return
+			}
+			_ = ev.Ack([]byte(reply(ev)))
+		case _, ok := <-h.w.Errors():
+			if !ok {
+				return
+			}
+		case <-h.stop:
+			return
+		}
+	}
 }
 
 // handoverRequest is the notify payload asking the holder to let go.
@@ -148,29 +173,41 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
-	h := &Handover{w: w, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		for ev := range w.Events() {
-			reply := "ignored"
-			if string(ev.Data) == handoverRequest {
-				reply = "released"
-				if err := flush(); err != nil {
-					reply = "refused: " + err.Error()
-				} else if err := l.Release(); err != nil && !errors.Is(err, ErrNotHeld) {
-					reply = "refused: " + err.Error()
-				}
-			}
-			_ = ev.Ack([]byte(reply))
+	h := &Handover{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	go h.serve(func(ev rados.NotifyEvent) string {
+		if string(ev.Data) != handoverRequest {
+			return "ignored"
 		}
-	}()
+		if err := flush(); err != nil {
+			return "refused: " + err.Error()
+		}
+		if err := l.Release(); err != nil && !errors.Is(err, ErrNotHeld) {
+			return "refused: " + err.Error()
+		}
+		return "released"
+	})
 	return h, nil
 }
 
-// Stop ends the watch.
+// Stop ends the watch and waits for the answer in progress, if any. A
+// watch that cannot be deleted (this client is blocklisted) still ends
+// here: go-ceph closes its channels only when the unwatch succeeds, so
+// a callback of librados' that was about to send on them is drained for
+// good (else it blocks the client's shutdown).
 func (h *Handover) Stop() error {
 	err := h.w.Delete()
+	close(h.stop)
 	<-h.done
+	if err != nil {
+		go func() {
+			for {
+				select {
+				case <-h.w.Events():
+				case <-h.w.Errors():
+				}
+			}
+		}()
+	}
 	return err
 }
 

@@ -263,3 +263,45 @@ func TestLeaseHandoverWhileWriting(t *testing.T) {
 		}
 	}
 }
+
+// A fenced holder stops watching its lease's object: Stop returns even
+// though the unwatch is refused (go-ceph then never closes the watch's
+// event channel), and so does the client's Close (librados waits for a
+// watch error callback go-ceph blocks until its error is taken).
+// tests/ceph/hosts found a fenced host's import hung for good in
+// Device.Close, waiting for that channel.
+func TestHandoverStopWhenFenced(t *testing.T) {
+	ns := testNamespace(t)
+	a, b := testConn(t, ns, 5*time.Second), testConn(t, ns, 20*time.Second)
+	newLeaseObject(t, b, "bh.dev.vm9")
+	la, lb := a.Lease("bh.dev.vm9", "host-1"), b.Lease("bh.dev.vm9", "host-2")
+	if err := la.Acquire(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := la.Requests(func() string { return "busy" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := lb.Holders()
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("holders %+v %v", hs, err)
+	}
+	if err := lb.Fence(hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := la.Write([]byte("late"), 0); err == nil {
+		t.Fatal("the fenced holder's write went through")
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		err := h.Stop()
+		a.Close() // librados' shutdown waits for its callbacks
+		stopped <- err
+	}()
+	select {
+	case err := <-stopped:
+		t.Logf("stop of the fenced holder's watch: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Stop of a fenced holder's watch, then its client's Close, did not return in a minute")
+	}
+}

@@ -216,17 +216,13 @@ func (l *Lease) Requests(handle func() string) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
-	h := &Handover{w: w, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		for ev := range w.Events() {
-			reply := "ignored"
-			if string(ev.Data) == handoverRequest && uint64(ev.NotifierID) != l.c.InstanceID() {
-				reply = handle()
-			}
-			_ = ev.Ack([]byte(reply))
+	h := &Handover{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	go h.serve(func(ev rados.NotifyEvent) string {
+		if string(ev.Data) == handoverRequest && uint64(ev.NotifierID) != l.c.InstanceID() {
+			return handle()
 		}
-	}()
+		return "ignored"
+	})
 	return h, nil
 }
 
