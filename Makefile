@@ -71,12 +71,16 @@ rados:
 		(cd pool && $(if $(MALLOC_DEBUG),LD_PRELOAD=$(MALLOC_DEBUG) MALLOC_CHECK_=3) ../$(CACHE)/pool.test $(RADOS_TESTFLAGS)); \
 		rc=$$?; tests/ceph/cluster stop; exit $$rc
 
-# Hosts as network namespaces reaching a one-node cluster (root, about
-# 16 s): a lease holder cut off is fenced by the other host, and none of
-# its later writes lands (tests/ceph/partition).
+# Hosts as network namespaces reaching a one-node cluster (root): a lease
+# holder cut off is fenced by the other host, and none of its later writes
+# lands (tests/ceph/partition, about 16 s); three hosts with their own
+# daemons share a store: overlapping imports at once stored once, hosts
+# killed and cut off, GC with no pause under I/O (tests/ceph/hosts, about
+# 2 min).
 rados-hosts:
 	tests/ceph/install
 	tests/ceph/partition
+	tests/ceph/hosts
 
 # The RADOS primitives' figures on the one-node cluster (reported, never
 # asserted): pack writes MB/s, index inserts keys/s, lease hand-over, fence.
