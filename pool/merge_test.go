@@ -3,9 +3,12 @@
 package pool
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
+
+	"blockhash/rados"
 )
 
 // TestMergeRacesLetGo: a host writes contents another host indexed
@@ -68,4 +71,54 @@ func createOpen(t *testing.T, p *Pool, name string, size int64) *Device {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestCompactIdleDevice: compaction copies the live blocks of a pack
+// half dead; the device naming them is held by no host. Its map must
+// follow the forwards, so that the old pack dies: the pool then holds
+// each live block once. tests/ceph/hosts found the old packs kept for
+// good beside their copies (40,960 stored blocks for 20,480 live).
+func TestCompactIdleDevice(t *testing.T) {
+	cfg := testStore(t)
+	a := testHost(t, cfg, "a")
+	b := testHost(t, cfg, "b") // leads GC, holds nothing
+	const n = rados.PackBlocks
+	d := createOpen(t, a, "d", 2*n*BlockSize)
+	want := image(0, n) // fills a's first pack
+	if _, err := d.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	over := image(n, n/2) // half of it overwritten: into a's next pack
+	if _, err := d.WriteAt(over, 0); err != nil {
+		t.Fatal(err)
+	}
+	copy(want, over)
+	if err := d.Close(); err != nil { // flushed, let go: nobody holds d
+		t.Fatal(err)
+	}
+	st, err := b.GC(0.9999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("gc %+v; pool %+v", st, r)
+	if len(r.Problems) > 0 {
+		t.Fatalf("check: %v", r.Problems)
+	}
+	if st.Compacted == 0 {
+		t.Fatal("nothing compacted")
+	}
+	if r.StoredBlocks != r.LiveBlocks || r.LiveBlocks != n {
+		t.Fatalf("%d blocks stored, %d live, want %d and %d", r.StoredBlocks, r.LiveBlocks, n, n)
+	}
+	db, err := b.Open("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, db); !bytes.Equal(got[:len(want)], want) {
+		t.Fatal("the device reads back different data after compaction")
+	}
 }

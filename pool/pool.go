@@ -263,7 +263,16 @@ func hostOfCookie(cookie string) (uint16, bool) {
 // along compaction's forwards (in the maps of the devices it holds too),
 // then published.
 func (p *Pool) answer(r uint64) error {
-	err := p.refs.Exclusive(func() error {
+	if err := p.followForwards(); err != nil {
+		return err
+	}
+	return p.refs.Publish(r)
+}
+
+// followForwards re-points this host's references, the maps it holds
+// and its key cache along compaction's forwards.
+func (p *Pool) followForwards() error {
+	return p.refs.Exclusive(func() error {
 		moved, err := p.refs.Remap()
 		if err != nil || len(moved) == 0 {
 			return err
@@ -278,10 +287,63 @@ func (p *Pool) answer(r uint64) error {
 		p.cache.remap(mv)
 		return nil
 	})
+}
+
+// followForwardsIdle makes the maps of the devices no host holds follow
+// compaction's forwards: this host takes each, re-points its map and
+// lets it go (flushed). Without it their maps kept naming the old packs,
+// which never died, and the pool kept both copies for good.
+func (p *Pool) followForwardsIdle() error {
+	all, err := p.List()
 	if err != nil {
 		return err
 	}
-	return p.refs.Publish(r)
+	var taken []*Device
+	var opened []bool
+	letGo := func() error {
+		var first error
+		for i, d := range taken {
+			var err error
+			if opened[i] {
+				err = d.Close()
+			} else {
+				err = d.Release()
+			}
+			if err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	}
+	for _, i := range all {
+		if i.Holder != "" {
+			continue
+		}
+		p.mu.Lock()
+		_, open := p.devs[i.Name]
+		p.mu.Unlock()
+		d, err := p.Open(i.Name)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err == nil {
+			var ok bool
+			if ok, err = d.TakeIfFree(); err == nil && !ok {
+				if !open {
+					err = d.Close()
+				}
+				continue // another host took it meanwhile: it follows
+			}
+		}
+		if err != nil {
+			return errors.Join(err, letGo())
+		}
+		taken, opened = append(taken, d), append(opened, !open)
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	return errors.Join(p.followForwards(), letGo())
 }
 
 func (p *Pool) devices() []*Device {
@@ -412,7 +474,11 @@ func (p *Pool) GC(maxLive float64) (GCStats, error) {
 	if err != nil || cs.Packs == 0 {
 		return st, err
 	}
-	// the old packs die once every host followed the forwards
+	// the old packs die once every host followed the forwards, and
+	// every map no host holds
+	if err := p.followForwardsIdle(); err != nil {
+		return st, err
+	}
 	g, err = p.c.Collect(p.x, hosts, timeout)
 	add(g)
 	return st, err
