@@ -131,35 +131,7 @@ func (l *Lease) Fence(h Holder) error {
 
 // Handover answers hand-over requests for a held lease (see
 // ServeHandover).
-type Handover struct {
-	w    *rados.Watcher
-	stop chan struct{}
-	done chan struct{}
-}
-
-// serve answers each event of h's watch with reply's answer until the
-// watch ends or Stop. It takes the watch's errors too: go-ceph sends
-// them on an unbuffered channel from librados' callback thread, which
-// waits until someone takes them (a lost watch shows at the holder's
-// next lease op).
-func (h *Handover) serve(reply func(ev rados.NotifyEvent) string) {
-	defer close(h.done)
-	for {
-		select {
-		case ev, ok := <-h.w.Events():
-			if !ok {
-				return
-			}
-			_ = ev.Ack([]byte(reply(ev)))
-		case _, ok := <-h.w.Errors():
-			if !ok {
-				return
-			}
-		case <-h.stop:
-			return
-		}
-	}
-}
+type Handover struct{ watchLoop }
 
 // handoverRequest is the notify payload asking the holder to let go.
 const handoverRequest = "release"
@@ -173,7 +145,7 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
-	h := &Handover{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Handover{newWatchLoop(w)}
 	go h.serve(func(ev rados.NotifyEvent) string {
 		if string(ev.Data) != handoverRequest {
 			return "ignored"
@@ -187,28 +159,6 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 		return "released"
 	})
 	return h, nil
-}
-
-// Stop ends the watch and waits for the answer in progress, if any. A
-// watch that cannot be deleted (this client is blocklisted) still ends
-// here: go-ceph closes its channels only when the unwatch succeeds, so
-// a callback of librados' that was about to send on them is drained for
-// good (else it blocks the client's shutdown).
-func (h *Handover) Stop() error {
-	err := h.w.Delete()
-	close(h.stop)
-	<-h.done
-	if err != nil {
-		go func() {
-			for {
-				select {
-				case <-h.w.Events():
-				case <-h.w.Errors():
-				}
-			}
-		}()
-	}
-	return err
 }
 
 // RequestHandover asks the holder to release the lease (a notify that its

@@ -216,7 +216,7 @@ func (l *Lease) Requests(handle func() string) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
-	h := &Handover{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	h := &Handover{newWatchLoop(w)}
 	go h.serve(func(ev rados.NotifyEvent) string {
 		if string(ev.Data) == handoverRequest && uint64(ev.NotifierID) != l.c.InstanceID() {
 			return handle()

@@ -100,10 +100,7 @@ func (c *Conn) Unacked(r uint64, hosts []uint16) ([]uint16, error) {
 }
 
 // RoundServer answers GC rounds for one host (ServeRounds).
-type RoundServer struct {
-	w    *rados.Watcher
-	done chan struct{}
-}
+type RoundServer struct{ watchLoop }
 
 // ServeRounds watches the GC object; for each round begun it calls
 // prepare(round) (the host publishes its references and pins), and only
@@ -116,29 +113,20 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 	if err != nil {
 		return nil, c.wrap("watch "+gcObject, err)
 	}
-	s := &RoundServer{w: w, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for ev := range w.Events() {
-			reply := "acked"
-			if len(ev.Data) != 8 {
-				reply = "ignored"
-			} else if r := binary.BigEndian.Uint64(ev.Data); r > 0 {
-				if err := prepare(r); err != nil {
-					reply = "failed: " + err.Error()
-				} else if err := c.AckRound(host, r); err != nil {
-					reply = "failed: " + err.Error()
-				}
-			}
-			_ = ev.Ack([]byte(reply))
+	s := &RoundServer{newWatchLoop(w)}
+	go s.serve(func(ev rados.NotifyEvent) string {
+		if len(ev.Data) != 8 {
+			return "ignored"
 		}
-	}()
+		if r := binary.BigEndian.Uint64(ev.Data); r > 0 {
+			if err := prepare(r); err != nil {
+				return "failed: " + err.Error()
+			}
+			if err := c.AckRound(host, r); err != nil {
+				return "failed: " + err.Error()
+			}
+		}
+		return "acked"
+	})
 	return s, nil
-}
-
-// Stop ends the watch.
-func (s *RoundServer) Stop() error {
-	err := s.w.Delete()
-	<-s.done
-	return err
 }

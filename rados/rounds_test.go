@@ -130,3 +130,37 @@ func TestRounds(t *testing.T) {
 		t.Fatalf("round: %d %v", cur, err)
 	}
 }
+
+// A fenced host stops answering rounds: Stop and its client's Close
+// return though the unwatch is refused (see watchLoop; the lease watch's
+// twin, TestHandoverStopWhenFenced).
+func TestRoundsStopWhenFenced(t *testing.T) {
+	ns := testNamespace(t)
+	a, b := testConn(t, ns, 5*time.Second), testConn(t, ns, 20*time.Second)
+	s, err := a.ServeRounds(1, func(uint64) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := a.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Blocklist(addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.io.WriteFull("bh.late", []byte("late")); err == nil {
+		t.Fatal("the fenced host's write went through")
+	}
+	stopped := make(chan error, 1)
+	go func() {
+		err := s.Stop()
+		a.Close()
+		stopped <- err
+	}()
+	select {
+	case err := <-stopped:
+		t.Logf("stop of the fenced host's rounds: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Stop of a fenced host's rounds, then its client's Close, did not return in a minute")
+	}
+}
