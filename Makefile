@@ -75,8 +75,8 @@ rados:
 # holder cut off is fenced by the other host, and none of its later writes
 # lands (tests/ceph/partition, about 16 s); three hosts with their own
 # daemons share a store: overlapping imports at once stored once, hosts
-# killed and cut off, GC with no pause under I/O (tests/ceph/hosts, about
-# 2 min).
+# killed and cut off, GC with no pause under I/O (tests/ceph/hosts, 2 to
+# 2.5 min).
 rados-hosts:
 	tests/ceph/install
 	tests/ceph/partition
