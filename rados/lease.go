@@ -131,10 +131,7 @@ func (l *Lease) Fence(h Holder) error {
 
 // Handover answers hand-over requests for a held lease (see
 // ServeHandover).
-type Handover struct {
-	w    *rados.Watcher
-	done chan struct{}
-}
+type Handover struct{ *watch }
 
 // handoverRequest is the notify payload asking the holder to let go.
 const handoverRequest = "release"
@@ -144,34 +141,22 @@ const handoverRequest = "release"
 // and stops writing), releases the lease and acknowledges "released". If
 // flush fails it acknowledges "refused: ..." and keeps the lease.
 func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
-	w, err := l.c.io.WatchWithTimeout(l.oid, l.c.cfg.WatchTimeout)
-	if err != nil {
-		return nil, l.c.wrap("watch "+l.oid, err)
-	}
-	h := &Handover{w: w, done: make(chan struct{})}
-	go func() {
-		defer close(h.done)
-		for ev := range w.Events() {
-			reply := "ignored"
-			if string(ev.Data) == handoverRequest {
-				reply = "released"
-				if err := flush(); err != nil {
-					reply = "refused: " + err.Error()
-				} else if err := l.Release(); err != nil && !errors.Is(err, ErrNotHeld) {
-					reply = "refused: " + err.Error()
-				}
-			}
-			_ = ev.Ack([]byte(reply))
+	w, err := l.c.watchObject(l.oid, l.c.cfg.WatchTimeout, func(ev rados.NotifyEvent) string {
+		if string(ev.Data) != handoverRequest {
+			return "ignored"
 		}
-	}()
-	return h, nil
-}
-
-// Stop ends the watch.
-func (h *Handover) Stop() error {
-	err := h.w.Delete()
-	<-h.done
-	return err
+		if err := flush(); err != nil {
+			return "refused: " + err.Error()
+		}
+		if err := l.Release(); err != nil && !errors.Is(err, ErrNotHeld) {
+			return "refused: " + err.Error()
+		}
+		return "released"
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Handover{w}, nil
 }
 
 // RequestHandover asks the holder to release the lease (a notify that its

@@ -100,10 +100,7 @@ func (c *Conn) Unacked(r uint64, hosts []uint16) ([]uint16, error) {
 }
 
 // RoundServer answers GC rounds for one host (ServeRounds).
-type RoundServer struct {
-	w    *rados.Watcher
-	done chan struct{}
-}
+type RoundServer struct{ *watch }
 
 // ServeRounds watches the GC object; for each round begun it calls
 // prepare(round) (the host publishes its references and pins), and only
@@ -112,33 +109,22 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 	if err := c.io.Create(gcObject, rados.CreateIdempotent); err != nil {
 		return nil, c.wrap("create "+gcObject, err)
 	}
-	w, err := c.io.Watch(gcObject)
-	if err != nil {
-		return nil, c.wrap("watch "+gcObject, err)
-	}
-	s := &RoundServer{w: w, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for ev := range w.Events() {
-			reply := "acked"
-			if len(ev.Data) != 8 {
-				reply = "ignored"
-			} else if r := binary.BigEndian.Uint64(ev.Data); r > 0 {
-				if err := prepare(r); err != nil {
-					reply = "failed: " + err.Error()
-				} else if err := c.AckRound(host, r); err != nil {
-					reply = "failed: " + err.Error()
-				}
-			}
-			_ = ev.Ack([]byte(reply))
+	w, err := c.watchObject(gcObject, c.cfg.WatchTimeout, func(ev rados.NotifyEvent) string {
+		if len(ev.Data) != 8 {
+			return "ignored"
 		}
-	}()
-	return s, nil
-}
-
-// Stop ends the watch.
-func (s *RoundServer) Stop() error {
-	err := s.w.Delete()
-	<-s.done
-	return err
+		if r := binary.BigEndian.Uint64(ev.Data); r > 0 {
+			if err := prepare(r); err != nil {
+				return "failed: " + err.Error()
+			}
+			if err := c.AckRound(host, r); err != nil {
+				return "failed: " + err.Error()
+			}
+		}
+		return "acked"
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RoundServer{w}, nil
 }
