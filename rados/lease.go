@@ -148,6 +148,7 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
+	drainErrors(w)
 	h := &Handover{w: w, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)
@@ -167,11 +168,28 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 	return h, nil
 }
 
-// Stop ends the watch.
+// drainErrors reads a watch's error reports until the watch is deleted.
+// go-ceph sends them on an unbuffered channel from librados' callback
+// thread: one nobody reads blocks that thread for ever, and with it
+// every later callback of the client and its shutdown (a blocklisted
+// host's Close hung in rados_shutdown).
+func drainErrors(w *rados.Watcher) {
+	go func() {
+		for range w.Errors() {
+		}
+	}()
+}
+
+// Stop ends the watch. If the watch cannot be deleted (a blocklisted
+// client's unwatch fails), go-ceph never closes its event channel: Stop
+// returns the error without waiting for the event loop, which stays
+// blocked on that channel (it gets no more events).
 func (h *Handover) Stop() error {
-	err := h.w.Delete()
+	if err := h.w.Delete(); err != nil {
+		return err
+	}
 	<-h.done
-	return err
+	return nil
 }
 
 // RequestHandover asks the holder to release the lease (a notify that its

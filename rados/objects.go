@@ -216,6 +216,7 @@ func (l *Lease) Requests(handle func() string) (*Handover, error) {
 	if err != nil {
 		return nil, l.c.wrap("watch "+l.oid, err)
 	}
+	drainErrors(w)
 	h := &Handover{w: w, done: make(chan struct{})}
 	go func() {
 		defer close(h.done)

@@ -116,6 +116,7 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 	if err != nil {
 		return nil, c.wrap("watch "+gcObject, err)
 	}
+	drainErrors(w)
 	s := &RoundServer{w: w, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -137,8 +138,11 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 }
 
 // Stop ends the watch.
+// (A failed deletion returns at once, as Handover.Stop.)
 func (s *RoundServer) Stop() error {
-	err := s.w.Delete()
+	if err := s.w.Delete(); err != nil {
+		return err
+	}
 	<-s.done
-	return err
+	return nil
 }
