@@ -62,6 +62,9 @@ func TestDecodeBad(t *testing.T) {
 		v    []byte
 	}{
 		{"short key", "abc", v},
+		{"uppercase key", "0000FEDC", v},
+		{"signed key", "+0000fed", v},
+		{"binary key (format 1)", "\x00\x00\xfe\xdc", v},
 		{"long key", "abcde", v},
 		{"block past the shard", entryKey(ShardBlocks), v},
 		{"short value", entryKey(1), v[:len(v)-1]},
@@ -76,18 +79,18 @@ func TestDecodeBad(t *testing.T) {
 			t.Errorf("entry %s: %v, want ErrCorrupt", c.name, err)
 		}
 	}
-	for _, s := range []string{"", "{", `{"format":2,"block_size":4096,"index_shards":64,"hash":"sha256","uuid":"x"}`,
-		`{"format":1,"block_size":512,"index_shards":64,"hash":"sha256","uuid":"x"}`,
-		`{"format":1,"block_size":4096,"index_shards":48,"hash":"sha256","uuid":"x"}`,
-		`{"format":1,"block_size":4096,"index_shards":64,"hash":"md5","uuid":"x"}`,
-		`{"format":1,"block_size":4096,"index_shards":64,"hash":"sha256","uuid":""}`} {
+	for _, s := range []string{"", "{", `{"format":1,"block_size":4096,"index_shards":64,"hash":"sha256","uuid":"x"}`, `{"format":3,"block_size":4096,"index_shards":64,"hash":"sha256","uuid":"x"}`,
+		`{"format":2,"block_size":512,"index_shards":64,"hash":"sha256","uuid":"x"}`,
+		`{"format":2,"block_size":4096,"index_shards":48,"hash":"sha256","uuid":"x"}`,
+		`{"format":2,"block_size":4096,"index_shards":64,"hash":"md5","uuid":"x"}`,
+		`{"format":2,"block_size":4096,"index_shards":64,"hash":"sha256","uuid":""}`} {
 		if _, err := decodeStoreHeader([]byte(s)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("store header %q: %v, want ErrCorrupt", s, err)
 		}
 	}
-	for _, s := range []string{"", "[]", `{"format":1,"name":"a/b","id":1,"size":4096}`,
-		`{"format":1,"name":"a","id":0,"size":4096}`, `{"format":1,"name":"a","id":1,"size":4095}`,
-		`{"format":1,"name":"a","id":1,"size":0}`, `{"format":0,"name":"a","id":1,"size":4096}`} {
+	for _, s := range []string{"", "[]", `{"format":2,"name":"a/b","id":1,"size":4096}`,
+		`{"format":2,"name":"a","id":0,"size":4096}`, `{"format":2,"name":"a","id":1,"size":4095}`,
+		`{"format":2,"name":"a","id":1,"size":0}`, `{"format":1,"name":"a","id":1,"size":4096}`} {
 		if _, err := decodeDeviceHeader([]byte(s)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("device header %q: %v, want ErrCorrupt", s, err)
 		}
@@ -102,6 +105,7 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(entryKey(ShardBlocks-1), v)
 	f.Add(entryKey(ShardBlocks), v)
 	f.Add("abc", v)
+	f.Add("0000FEDC", v)
 	f.Add(entryKey(7), v[:20])
 	f.Add(entryKey(7), encodeEntry(Entry{}))
 	f.Fuzz(func(t *testing.T, k string, v []byte) {
