@@ -395,11 +395,11 @@ func (p *Pool) GC(maxLive float64) (GCStats, error) {
 	if maxLive <= 0 {
 		return st, nil
 	}
-	err = p.blocks.WithStore(func(s *rados.Store) error {
-		st.Compact, err = p.c.Compact(p.x, hosts, s, maxLive, timeout)
-		return err
-	})
-	if err != nil {
+	// The leader's own round answer needs its writers' pin holds to end,
+	// and they may wait for its packs: the packs are locked per copy
+	// only, not across Compact's rounds (that deadlocked until the
+	// round timed out).
+	if st.Compact, err = p.c.Compact(p.x, hosts, p.blocks.Placement(), maxLive, timeout); err != nil {
 		return st, err
 	}
 	if st.Compact.Packs > 0 {

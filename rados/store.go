@@ -145,6 +145,9 @@ func (s *Store) Put(keys [][]byte, data []byte) ([]Loc, error) {
 	return locs, nil
 }
 
+// Host is the store's host id.
+func (s *Store) Host() uint16 { return s.host }
+
 // Close seals the open pack.
 func (s *Store) Close() error {
 	if s.p == nil {
