@@ -3,6 +3,7 @@
 package rados
 
 import (
+	"sync"
 	"time"
 
 	"github.com/ceph/go-ceph/rados"
@@ -18,6 +19,8 @@ type watch struct {
 	w    *rados.Watcher
 	stop chan struct{}
 	done chan struct{}
+	once sync.Once // Stop's work, once however often it is called
+	err  error     // the unwatch's, from the first Stop
 }
 
 func (c *Conn) watchObject(oid string, timeout time.Duration, answer func(ev rados.NotifyEvent) string) (*watch, error) {
@@ -54,8 +57,10 @@ func (c *Conn) watchObject(oid string, timeout time.Duration, answer func(ev rad
 // Stop ends the watch; an error of its unwatch (its object gone) is
 // returned, but the goroutine ends whatever.
 func (wt *watch) Stop() error {
-	err := wt.w.Delete()
-	close(wt.stop)
-	<-wt.done
-	return err
+	wt.once.Do(func() {
+		wt.err = wt.w.Delete()
+		close(wt.stop)
+		<-wt.done
+	})
+	return wt.err
 }
