@@ -124,3 +124,30 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeHeaders: the store and device header decoders never panic;
+// what they accept is a header they would write, and what they refuse
+// is ErrCorrupt.
+func FuzzDecodeHeaders(f *testing.F) {
+	f.Add(StoreHeader{Format: formatPool, BlockSize: BlockSize, IndexShards: 64, Hash: "sha256", UUID: "u"}.encode())
+	f.Add(DeviceHeader{Format: formatPool, Name: "vm1", ID: 7, Size: 1 << 20}.encode())
+	f.Add([]byte(`{"format":2,"name":"a/b","id":1,"size":4096}`))
+	f.Add([]byte(`{"format":2,"block_size":4096,"index_shards":3,"hash":"sha256","uuid":"x"}`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, err := decodeStoreHeader(b); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("store header: %v is not ErrCorrupt", err)
+			}
+		} else if h2, err := decodeStoreHeader(h.encode()); err != nil || h2 != h {
+			t.Fatalf("store header %+v does not round-trip: %+v %v", h, h2, err)
+		}
+		if h, err := decodeDeviceHeader(b); err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("device header: %v is not ErrCorrupt", err)
+			}
+		} else if h2, err := decodeDeviceHeader(h.encode()); err != nil || h2 != h {
+			t.Fatalf("device header %+v does not round-trip: %+v %v", h, h2, err)
+		}
+	})
+}
