@@ -141,7 +141,7 @@ FUZZERS := blockstore:FuzzDecodeMeta blockstore:FuzzDecodeManifest index:FuzzDec
 	engine:FuzzDecodeRecord engine:FuzzDecodePtrPage engine:FuzzReadVolumeHeader \
 	daemon:FuzzDecodeState daemon:FuzzHandle ublk:FuzzIODesc \
 	replica:FuzzDecodeFrames replica:FuzzDecodePayloads daemon:FuzzFrameReader \
-	rados:FuzzDecodeRefs
+	rados:FuzzDecodeRefs pool:FuzzDecodeEntry pool:FuzzDecodeHeaders
 FUZZTIME ?= 5s
 FUZZLONG ?= 2000000x
 # Minimising a new interesting input stops a worker's fuzzing until done

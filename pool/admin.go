@@ -27,7 +27,7 @@ func list(c *rados.Conn) ([]Info, error) {
 	for _, o := range objs {
 		name := strings.TrimPrefix(o, devPrefix)
 		h, err := readHeader(c, name)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errEmptyHeader) {
 			continue // deleted meanwhile
 		}
 		if err != nil {
@@ -80,7 +80,7 @@ func (p *Pool) Delete(name string) error {
 	d.closed = true
 	err = p.c.Delete(devObject(name))
 	d.state.Unlock()
-	werr := d.watch.Stop()
+	_ = d.watch.Stop() // its object is gone: the unwatch may say so
 	p.mu.Lock()
 	delete(p.devs, name)
 	p.mu.Unlock()
@@ -88,7 +88,7 @@ func (p *Pool) Delete(name string) error {
 		return err
 	}
 	p.log.Info().Str("device", name).Msg("device deleted")
-	return werr
+	return nil
 }
 
 // FenceHost blocklists a host that is gone (its recorded client

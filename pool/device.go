@@ -89,6 +89,10 @@ func readHeader(c *rados.Conn, name string) (DeviceHeader, error) {
 	if err != nil {
 		return DeviceHeader{}, err
 	}
+	if len(b) == 0 {
+		// a lock taken on a deleted device's header makes it anew, empty
+		return DeviceHeader{}, fmt.Errorf("%w: %s", errEmptyHeader, name)
+	}
 	h, err := decodeDeviceHeader(b)
 	if err == nil && h.Name != name {
 		err = fmt.Errorf("%w: header of %s names %s", ErrCorrupt, name, h.Name)
@@ -204,6 +208,16 @@ func (d *Device) takeLocked(onlyIfFree bool) (string, error) {
 		}
 		d.shards = nil
 		_ = d.lease.Release()
+	}
+	// The device may have been deleted (by another host) since it was
+	// opened here: a lock on its header object would then have made an
+	// empty one. Such a device is gone, and stays so.
+	if h, err := readHeader(p.c, d.hdr.Name); err != nil || h.ID != d.hdr.ID {
+		undo()
+		if b, rerr := p.c.Read(devObject(d.hdr.Name)); rerr == nil && len(b) == 0 {
+			_ = p.c.Delete(devObject(d.hdr.Name))
+		}
+		return "", fmt.Errorf("%w: %s was deleted", ErrNotFound, d.hdr.Name)
 	}
 	// Every map shard carries a copy of the lease, so that each map
 	// write asserts it on the object it writes. A previous holder's
@@ -775,11 +789,11 @@ func (d *Device) Close() error {
 	if err != nil {
 		return err
 	}
-	werr := d.watch.Stop()
+	_ = d.watch.Stop() // a device deleted by another host: its unwatch says so
 	d.p.mu.Lock()
 	if d.p.devs[d.hdr.Name] == d {
 		delete(d.p.devs, d.hdr.Name)
 	}
 	d.p.mu.Unlock()
-	return werr
+	return nil
 }

@@ -22,6 +22,9 @@ var (
 	ErrLost = errors.New("pool: device lease lost")
 	// ErrClosed means the pool or device is closed.
 	ErrClosed = errors.New("pool: closed")
+	// errEmptyHeader is a device header object of no bytes: what a
+	// lock on a deleted device's header leaves (no device).
+	errEmptyHeader = errors.New("pool: device header is empty (deleted device)")
 	// ErrCorrupt is the project's one corruption kind.
 	ErrCorrupt = corrupt.ErrCorrupt
 )

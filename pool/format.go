@@ -30,7 +30,7 @@ const (
 	devPrefix    = "bh.dev."      // bh.dev.<name>: a device's header and lease
 	mapPrefix    = "bh.map."      // bh.map.<device id hex>.<shard>: a map shard
 	hostsState   = "bh.hoststate" // omap host id -> HostState (JSON)
-	formatPool   = 1
+	formatPool   = 2              // 2: map entry keys in hex (1 had binary keys, unreadable past 1,000 entries a shard)
 	maxNameBytes = 128
 )
 
@@ -101,10 +101,13 @@ func checkName(name string) error {
 }
 
 // A map entry is one omap pair of a shard: key = the block's index in
-// the shard (8 hex digits, so omap order is block order; an omap key
-// holds no NUL byte, see rados.ikey), value =
+// the shard (8 lowercase hex digits, so omap order is block order), value =
 // content key (36 bytes) + location (8 bytes, little endian) + CRC-32C
-// of the 44 bytes before it (4 bytes, little endian).
+// of the 44 bytes before it (4 bytes, little endian). The key holds no
+// NUL byte: librados takes the key a listing resumes after as a C
+// string, and the OSD returns at most osd_max_omap_entries_per_request
+// (1,024) entries a read, so a shard is read in pages (4-byte binary
+// keys all began with a NUL: every page restarted at the first key).
 const (
 	entryKeySize   = 8
 	entryValueSize = KeySize + 8 + 4
@@ -118,7 +121,9 @@ type Entry struct {
 	Loc uint64
 }
 
-func entryKey(blockInShard uint64) string { return fmt.Sprintf("%08x", blockInShard) }
+func entryKey(blockInShard uint64) string {
+	return fmt.Sprintf("%08x", uint32(blockInShard))
+}
 
 func encodeEntry(e Entry) []byte {
 	b := make([]byte, entryValueSize)
@@ -132,8 +137,11 @@ func encodeEntry(e Entry) []byte {
 // corrupt.ErrCorrupt.
 func decodeEntry(k string, v []byte) (uint64, Entry, error) {
 	var e Entry
+	if len(k) != entryKeySize {
+		return 0, e, fmt.Errorf("%w: map entry key of %d bytes", corrupt.ErrCorrupt, len(k))
+	}
 	i, err := strconv.ParseUint(k, 16, 32)
-	if len(k) != entryKeySize || err != nil {
+	if err != nil || entryKey(i) != k {
 		return 0, e, fmt.Errorf("%w: map entry key %q", corrupt.ErrCorrupt, k)
 	}
 	if i >= ShardBlocks {

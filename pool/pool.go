@@ -465,11 +465,11 @@ func (p *Pool) GC(maxLive float64) (GCStats, error) {
 	if err != nil || maxLive <= 0 {
 		return st, err
 	}
-	var cs rados.CompactStats
-	err = p.blocks.WithStore(func(s *rados.Store) error {
-		cs, err = p.c.Compact(p.x, hosts, s, maxLive, timeout)
-		return err
-	})
+	// The leader's own round answer needs its writers' pin holds to end,
+	// and they may wait for its packs: the packs are locked per copy
+	// only, not across Compact's rounds (that deadlocked until the
+	// round timed out).
+	cs, err := p.c.Compact(p.x, hosts, p.blocks.Placement(), maxLive, timeout)
 	st.Compacted, st.Copied = cs.Packs, cs.Copied
 	if err != nil || cs.Packs == 0 {
 		return st, err

@@ -116,10 +116,16 @@ func (b *Blocks) Close() error {
 	return b.st.Close()
 }
 
-// WithStore runs f with the host's pack placement, as the host's one
-// writer (a compaction copies live blocks into the host's packs).
-func (b *Blocks) WithStore(f func(*Store) error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return f(b.st)
+// Placement is the host's pack placement for Compact: each Put takes
+// the Blocks' lock for itself only.
+func (b *Blocks) Placement() Placement { return lockedStore{b} }
+
+type lockedStore struct{ b *Blocks }
+
+func (l lockedStore) Host() uint16 { return l.b.host }
+
+func (l lockedStore) Put(keys [][]byte, data []byte) ([]Loc, error) {
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	return l.b.st.Put(keys, data)
 }

@@ -89,6 +89,15 @@ func (x *Index) Move(keys [][]byte, old, new []Loc) error {
 	})
 }
 
+// Placement is where compaction copies live blocks: the leader's packs
+// (a Store, or a Blocks' Placement, which takes the Blocks' lock per Put
+// only: held across Compact's rounds, a host writing meanwhile could
+// not acknowledge them).
+type Placement interface {
+	Host() uint16
+	Put(keys [][]byte, data []byte) ([]Loc, error)
+}
+
 // CompactStats says what Compact did.
 type CompactStats struct {
 	Packs  int // partly dead packs whose live blocks were copied
@@ -101,7 +110,7 @@ type CompactStats struct {
 // their index entries and records forwards; the old packs then die by
 // the normal collection once every host re-pointed its maps (Remap). It
 // begins a round of its own, so every host's references are current.
-func (c *Conn) Compact(x *Index, hosts []uint16, st *Store, maxLive float64, timeout time.Duration) (CompactStats, error) {
+func (c *Conn) Compact(x *Index, hosts []uint16, st Placement, maxLive float64, timeout time.Duration) (CompactStats, error) {
 	var cs CompactStats
 	r, err := c.round(hosts, timeout)
 	if err != nil {
@@ -124,7 +133,7 @@ func (c *Conn) Compact(x *Index, hosts []uint16, st *Store, maxLive float64, tim
 		if err != nil {
 			return cs, err
 		}
-		if !ps.Sealed || len(ps.Keys) == 0 || id.Host == st.host {
+		if !ps.Sealed || len(ps.Keys) == 0 || id.Host == st.Host() {
 			continue // open, empty (collection deletes it), or the leader's own
 		}
 		var keys [][]byte

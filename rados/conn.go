@@ -74,6 +74,17 @@ func Connect(cfg Config) (*Conn, error) {
 			return nil, fmt.Errorf("rados: setting %s: %w", o, err)
 		}
 	}
+	// librados pings each watch once per objecter tick (5 s by
+	// default); an OSD drops a watch not pinged within its timeout, so a
+	// live holder's hand-over watch would expire and the next Take would
+	// fence it. Tick at a third of the watch timeout.
+	if cfg.WatchTimeout > 0 {
+		tick := strconv.FormatFloat(max(0.1, cfg.WatchTimeout.Seconds()/3), 'f', 3, 64)
+		if err := conn.SetConfigOption("objecter_tick_interval", tick); err != nil {
+			conn.Shutdown()
+			return nil, fmt.Errorf("rados: setting objecter_tick_interval: %w", err)
+		}
+	}
 	if err := conn.Connect(); err != nil {
 		conn.Shutdown()
 		return nil, fmt.Errorf("%w: %w", ErrNoCluster, err)

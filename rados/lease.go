@@ -131,7 +131,7 @@ func (l *Lease) Fence(h Holder) error {
 
 // Handover answers hand-over requests for a held lease (see
 // ServeHandover).
-type Handover struct{ watchLoop }
+type Handover struct{ *watch }
 
 // handoverRequest is the notify payload asking the holder to let go.
 const handoverRequest = "release"
@@ -141,12 +141,7 @@ const handoverRequest = "release"
 // and stops writing), releases the lease and acknowledges "released". If
 // flush fails it acknowledges "refused: ..." and keeps the lease.
 func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
-	w, err := l.c.io.WatchWithTimeout(l.oid, l.c.cfg.WatchTimeout)
-	if err != nil {
-		return nil, l.c.wrap("watch "+l.oid, err)
-	}
-	h := &Handover{newWatchLoop(w)}
-	go h.serve(func(ev rados.NotifyEvent) string {
+	w, err := l.c.watchObject(l.oid, l.c.cfg.WatchTimeout, func(ev rados.NotifyEvent) string {
 		if string(ev.Data) != handoverRequest {
 			return "ignored"
 		}
@@ -158,7 +153,10 @@ func (l *Lease) ServeHandover(flush func() error) (*Handover, error) {
 		}
 		return "released"
 	})
-	return h, nil
+	if err != nil {
+		return nil, err
+	}
+	return &Handover{w}, nil
 }
 
 // RequestHandover asks the holder to release the lease (a notify that its

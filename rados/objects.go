@@ -212,18 +212,16 @@ func (l *Lease) Take(timeout time.Duration) (string, error) {
 // "released" as the holder having let go; the handler releases the
 // lease itself). Stop the returned Handover to end it.
 func (l *Lease) Requests(handle func() string) (*Handover, error) {
-	w, err := l.c.io.WatchWithTimeout(l.oid, l.c.cfg.WatchTimeout)
-	if err != nil {
-		return nil, l.c.wrap("watch "+l.oid, err)
-	}
-	h := &Handover{newWatchLoop(w)}
-	go h.serve(func(ev rados.NotifyEvent) string {
+	w, err := l.c.watchObject(l.oid, l.c.cfg.WatchTimeout, func(ev rados.NotifyEvent) string {
 		if string(ev.Data) == handoverRequest && uint64(ev.NotifierID) != l.c.InstanceID() {
 			return handle()
 		}
 		return "ignored"
 	})
-	return h, nil
+	if err != nil {
+		return nil, err
+	}
+	return &Handover{w}, nil
 }
 
 // ReadBlocks reads len(p) bytes (whole blocks) from l on: blocks l,

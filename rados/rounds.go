@@ -100,7 +100,7 @@ func (c *Conn) Unacked(r uint64, hosts []uint16) ([]uint16, error) {
 }
 
 // RoundServer answers GC rounds for one host (ServeRounds).
-type RoundServer struct{ watchLoop }
+type RoundServer struct{ *watch }
 
 // ServeRounds watches the GC object; for each round begun it calls
 // prepare(round) (the host publishes its references and pins), and only
@@ -109,12 +109,7 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 	if err := c.io.Create(gcObject, rados.CreateIdempotent); err != nil {
 		return nil, c.wrap("create "+gcObject, err)
 	}
-	w, err := c.io.Watch(gcObject)
-	if err != nil {
-		return nil, c.wrap("watch "+gcObject, err)
-	}
-	s := &RoundServer{newWatchLoop(w)}
-	go s.serve(func(ev rados.NotifyEvent) string {
+	w, err := c.watchObject(gcObject, c.cfg.WatchTimeout, func(ev rados.NotifyEvent) string {
 		if len(ev.Data) != 8 {
 			return "ignored"
 		}
@@ -128,5 +123,8 @@ func (c *Conn) ServeRounds(host uint16, prepare func(round uint64) error) (*Roun
 		}
 		return "acked"
 	})
-	return s, nil
+	if err != nil {
+		return nil, err
+	}
+	return &RoundServer{w}, nil
 }

@@ -141,9 +141,18 @@ func (s *Store) Put(keys [][]byte, data []byte) ([]Loc, error) {
 		}
 		locs = append(locs, l...)
 		keys, data = keys[n:], data[n*BlockSize:]
+		// A full pack is sealed now, not at the next Put: only sealed
+		// packs are GC's candidates, and a host may not write again
+		// for long. (A failed seal is retried by the next roll.)
+		if s.p.Free() == 0 && s.p.Seal() == nil {
+			s.p = nil
+		}
 	}
 	return locs, nil
 }
+
+// Host is the store's host id.
+func (s *Store) Host() uint16 { return s.host }
 
 // Close seals the open pack.
 func (s *Store) Close() error {

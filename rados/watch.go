@@ -2,60 +2,65 @@
 
 package rados
 
-import "github.com/ceph/go-ceph/rados"
+import (
+	"sync"
+	"time"
 
-// watchLoop answers the notifies of one watch (a lease's hand-over
-// requests, GC rounds) until the watch ends or Stop. go-ceph sends a
-// watch's events and errors on unbuffered channels from librados'
-// callback thread, which waits until someone takes them, and closes
-// them only when the unwatch succeeds: so the loop takes the errors too
-// (a lost watch shows at the next op), and Stop ends it even when the
-// unwatch is refused (this client blocklisted), draining for good what
-// librados may still send (else its shutdown waits on that callback).
-type watchLoop struct {
+	"github.com/ceph/go-ceph/rados"
+)
+
+// watch serves the notifies of one watched object on a goroutine of its
+// own: answer gives each one's acknowledgement. It also drains the
+// watch's errors: go-ceph's error callback blocks until someone reads
+// them, and a watch whose object was deleted reports one (the first
+// version read only the events; a device deleted while watched hung its
+// Stop for good).
+type watch struct {
 	w    *rados.Watcher
 	stop chan struct{}
 	done chan struct{}
+	once sync.Once // Stop's work, once however often it is called
+	err  error     // the unwatch's, from the first Stop
 }
 
-func newWatchLoop(w *rados.Watcher) watchLoop {
-	return watchLoop{w: w, stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-// serve acknowledges each notify with reply's answer.
-func (l watchLoop) serve(reply func(ev rados.NotifyEvent) string) {
-	defer close(l.done)
-	for {
-		select {
-		case ev, ok := <-l.w.Events():
-			if !ok {
-				return
-			}
-			_ = ev.Ack([]byte(reply(ev)))
-		case _, ok := <-l.w.Errors():
-			if !ok {
-				return
-			}
-		case <-l.stop:
-			return
-		}
-	}
-}
-
-// Stop ends the watch and waits for the answer in progress, if any.
-func (l watchLoop) Stop() error {
-	err := l.w.Delete()
-	close(l.stop)
-	<-l.done
+func (c *Conn) watchObject(oid string, timeout time.Duration, answer func(ev rados.NotifyEvent) string) (*watch, error) {
+	w, err := c.io.WatchWithTimeout(oid, timeout)
 	if err != nil {
-		go func() {
-			for {
-				select {
-				case <-l.w.Events():
-				case <-l.w.Errors():
-				}
-			}
-		}()
+		return nil, c.wrap("watch "+oid, err)
 	}
-	return err
+	wt := &watch{w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(wt.done)
+		events, errs := w.Events(), w.Errors()
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				_ = ev.Ack([]byte(answer(ev)))
+			case _, ok := <-errs:
+				// The watch is broken (its object deleted, the
+				// connection lost): notifies no longer reach it. A
+				// requester then finds no watch of this host's.
+				if !ok {
+					return
+				}
+			case <-wt.stop:
+				return
+			}
+		}
+	}()
+	return wt, nil
+}
+
+// Stop ends the watch; an error of its unwatch (its object gone) is
+// returned, but the goroutine ends whatever.
+func (wt *watch) Stop() error {
+	wt.once.Do(func() {
+		wt.err = wt.w.Delete()
+		close(wt.stop)
+		<-wt.done
+	})
+	return wt.err
 }
