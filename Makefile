@@ -79,7 +79,7 @@ rados-hosts:
 	tests/ceph/partition
 
 # Real /dev/ublkbN devices in the test VM served from a store in a Ceph
-# pool (root, about 4 minutes): a one-node cluster in a network namespace
+# pool (root, 4 to 5 minutes here): a one-node cluster in a network namespace
 # of its own, which the VM reaches on a tap device (tests/ceph/vm, guest
 # scenario rados_devices: fio verify, a daemon restart read back bit for
 # bit, ext4, fsck and scrub through the daemon, this host's list of the

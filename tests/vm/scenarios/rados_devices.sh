@@ -84,8 +84,9 @@ wait "$LPID" || fail "local daemon exited with $? after SIGTERM: $(tail -n 20 "$
 phase "fio verify"
 # fio verify on the pool device: 4 KiB random writes at QD32 with crc32c
 # on 2 queues, then a verify-only pass.
+# (from 4 MiB on: the hand-over below has this host's peer write the first MiB)
 job=(--name=v --filename="$pdev" --ioengine=io_uring --direct=1 --rw=randwrite --bs=4k
-	--iodepth=32 --size=32M --verify=crc32c --verify_fatal=1 --eta=never)
+	--iodepth=32 --offset=4M --size=32M --verify=crc32c --verify_fatal=1 --eta=never)
 run fio "${job[@]}" --output=/dev/null
 run fio "${job[@]}" --verify_only --output=/dev/null
 before=$(sha_of "$pdev")
@@ -108,6 +109,36 @@ after=$(sha_of "$pdev")
 log "sha256 of vm1 after the restart:  $after"
 [ "$before" = "$after" ] || fail "vm1 reads back different bytes after the restart: $before != $after"
 run fio "${job[@]}" --verify_only --output=/dev/null
+
+# Hand-over (tests/ceph/vm sets BHVM_CEPH_HANDOVER): at the line below, a
+# daemon on the host (host "hostside") imports 1 MiB into vm1 while this
+# daemon serves it: its first write asks this host to hand vm1 over
+# (flush, let go), and it lets go when done. Meanwhile vm1 here is
+# passive: reads come from the pool's copy, so the host's bytes show;
+# the next write here takes vm1 back, with everything both hosts wrote.
+if [ -n "${BHVM_CEPH_HANDOVER:-}" ]; then
+	phase "hand-over to the host and back"
+	yes HANDOVER-FROM-HOST | head -c 1048576 >"$BHVM_WORK/host.img"
+	want=$(sha_of "$BHVM_WORK/host.img")
+	holder() { pool_row vm1 | awk '{print $(NF - 2)}'; }
+	first_mib() { dd if="$pdev" bs=1M count=1 iflag=direct status=none | sha256sum | cut -d' ' -f1; }
+	_host_done() { [ "$(first_mib)" = "$want" ] && [ "$(holder)" = - ]; }
+	echo "BHVM HANDOVER READY"
+	# (a deadline of its own: one poll, a librados client, takes a second)
+	deadline=$((SECONDS + 240))
+	until _host_done; do
+		[ $SECONDS -lt $deadline ] || fail "the host's write to vm1 did not show here within 240s, or vm1 stayed held (holder: $(holder))"
+		sleep 0.5
+	done
+	log "the host's 1 MiB reads back here; vm1 is held by no host"
+	t=$(ms)
+	run dd if=/dev/urandom of="$pdev" bs=4k count=1 seek=512 oflag=direct status=none
+	metric takeback_write_ms $(($(ms) - t))
+	[ "$(holder)" = vmhost ] || fail "vm1 not held by vmhost after a write here: $(holder)"
+	[ "$(first_mib)" = "$want" ] || fail "the host's 1 MiB changed when this host took vm1 back"
+	run fio "${job[@]}" --verify_only --output=/dev/null
+	log "sha256 of vm1 at the end: $(sha_of "$pdev")"
+fi
 
 phase "ext4"
 # A file system on a second pool device: made, filled, checked, and the
