@@ -7,7 +7,7 @@ RUNDIR  := $(CACHE)/run
 VM_DISKS ?=
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build build-rados unit test vmtest hosts soak bench bench-replica fuzz fuzz-long run demo clean vet rados rados-bench rados-hosts
+.PHONY: all build build-rados unit test vmtest hosts soak bench bench-replica fuzz fuzz-long run demo clean vet rados rados-bench rados-hosts rados-vm
 
 all: build
 
@@ -45,7 +45,7 @@ vmtest:
 hosts:
 	tests/hosts/run
 
-test: unit hosts vmtest rados rados-hosts
+test: unit hosts vmtest rados rados-hosts rados-vm
 
 # The shared RADOS store (package rados, build tag rados, cgo against
 # librados): installs the Ceph packages if missing (root, apt-get), starts a
@@ -81,6 +81,16 @@ rados-hosts:
 	tests/ceph/install
 	tests/ceph/partition
 	tests/ceph/hosts
+
+# Real /dev/ublkbN devices in the test VM served from a store in a Ceph
+# pool (root, 4 to 5 minutes here): a one-node cluster in a network namespace
+# of its own, which the VM reaches on a tap device (tests/ceph/vm, guest
+# scenario rados_devices: fio verify, a daemon restart read back bit for
+# bit, ext4, fsck and scrub through the daemon, this host's list of the
+# pool while the guest serves; fio figures against a local store).
+rados-vm:
+	tests/ceph/install
+	tests/ceph/vm
 
 # The RADOS primitives' figures on the one-node cluster (reported, never
 # asserted): pack writes MB/s, index inserts keys/s, lease hand-over, fence.

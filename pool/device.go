@@ -439,27 +439,39 @@ func (d *Device) write(m *devMap, p []byte, off int64) error {
 	first := uint64(off) / BlockSize
 	last := (uint64(off) + uint64(len(p)) - 1) / BlockSize
 	n := int(last - first + 1)
-	data := make([]byte, n*BlockSize)
-	// partial first and last blocks: read what is there
-	if off%BlockSize != 0 {
-		if err := d.readHeld(m, data[:BlockSize], first); err != nil {
+	for {
+		data := make([]byte, n*BlockSize)
+		// partial first and last blocks: read what is there, and store
+		// the merge only if they still hold it (setIf)
+		var edges []edge
+		if off%BlockSize != 0 {
+			k, err := d.readEdge(m, data[:BlockSize], first)
+			if err != nil {
+				return err
+			}
+			edges = append(edges, edge{first, k})
+		}
+		if end := uint64(off) + uint64(len(p)); end%BlockSize != 0 && (n > 1 || off%BlockSize == 0) {
+			k, err := d.readEdge(m, data[(n-1)*BlockSize:], last)
+			if err != nil {
+				return err
+			}
+			edges = append(edges, edge{last, k})
+		}
+		copy(data[uint64(off)-first*BlockSize:], p)
+		if err := d.p.store(m, first, data, edges); !errors.Is(err, errRaced) {
 			return err
 		}
 	}
-	if end := uint64(off) + uint64(len(p)); end%BlockSize != 0 && (n > 1 || off%BlockSize == 0) {
-		if err := d.readHeld(m, data[(n-1)*BlockSize:], last); err != nil {
-			return err
-		}
-	}
-	copy(data[uint64(off)-first*BlockSize:], p)
-	return d.p.store(m, first, data)
 }
 
 // store maps data's blocks (whole blocks from block first on) into m:
 // zero blocks unmapped, duplicates of a content this host holds
 // referenced, the rest written to this host's packs and queued for the
-// index.
-func (p *Pool) store(m *devMap, first uint64, data []byte) error {
+// index. The blocks are mapped all at once, and only if each edge block
+// still holds the content the write read (else errRaced, nothing mapped:
+// what went to the packs is garbage).
+func (p *Pool) store(m *devMap, first uint64, data []byte, edges []edge) error {
 	n := len(data) / BlockSize
 	entries := make([]Entry, n)
 	keys := make([][KeySize]byte, n)
@@ -518,8 +530,17 @@ func (p *Pool) store(m *devMap, first uint64, data []byte) error {
 				}
 			}
 		}
-		for i := range n {
-			m.set(first+uint64(i), entries[i])
+		if !m.setIf(first, entries, edges) {
+			var held []rados.Loc
+			for _, e := range entries {
+				if e.Loc != 0 {
+					held = append(held, rados.Loc(e.Loc))
+				}
+			}
+			if err := p.refs.Drop(held...); err != nil {
+				return err
+			}
+			return errRaced
 		}
 		// Queued last: a merge running meanwhile (the merge loop's)
 		// must find the new locations referenced (it drops the others
@@ -578,10 +599,11 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	return len(p), nil
 }
 
-// readHeld reads one block into p (a held device's own read, for a
-// partial write).
-func (d *Device) readHeld(m *devMap, p []byte, b uint64) error {
-	return d.p.readEntries([]Entry{m.get(b)}, b, p)
+// readEdge reads block b into p (a held device's own read, for a
+// partial write) and returns the content key it read.
+func (d *Device) readEdge(m *devMap, p []byte, b uint64) ([KeySize]byte, error) {
+	e := m.get(b)
+	return e.Key, d.p.readEntries([]Entry{e}, b, p)
 }
 
 // poolEntries reads n entries from block first on from the pool's copy.

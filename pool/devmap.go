@@ -55,14 +55,8 @@ func (m *devMap) get(b uint64) Entry {
 	return m.cur[b]
 }
 
-// set maps block b to e (e.Loc 0: a zero block). e's reference was
-// counted by the caller.
-func (m *devMap) set(b uint64, e Entry) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.setLocked(b, e)
-}
-
+// setLocked maps block b to e (e.Loc 0: a zero block). e's reference
+// was counted by the caller.
 func (m *devMap) setLocked(b uint64, e Entry) {
 	prev := m.cur[b].Loc
 	if _, ok := m.dirty[b]; ok {
@@ -77,6 +71,35 @@ func (m *devMap) setLocked(b uint64, e Entry) {
 	} else {
 		m.cur[b] = e
 	}
+}
+
+// edge is a block a write reads before it changes part of it (a
+// partial first or last block): the content key the block had then.
+type edge struct {
+	b   uint64
+	key [KeySize]byte
+}
+
+// setIf maps blocks first, first+1, ... to es (setLocked) if every
+// edge block still holds the content it held when the write read it,
+// all under one lock; otherwise it changes nothing and returns false (a
+// concurrent write changed the block: the caller reads and merges
+// again). Two writes to different sectors of one block (a file system
+// of 1 KiB blocks) would otherwise each store the block as it read it,
+// and the later one would undo the other's sectors. es's references
+// were counted by the caller, who drops them on false.
+func (m *devMap) setIf(first uint64, es []Entry, edges []edge) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, x := range edges {
+		if m.cur[x.b].Key != x.key {
+			return false
+		}
+	}
+	for i, e := range es {
+		m.setLocked(first+uint64(i), e)
+	}
+	return true
 }
 
 // remap re-points entries along moved (old -> new location); the

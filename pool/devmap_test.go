@@ -109,7 +109,7 @@ func (h *mapHarness) flying() bool { return len(h.jobs) > 0 }
 func (h *mapHarness) set(b uint64, e Entry) {
 	h.step("set %d -> %#x", b, e.Loc)
 	h.refs.add(e.Loc)
-	h.m.set(b, e)
+	h.m.setIf(b, []Entry{e}, nil)
 	if e.Loc == 0 {
 		delete(h.cur, b)
 	} else {

@@ -27,4 +27,9 @@ var (
 	errEmptyHeader = errors.New("pool: device header is empty (deleted device)")
 	// ErrCorrupt is the project's one corruption kind.
 	ErrCorrupt = corrupt.ErrCorrupt
+
+	// errRaced means a block a write read to change part of it was
+	// written meanwhile: the write reads and merges again (never
+	// returned to a caller).
+	errRaced = errors.New("pool: block written while a partial write merged it")
 )
