@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -13,7 +14,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS] [--host NAME] [--gc-every DURATION]",
+	register(&command{name: "serve", usage: "[--socket PATH] [--stop-devices-on-exit] [--no-devices] [--metrics-addr ADDR] | --rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS] [--host NAME] [--gc-every DURATION] [--watch-timeout DURATION]",
 		summary: "run the daemon in the foreground: serve the store's devices as /dev/ublkbN (SIGTERM keeps them for the next serve)",
 		help: "Run the daemon in the foreground (root only): take over or serve again the devices it served before, " +
 			"listen on the control socket for add, del, list, stats and the other commands, and serve each device's " +
@@ -48,6 +49,7 @@ func runServe(e *env, args []string) error {
 	rf := addRadosFlags(fs)
 	host := fs.String("host", "", "with --rados: this host's `NAME` in the pool (default: the machine's host name)")
 	gcEvery := fs.Duration("gc-every", 0, "with --rados: collect the pool's garbage every `DURATION`, led by this host (default: only by blockhash gc)")
+	watchTimeout := fs.Duration("watch-timeout", 5*time.Second, "with --rados: a host silent this long is taken for dead by the others (fenced before they take its devices); every host of a pool should give the same")
 	if _, err := parseArgs(fs, args, 0); err != nil {
 		return err
 	}
@@ -55,7 +57,10 @@ func runServe(e *env, args []string) error {
 		if *metricsAddr != "" || *stopDevs {
 			return usagef("--metrics-addr and --stop-devices-on-exit are for a local store (a pool daemon always stops its devices)")
 		}
-		return poolServe(e, rf, poolServeOptions{host: *host, noDevices: *noDevs, gcEvery: *gcEvery, maxLive: 0.5})
+		if *watchTimeout < time.Second {
+			return usagef("--watch-timeout must be 1s or more")
+		}
+		return poolServe(e, rf, poolServeOptions{host: *host, noDevices: *noDevs, gcEvery: *gcEvery, maxLive: 0.5, watchTimeout: *watchTimeout})
 	}
 	log := e.log
 	if log.GetLevel() > zerolog.InfoLevel {

@@ -252,6 +252,14 @@ func (e *env) importViaDaemon(c daemon.Client, name, what string, size int64, sp
 	if rerr != nil || len(fin.Devices) != 1 {
 		return errors.Join(rerr, errors.New("daemon: import: no figures in the answer"))
 	}
+	if fin.Devices[0].Host != "" {
+		// a daemon on a RADOS pool: no per-device block counts (stats
+		// has the pool's)
+		el := time.Since(start)
+		fmt.Fprintf(e.stdout, "imported %s into %s in %.1fs (%.0f MiB/s) on host %s\n",
+			human(fin.Size), name, el.Seconds(), float64(fin.Size)/el.Seconds()/(1<<20), fin.Devices[0].Host)
+		return nil
+	}
 	ds := fin.Devices[0].Stats
 	printImported(e, name, fin.Size, time.Since(start), ds.DataBlocks, ds.ZeroBlocks)
 	return nil

@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--if-missing] [--recover-superblock] | --rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS] [--index-shards N]",
+	register(&command{name: "init", usage: "[--hash sha256|sha1] [--verify] [--extent-size SIZE] [--if-missing] [--recover-superblock] | --rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS] [--index-shards N]",
 		summary: "create an empty store (sha1 implies --verify), or rebuild a lost superblock", run: runInit})
 }
 

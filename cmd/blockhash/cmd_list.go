@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "list", usage: "[--json] [--rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS]]", summary: "list the store's devices, snapshots and clones, and how each is served", run: runList})
+	register(&command{name: "list", usage: "[--json] [--rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS]]", summary: "list the store's devices, snapshots and clones, and how each is served", run: runList})
 }
 
 func runList(e *env, args []string) error {

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "scrub", usage: "[--rate MB/s] [--json] [--rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS]]", summary: "verify every stored block (through the daemon when it runs), mark and list damaged ones", run: runScrub})
+	register(&command{name: "scrub", usage: "[--rate MB/s] [--json] [--rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS]]", summary: "verify every stored block (through the daemon when it runs), mark and list damaged ones", run: runScrub})
 }
 
 func runScrub(e *env, args []string) error {

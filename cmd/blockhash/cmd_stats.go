@@ -10,8 +10,8 @@ import (
 )
 
 func init() {
-	register(&command{name: "stats", usage: "[NAME] [--json] [--rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS]]", summary: "space used and saved, per device and store-wide", run: runStats})
-	register(&command{name: "fsck", usage: "[--repair] [--json] [--rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS]]", summary: "check reference counts, the index and every block's digest", run: runFsck})
+	register(&command{name: "stats", usage: "[NAME] [--json] [--rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS]]", summary: "space used and saved, per device and store-wide", run: runStats})
+	register(&command{name: "fsck", usage: "[--repair] [--json] [--rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS]]", summary: "check reference counts, the index and every block's digest", run: runFsck})
 }
 
 // statsJSON is the JSON form of `blockhash stats`.

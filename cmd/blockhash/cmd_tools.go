@@ -14,7 +14,7 @@ import (
 func init() {
 	register(&command{name: "analyze", usage: "[--json] IMAGE...", summary: "dedup potential of images, without storing them", run: runAnalyze})
 	register(&command{name: "sample", usage: "[--size SIZE] [--member N] [--zero FRACTION] FILE", summary: "write a synthetic VM image (members of one family share most blocks)", run: runSample})
-	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--index-blocks N] [--device-time DURATION] [--device-size SIZE] [--rados POOL [--ceph-conf FILE] [--ceph-id ID] [--rados-namespace NS]]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
+	register(&command{name: "bench", usage: "[--json] [--dir DIR] [--size SIZE] [--read-time DURATION] [--index-blocks N] [--device-time DURATION] [--device-size SIZE] [--rados POOL [--ceph-conf FILE] [--id ID] [--rados-namespace NS]]", summary: "measure ingest, reads, index RAM and the device path on this machine", run: runBench})
 }
 
 func runAnalyze(e *env, args []string) error {

@@ -74,7 +74,9 @@ func poolServe(e *env, rf *radosFlags, o poolServeOptions) error {
 	if o.noDevices {
 		exp = daemon.NoDevices{}
 	}
-	d, err := daemon.OpenPool(daemon.PoolOptions{Pool: pool.Options{Config: rf.config(), Host: o.host},
+	cfg := rf.config()
+	cfg.WatchTimeout = o.watchTimeout
+	d, err := daemon.OpenPool(daemon.PoolOptions{Pool: pool.Options{Config: cfg, Host: o.host},
 		Socket: e.socket, Exporter: exp, Logger: log, GCEvery: o.gcEvery, MaxLive: o.maxLive})
 	if err != nil {
 		return err

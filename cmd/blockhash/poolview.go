@@ -22,7 +22,7 @@ func addRadosFlags(fs *flag.FlagSet) *radosFlags {
 	return &radosFlags{
 		pool: fs.String("rados", "", "the store is in RADOS `POOL` (a Ceph cluster shared by hosts) instead of a directory"),
 		conf: fs.String("ceph-conf", "", "the cluster's ceph.conf `FILE` (default: librados' search: $CEPH_CONF, /etc/ceph/ceph.conf)"),
-		id:   fs.String("ceph-id", "", "Ceph client `ID` to connect as (default admin)"),
+		id:   fs.String("id", "", "with --rados: Ceph client `ID` to connect as, as in client.ID (default admin)"),
 		ns:   fs.String("rados-namespace", "", "RADOS `NAMESPACE` of the store in the pool (default: the pool's default namespace)"),
 	}
 }
@@ -127,4 +127,7 @@ type poolServeOptions struct {
 	noDevices bool
 	gcEvery   time.Duration
 	maxLive   float64
+	// watchTimeout: how long other hosts wait for this one's watch
+	// before they take it for dead.
+	watchTimeout time.Duration
 }
