@@ -63,7 +63,7 @@ func DecodeMeta(b []byte) (m Meta, ok bool) {
 	if len(b) < MetaSize {
 		return Meta{}, false
 	}
-	if isZeroBytes(b[:MetaSize]) {
+	if IsZero(b[:MetaSize]) {
 		return Meta{}, true
 	}
 	if crc32.Checksum(b[:44], castagnoli) != binary.LittleEndian.Uint32(b[44:]) {
@@ -75,7 +75,8 @@ func DecodeMeta(b []byte) (m Meta, ok bool) {
 	return m, true
 }
 
-func isZeroBytes(b []byte) bool {
+// IsZero reports whether b holds only zero bytes.
+func IsZero(b []byte) bool {
 	for len(b) >= 8 {
 		if binary.LittleEndian.Uint64(b) != 0 {
 			return false

@@ -236,16 +236,8 @@ func (d *Daemon) Add(r Request) (DeviceInfo, error) {
 	}
 	s := servedDevice{Name: r.Name, ID: r.ID, Queues: r.Queues, Depth: r.Depth, LBS: r.LBS,
 		ReadOnly: r.ReadOnly || isSnapshot(r.Name)}
-	if s.Queues == 0 {
-		s.Queues = 1
-	}
-	if s.Depth == 0 {
-		s.Depth = 128
-	}
-	if s.LBS == 0 {
-		s.LBS = 512
-	}
-	if err := s.check(); err != nil {
+	s, err := s.defaulted()
+	if err != nil {
 		return DeviceInfo{}, err
 	}
 	d.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -124,10 +123,8 @@ func (d *PoolDaemon) Serve(ctx context.Context) error {
 
 func (d *PoolDaemon) handle(c net.Conn) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var r Request
-	if err := json.NewDecoder(io.LimitReader(c, 1<<16)).Decode(&r); err != nil {
-		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
+	r, ok := readRequest(c)
+	if !ok {
 		return
 	}
 	switch r.Op {
@@ -193,16 +190,8 @@ func (d *PoolDaemon) do(r Request) Response {
 // if another does, its first write here takes it (a hand-over).
 func (d *PoolDaemon) Add(r Request) (DeviceInfo, error) {
 	s := servedDevice{Name: r.Name, ID: r.ID, Queues: r.Queues, Depth: r.Depth, LBS: r.LBS, ReadOnly: r.ReadOnly}
-	if s.Queues == 0 {
-		s.Queues = 1
-	}
-	if s.Depth == 0 {
-		s.Depth = 128
-	}
-	if s.LBS == 0 {
-		s.LBS = 512
-	}
-	if err := s.check(); err != nil {
+	s, err := s.defaulted()
+	if err != nil {
 		return DeviceInfo{}, err
 	}
 	if isSnapshot(r.Name) || r.Domain != "" {

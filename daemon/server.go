@@ -104,10 +104,8 @@ func (s *server) close() {
 
 func (d *Daemon) handle(c net.Conn) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var r Request
-	if err := json.NewDecoder(io.LimitReader(c, 1<<16)).Decode(&r); err != nil {
-		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
+	r, ok := readRequest(c)
+	if !ok {
 		return
 	}
 	if r.Op == "send" || r.Op == "receive" {
@@ -191,4 +189,15 @@ func (d *Daemon) do(r Request) Response {
 		ev.Msg("request done")
 	}
 	return resp
+}
+
+// readRequest reads one request from c (10 s, 64 KiB at most); a
+// malformed one is answered with ErrInvalid and ok is false.
+func readRequest(c net.Conn) (r Request, ok bool) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewDecoder(io.LimitReader(c, 1<<16)).Decode(&r); err != nil {
+		json.NewEncoder(c).Encode(Response{Error: fmt.Sprintf("%v: %v", ErrInvalid, err)})
+		return r, false
+	}
+	return r, true
 }

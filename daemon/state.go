@@ -72,6 +72,21 @@ func decodeState(b []byte) ([]servedDevice, error) {
 const maxDeviceID = 1 << 20
 
 // check reports settings out of range (ID -1 asks for any free id).
+// defaulted fills what an add left unset (one queue, depth 128, 512-byte
+// logical blocks) and checks the result.
+func (d servedDevice) defaulted() (servedDevice, error) {
+	if d.Queues == 0 {
+		d.Queues = 1
+	}
+	if d.Depth == 0 {
+		d.Depth = 128
+	}
+	if d.LBS == 0 {
+		d.LBS = 512
+	}
+	return d, d.check()
+}
+
 func (d servedDevice) check() error {
 	if err := validVolumeName(d.Name); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"blockhash/blockstore"
 	"blockhash/rados"
 )
 
@@ -361,7 +362,7 @@ func TestFencedHostWritesRefused(t *testing.T) {
 					t.Errorf("flush of the fenced host: %v, want ErrLost or ErrFenced", ferr)
 				}
 			}
-			if got := readAll(t, d3); !bytes.Equal(got[:len(want)], want) || !isZero(got[len(want):]) {
+			if got := readAll(t, d3); !bytes.Equal(got[:len(want)], want) || !blockstore.IsZero(got[len(want):]) {
 				t.Fatal("the device changed after its holder was fenced")
 			}
 			rep, err := nw.Check()

@@ -11,7 +11,9 @@ import (
 	"hash/crc32"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"blockhash/blockstore"
 	"blockhash/rados"
 )
 
@@ -275,7 +277,7 @@ func (d *Device) takeLocked(onlyIfFree bool) (string, error) {
 // and retrying while it watches without answering (up to TakeTimeout).
 func (d *Device) takeLease() (string, error) {
 	p := d.p
-	deadline := nowPlus(p.o.TakeTimeout)
+	deadline := time.Now().Add(p.o.TakeTimeout)
 	for {
 		hs, _ := d.lease.Holders()
 		how, err := d.lease.Take(p.o.HandoverTimeout)
@@ -286,10 +288,10 @@ func (d *Device) takeLease() (string, error) {
 			}
 			return how, nil
 		}
-		if !errors.Is(err, rados.ErrLeaseHeld) && !errors.Is(err, rados.ErrNotAnswering) || pastDeadline(deadline) {
+		if !errors.Is(err, rados.ErrLeaseHeld) && !errors.Is(err, rados.ErrNotAnswering) || time.Now().After(deadline) {
 			return "", fmt.Errorf("%w: %s: %w", ErrHeld, d.hdr.Name, err)
 		}
-		sleepBrief()
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -394,21 +396,6 @@ func blockKey(b []byte) (k [KeySize]byte) {
 	return k
 }
 
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // WriteAt writes p at off (any alignment: partial blocks are read,
 // merged and written whole). It takes the lease if this host does not
 // hold it. Durable at the next Flush.
@@ -478,7 +465,7 @@ func (p *Pool) store(m *devMap, first uint64, data []byte, edges []edge) error {
 	zero := make([]bool, n)
 	for i := range n {
 		b := data[i*BlockSize : (i+1)*BlockSize]
-		if zero[i] = isZero(b); !zero[i] {
+		if zero[i] = blockstore.IsZero(b); !zero[i] {
 			keys[i] = blockKey(b)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"blockhash/blockstore"
 )
 
 // seqBlock is the content of write seq to block b: it names both (first
@@ -30,7 +32,7 @@ func seqBlock(seq, b uint64) []byte {
 // parseSeqBlock reads a block written by seqBlock: its write and block;
 // zero: a zero block.
 func parseSeqBlock(p []byte) (seq, b uint64, zero bool, err error) {
-	if isZero(p) {
+	if blockstore.IsZero(p) {
 		return 0, 0, true, nil
 	}
 	seq, b = binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
